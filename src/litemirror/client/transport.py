@@ -1,0 +1,285 @@
+"""Blocking frame transport to one member, and finding the member to talk to.
+
+Theory of operation
+-------------------
+:class:`Transport` is a socket plus a sans-IO :class:`FrameDecoder`: ``send``
+writes one frame, ``recv`` reads until the decoder yields one message. Any
+socket error, timeout or EOF becomes :class:`ConnectionLostError` naming the
+member, and the transport is closed: after a broken frame or a missed answer
+the stream position cannot be trusted, so it is never reused.
+
+:func:`dial` opens a session: it walks the host list in order, says ``Hello``
+and reads the answer. A member that is not primary answers
+``Error(NotPrimaryError, primary=addr)``; the address it names is tried next.
+One pass that finds nobody is repeated with a growing pause until the connect
+timeout is spent (a failover takes about two seconds, so a driver that keeps
+trying for five survives one), then :class:`UnavailableError` lists what each
+host said. A read-only connection accepts any member, but with
+``target=primary`` it keeps looking for the primary first.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+
+from litemirror import errors
+from litemirror.protocol import messages as m
+from litemirror.protocol.framing import FrameDecoder, encode
+
+from .url import ConnectInfo, format_address, parse_address
+
+_RECV_SIZE = 256 * 1024
+_FIRST_PAUSE = 0.05
+_MAX_PAUSE = 0.5
+#: A member may redirect us to another; more hops than this means a loop.
+_MAX_REDIRECTS = 3
+
+
+class Transport:
+    """One TCP (optionally TLS) connection to a member, carrying frames."""
+
+    def __init__(self, sock: socket.socket, address: str) -> None:
+        self._sock: socket.socket | None = sock
+        self.address = address
+        self._decoder: FrameDecoder[m.ServerMessage] = FrameDecoder(m.ServerMessage)
+
+    @classmethod
+    def connect(
+        cls,
+        host: str,
+        port: int,
+        timeout: float,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> Transport:
+        address = format_address(host, port)
+        try:
+            sock = socket.create_connection((host, port), timeout=timeout)
+        except OSError as exc:
+            raise errors.ConnectionLostError(
+                f"cannot connect to member {address}: {exc}; check that it runs and is reachable"
+            ) from exc
+        try:
+            # Requests are small and latency-bound: do not let Nagle hold them back.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if ssl_context is not None:
+                sock = ssl_context.wrap_socket(sock, server_hostname=host)
+        except OSError as exc:
+            sock.close()
+            raise errors.ConnectionLostError(
+                f"cannot set up the connection to member {address}: {exc}"
+            ) from exc
+        return cls(sock, address)
+
+    @property
+    def closed(self) -> bool:
+        return self._sock is None
+
+    def settimeout(self, timeout: float | None) -> None:
+        if self._sock is not None:
+            self._sock.settimeout(timeout)
+
+    def send(self, message: m.ClientMessage) -> None:
+        sock = self._live()
+        try:
+            sock.sendall(encode(message))
+        except OSError as exc:
+            self.close()
+            raise errors.ConnectionLostError(
+                f"connection to member {self.address} broke while sending: {exc}"
+            ) from exc
+
+    def recv(self) -> m.ServerMessage:
+        sock = self._live()
+        while True:
+            try:
+                message = self._decoder.next_message()
+            except errors.ProtocolError:
+                self.close()
+                raise
+            if message is not None:
+                return message
+            try:
+                data = sock.recv(_RECV_SIZE)
+            except TimeoutError as exc:
+                self.close()
+                raise errors.ConnectionLostError(
+                    f"member {self.address} did not answer within {sock.gettimeout()} s; "
+                    "the connection was closed (raise timeout= in the URL for long statements)"
+                ) from exc
+            except OSError as exc:
+                self.close()
+                raise errors.ConnectionLostError(
+                    f"connection to member {self.address} broke: {exc}"
+                ) from exc
+            if not data:
+                self.close()
+                raise errors.ConnectionLostError(f"member {self.address} closed the connection")
+            try:
+                self._decoder.feed(data)
+            except errors.ProtocolError:
+                self.close()
+                raise
+
+    def close(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def _live(self) -> socket.socket:
+        if self._sock is None:
+            raise errors.ConnectionLostError(f"connection to member {self.address} is closed")
+        return self._sock
+
+
+@dataclass(frozen=True)
+class Session:
+    """An open transport and what the member said about itself."""
+
+    transport: Transport
+    welcome: m.Welcome
+
+
+def dial(
+    info: ConnectInfo,
+    *,
+    hint: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+) -> Session:
+    """Find a member that serves ``info`` (the primary unless read-only) and say Hello.
+
+    ``hint`` is an address believed to be the primary (from a NotPrimaryError);
+    it is tried first.
+    """
+    deadline = time.monotonic() + info.connect_timeout
+    pause = _FIRST_PAUSE
+    said: dict[str, str] = {}
+    while True:
+        session = _one_pass(info, hint, ssl_context, deadline, said)
+        if session is not None:
+            return session
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            report = "; ".join(f"{addr}: {what}" for addr, what in said.items())
+            raise errors.UnavailableError(
+                f"no member could serve database {info.database!r} within "
+                f"{info.connect_timeout} s ({report}); check that the mirror has a primary"
+            )
+        time.sleep(min(pause, remaining))
+        pause = min(pause * 2, _MAX_PAUSE)
+        hint = None
+
+
+def _one_pass(
+    info: ConnectInfo,
+    hint: str | None,
+    ssl_context: ssl.SSLContext | None,
+    deadline: float,
+    said: dict[str, str],
+) -> Session | None:
+    """Try every host once (following redirects); return a session or None."""
+    queue = list(info.hosts)
+    if hint:
+        _push_front(queue, hint)
+    tried: set[tuple[str, int]] = set()
+    fallback: Session | None = None
+    redirects = 0
+    while queue:
+        host, port = queue.pop(0)
+        if (host, port) in tried:
+            continue
+        tried.add((host, port))
+        address = format_address(host, port)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        session, redirect = _hello(
+            info, host, port, min(remaining, info.connect_timeout), ssl_context, said
+        )
+        if redirect is not None and redirects < _MAX_REDIRECTS:
+            redirects += 1
+            _push_front(queue, redirect)
+        if session is None:
+            continue
+        role = session.welcome.role
+        if role == "primary" or info.target == "any":
+            if fallback is not None:
+                fallback.transport.close()
+            return session
+        if info.read_only:
+            # Usable, but keep looking for the primary the URL asked for.
+            if fallback is None:
+                fallback = session
+            else:
+                session.transport.close()
+            continue
+        session.transport.close()
+        said[address] = f"is {role}, not primary"
+        if session.welcome.primary and redirects < _MAX_REDIRECTS:
+            redirects += 1
+            _push_front(queue, session.welcome.primary)
+    return fallback
+
+
+def _push_front(queue: list[tuple[str, int]], address: str) -> None:
+    """Queue an address a member named; ignore one we cannot parse (the list still works)."""
+    try:
+        queue.insert(0, parse_address(address))
+    except errors.InterfaceError:
+        pass
+
+
+def _hello(
+    info: ConnectInfo,
+    host: str,
+    port: int,
+    timeout: float,
+    ssl_context: ssl.SSLContext | None,
+    said: dict[str, str],
+) -> tuple[Session | None, str | None]:
+    """Say Hello to one member: (session or None, address it redirected us to)."""
+    address = format_address(host, port)
+    try:
+        transport = Transport.connect(host, port, timeout, ssl_context)
+    except errors.ConnectionLostError as exc:
+        said[address] = str(exc.__cause__ or exc)
+        return None, None
+    hello = m.Hello(
+        version=m.PROTOCOL_VERSION,
+        database=info.database,
+        read_only=info.read_only,
+        user=info.user,
+        password=info.password,
+    )
+    try:
+        transport.settimeout(timeout)
+        transport.send(hello)
+        answer = transport.recv()
+    except (errors.ConnectionLostError, errors.ProtocolError) as exc:
+        transport.close()
+        said[address] = str(exc)
+        return None, None
+    if isinstance(answer, m.Welcome):
+        transport.settimeout(info.timeout)
+        return Session(transport, answer), None
+    transport.close()
+    if isinstance(answer, m.Error):
+        if answer.kind in ("NotPrimaryError", "UnavailableError") or answer.retryable:
+            said[address] = f"{answer.kind}: {answer.message}"
+            return None, answer.primary
+        # Wrong database, bad credentials, unsupported version: asking again
+        # or asking another member will not help, so say it now.
+        cls = errors.BY_NAME.get(answer.kind, errors.DatabaseError)
+        raise cls(
+            f"member {address} refused the connection: {answer.message}",
+            sqlite_code=answer.sqlite_code,
+            primary=answer.primary,
+            retryable=answer.retryable,
+        )
+    said[address] = f"answered Hello with an unexpected {type(answer).__name__}"
+    return None, None
