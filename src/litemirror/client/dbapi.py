@@ -17,9 +17,12 @@ statement that is exactly BEGIN / COMMIT / END / ROLLBACK becomes a
 When the member goes away the transport is dropped and the next call dials
 again (this is how a client survives failover). What the caller sees depends
 on what was in flight: inside a transaction, :class:`TransactionAbortedError`
-(the transaction is gone; run it again); for a one-shot autocommit request,
+(the transaction is gone; run it again); for a request sent outside a
+transaction (an autocommit statement, a script, or the statement that opens a
+transaction, none of which can have left anything half done),
 :class:`ConnectionLostError`, or with ``retry=N`` in the URL a quiet reconnect
-and resend, up to N times.
+and resend, up to N times. A COMMIT whose answer was lost is reported with
+``retryable=False``: it may have been applied.
 """
 
 from __future__ import annotations
@@ -206,13 +209,11 @@ class Connection:
         if transport is not None:
             transport.close()
 
-    def _request(
-        self, build: Callable[[int], m.ClientMessage], *, one_shot: bool = False
-    ) -> m.Result | m.Ok:
+    def _request(self, build: Callable[[int], m.ClientMessage]) -> m.Result | m.Ok:
         """Send one request and return its final answer; see the module docstring."""
         self._check_open()
         with self._lock:
-            retries = self.info.retry if one_shot else 0
+            retries = self.info.retry
             hint: str | None = None
             while True:
                 was_in_transaction = self._in_transaction
@@ -313,8 +314,7 @@ class Cursor:
             return self
         begin = self._implicit_begin(sql)
         result = self._run(
-            lambda rid: m.Execute(rid, sql, params, begin=begin, min_lsn=self._min_lsn()),
-            one_shot=not begin,
+            lambda rid: m.Execute(rid, sql, params, begin=begin, min_lsn=self._min_lsn())
         )
         self._take(result, many=False)
         return self
@@ -329,8 +329,7 @@ class Cursor:
             raise errors.ProgrammingError("executemany() cannot run BEGIN, COMMIT or ROLLBACK")
         begin = self._implicit_begin(sql)
         result = self._run(
-            lambda rid: m.Execute(rid, sql, None, many=many, begin=begin, min_lsn=self._min_lsn()),
-            one_shot=not begin,
+            lambda rid: m.Execute(rid, sql, None, many=many, begin=begin, min_lsn=self._min_lsn())
         )
         self._take(result, many=True)
         return self
@@ -340,7 +339,7 @@ class Cursor:
         if not isinstance(sql_script, str):
             raise ValueError("script argument must be unicode.")
         self.connection.commit()  # sqlite3 commits a pending transaction first
-        result = self._run(lambda rid: m.Script(rid, sql_script), one_shot=True)
+        result = self._run(lambda rid: m.Script(rid, sql_script))
         self._reset()
         if isinstance(result, m.Result):
             self._take(result, many=False)
@@ -402,9 +401,9 @@ class Cursor:
         conn = self.connection
         return conn.isolation_level is not None and not conn.in_transaction and is_dml(sql)
 
-    def _run(self, build: Callable[[int], m.ClientMessage], *, one_shot: bool) -> m.Result | m.Ok:
+    def _run(self, build: Callable[[int], m.ClientMessage]) -> m.Result | m.Ok:
         self._reset()
-        return self.connection._request(build, one_shot=one_shot)
+        return self.connection._request(build)
 
     def _transaction(self, verb: str) -> None:
         conn = self.connection
@@ -412,7 +411,7 @@ class Cursor:
         if verb == "begin":
             if conn.in_transaction:
                 raise errors.OperationalError("cannot start a transaction within a transaction")
-            conn._request(lambda rid: m.Begin(rid), one_shot=True)
+            conn._request(lambda rid: m.Begin(rid))
         elif not conn.in_transaction:
             action = "commit" if verb == "commit" else "rollback"
             raise errors.OperationalError(f"cannot {action} - no transaction is active")
