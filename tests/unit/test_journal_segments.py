@@ -303,6 +303,24 @@ def test_restart_at_continues_after_a_base_copy(jdir: Path) -> None:
         assert (j.first_lsn, j.last_lsn, j.last_epoch) == (101, 101, 4)
 
 
+def test_read_from_any_lsn_of_a_large_segment_uses_the_index_correctly(jdir: Path) -> None:
+    with Journal.open(jdir, fsync=False) as j:
+        written = fill(j, 1500, size=150)  # ~300 KB in one segment: several index entries
+        written += j.append([new(bytes([i]) * 1000) for i in range(100)])
+        assert len(j._segs[0].index) >= 4
+        probes = [1, 2, 437, 438, 439, 1000, 1499, 1500, 1501, 1550, 1600, 1601]
+        for lsn in probes:
+            assert list(j.read_from(lsn)) == written[lsn - 1 :]
+    with Journal.open(jdir) as j:
+        assert len(j._segs[0].index) >= 4
+        for lsn in probes:
+            assert list(j.read_from(lsn)) == written[lsn - 1 :]
+        j.truncate_after(700)
+        assert list(j.read_from(650)) == written[649:700]
+        more = j.append([new(b"after", epoch=2) for _ in range(3)])
+        assert list(j.read_from(690)) == written[689:700] + more
+
+
 def test_reader_thread_sees_only_complete_records_while_writer_appends(jdir: Path) -> None:
     total = 400
     errors: list[BaseException] = []

@@ -19,12 +19,13 @@ the end of the last segment, and only when no valid record follows it.
 
 from __future__ import annotations
 
+import bisect
 import errno
 import fcntl
 import os
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
@@ -44,6 +45,7 @@ _SEG_HEADER = struct.Struct("<4sHHQQQI4x")
 SEGMENT_HEADER_SIZE = _SEG_HEADER.size  # 40
 _FULL_DISK = frozenset({errno.ENOSPC, errno.EDQUOT})
 fdatasync = getattr(os, "fdatasync", os.fsync)
+INDEX_EVERY = 64 * 1024
 
 
 class End(NamedTuple):
@@ -62,6 +64,25 @@ class Segment:
     base_epoch: int
     end: End
     closed: bool = False
+    #: Sparse (lsn, offset) pairs, one per INDEX_EVERY bytes, so a reader tailing
+    #: the journal starts near its LSN instead of rescanning the segment each call.
+    #: Only appended to (by the writer) except in truncate_after.
+    index: list[tuple[int, int]] = field(default_factory=list)
+
+    def note(self, lsn: int, offset: int) -> None:
+        """Remember where record ``lsn`` starts, if far enough from the last entry."""
+        last = self.index[-1][1] if self.index else SEGMENT_HEADER_SIZE
+        if offset - last >= INDEX_EVERY:
+            self.index.append((lsn, offset))
+
+    def start_offset(self, lsn: int) -> int:
+        """Offset of a record at or before ``lsn``, to start reading from."""
+        at = bisect.bisect_right(self.index, lsn, hi=len(self.index), key=_lsn_of) - 1
+        return self.index[at][1] if at >= 0 else SEGMENT_HEADER_SIZE
+
+
+def _lsn_of(entry: tuple[int, int]) -> int:
+    return entry[0]
 
 
 def segment_name(number: int) -> str:
@@ -170,6 +191,7 @@ def scan_segment(path: Path, previous: Segment | None, is_last: bool) -> tuple[S
                     f"LSN gap: {previous.path.name} ends at LSN {previous.end.last_lsn}, "
                     f"this segment starts at LSN {first_lsn}",
                 )
+        seg = Segment(number, path, first_lsn, base_epoch, End(0, 0, 0), closed=not is_last)
         expect, epoch, good_end, count = first_lsn, base_epoch, SEGMENT_HEADER_SIZE, 0
         for offset, item, next_offset in read_records(f, SEGMENT_HEADER_SIZE, size):
             if isinstance(item, RecordError):
@@ -187,9 +209,9 @@ def scan_segment(path: Path, previous: Segment | None, is_last: bool) -> tuple[S
                 raise corrupt(path, offset, f"LSN gap: expected LSN {expect}, found {item.lsn}")
             if item.epoch < epoch:
                 raise corrupt(path, offset, f"epoch goes back from {epoch} to {item.epoch}")
+            seg.note(item.lsn, offset)
             expect, epoch, good_end, count = expect + 1, item.epoch, next_offset, count + 1
-    seg = Segment(number, path, first_lsn, base_epoch, End(good_end, expect - 1, epoch))
-    seg.closed = not is_last
+    seg.end = End(good_end, expect - 1, epoch)
     return seg, count
 
 

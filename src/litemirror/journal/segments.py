@@ -41,7 +41,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from litemirror.errors import JournalError
+from litemirror.errors import DiskFullError, JournalError
 
 from . import record as rec
 from . import segfile as sf
@@ -62,11 +62,11 @@ class RecoveryReport:
     problem: str | None
 
     def __str__(self) -> str:
-        held = f"LSN {self.first_lsn}..{self.last_lsn}" if self.records else "no records"
-        text = (
-            f"journal recovered: {self.segments} segment(s), {self.records} record(s), "
-            f"{held}, last LSN {self.last_lsn}, epoch {self.last_epoch}"
-        )
+        if self.records:
+            held = f"{self.records} record(s) (LSN {self.first_lsn}..{self.last_lsn})"
+        else:
+            held = f"no records (next LSN {self.last_lsn + 1})"
+        text = f"journal recovered: {self.segments} segment(s), {held}, epoch {self.last_epoch}"
         if self.truncated_bytes:
             text += f"; cut a torn tail of {self.truncated_bytes} bytes ({self.problem})"
         return text
@@ -155,7 +155,9 @@ class Journal:
             if truncated and self._fsync:
                 sf.fdatasync(self._fd)
         except OSError as exc:
-            raise JournalError(f"cannot read journal {self.directory}: {exc}") from exc
+            raise JournalError(
+                f"cannot read journal {self.directory}: {exc}; check the disk and permissions"
+            ) from exc
         self.recovery = RecoveryReport(
             segments=len(self._segs),
             records=records,
@@ -286,6 +288,7 @@ class Journal:
         last = records[-1]
         with self._lock:
             seg.end = sf.End(before + len(data), last.lsn, last.epoch)
+        seg.note(records[0].lsn, before)
 
     def _roll_back(self, seg: sf.Segment, size: int) -> None:
         try:
@@ -310,7 +313,11 @@ class Journal:
     def _roll_over(self) -> None:
         old = self._current
         new = self._create_segment(old.number + 1, old.end.last_lsn + 1, old.end.last_epoch)
-        fd = os.open(new.path, os.O_RDWR)
+        try:
+            fd = os.open(new.path, os.O_RDWR)
+        except OSError as exc:
+            # The empty file stays; recovery accepts it, and the next roll-over replaces it.
+            raise JournalError(f"could not open new journal segment {new.path}: {exc}") from exc
         os.close(self._fd)
         self._fd = fd
         with self._lock:
@@ -403,6 +410,7 @@ class Journal:
         with self._lock:
             seg.end = sf.End(cut, lsn, epoch)
             seg.closed = False
+            seg.index = [entry for entry in seg.index if entry[1] < cut]
         return removed
 
     def restart_at(self, next_lsn: int, *, epoch: int) -> None:
@@ -424,7 +432,10 @@ class Journal:
                     self._segs.pop()
             new = self._create_segment(number, next_lsn, epoch)
             self._fd = os.open(new.path, os.O_RDWR)
-        except (OSError, JournalError) as exc:
+        except (JournalError, DiskFullError):
+            self._state = _State.FAILED
+            raise
+        except OSError as exc:
             self._state = _State.FAILED
             raise JournalError(
                 f"could not restart the journal at LSN {next_lsn} ({exc}); restart the member"
@@ -472,7 +483,8 @@ class Journal:
                 continue
             try:
                 with seg.path.open("rb") as f:
-                    for offset, item, _ in sf.read_records(f, SEGMENT_HEADER_SIZE, end.size):
+                    start = seg.start_offset(lsn)
+                    for offset, item, _ in sf.read_records(f, start, end.size):
                         if isinstance(item, RecordError):
                             raise sf.corrupt(seg.path, offset, str(item))
                         if item.lsn >= lsn:
