@@ -1,0 +1,1 @@
+"""Benchmarks: litemirror against plain SQLite (and, as they land, PostgreSQL)."""

@@ -1,0 +1,142 @@
+"""``litemirror`` — one entry point, one subcommand per job.
+
+Exit codes: 0 success, 1 the job ran and found a problem (e.g. verify
+differences), 2 bad usage or configuration, 3 the mirror could not be
+reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from litemirror import __version__, errors
+from litemirror.config import load
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from litemirror.server.member import run_member
+
+    _setup_logging(args.log_level)
+    cfg = load(args.config)
+    cfg.member(args.member)  # fail early on a wrong name
+    return asyncio.run(run_member(cfg, args.member))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .control import mirror_status
+    from .status import print_status
+
+    status = mirror_status(load(args.config))
+    print_status(status, args.json)
+    return 0 if any(mb.get("role") != "down" for mb in status["members"]) else 3
+
+
+def cmd_shell(args: argparse.Namespace) -> int:
+    from .shell import run_shell
+
+    return run_shell(args.url)
+
+
+def cmd_db_add(args: argparse.Namespace) -> int:
+    from .control import admin
+
+    frm = os.path.abspath(args.from_) if args.from_ else None
+    info = admin(load(args.config), "db_add", {"name": args.name, "from": frm}, member=args.member)
+    print(f"database {info['database']} added at LSN {info['lsn']}")
+    return 0
+
+
+def cmd_journal_switch(args: argparse.Namespace) -> int:
+    from .control import admin
+
+    info = admin(load(args.config), "journal_switch", {}, member=args.member)
+    print(f"journal switched to segment {info['segment']}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(rows=args.rows, keep=args.keep)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="litemirror", description="High-availability mirroring for SQLite."
+    )
+    p.add_argument("--version", action="version", version=f"litemirror {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run a member of the mirror")
+    s.add_argument("--config", required=True)
+    s.add_argument("--member", required=True)
+    s.add_argument("--log-level", default=os.environ.get("LITEMIRROR_LOG_LEVEL", "info"))
+    s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("status", help="show every member of the mirror")
+    s.add_argument("--config", required=True)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_status)
+
+    s = sub.add_parser("shell", help="SQL prompt on a member")
+    s.add_argument("url", help="litemirror://host:port,.../database")
+    s.set_defaults(func=cmd_shell)
+
+    db = sub.add_parser("db", help="database management").add_subparsers(
+        dest="dbcmd", required=True
+    )
+    s = db.add_parser("add", help="add a database to the mirror (optionally from a file)")
+    s.add_argument("name")
+    s.add_argument("--from", dest="from_", metavar="FILE")
+    s.add_argument("--config", required=True)
+    s.add_argument("--member", help="member to send it to (default: the primary)")
+    s.set_defaults(func=cmd_db_add)
+
+    j = sub.add_parser("journal", help="journal management").add_subparsers(
+        dest="jcmd", required=True
+    )
+    s = j.add_parser("switch", help="close the current journal segment and open a new one")
+    s.add_argument("--config", required=True)
+    s.add_argument("--member")
+    s.set_defaults(func=cmd_journal_switch)
+
+    s = sub.add_parser("demo", help="start a local mirror, run a workload, show what happens")
+    s.add_argument("--rows", type=int, default=2000)
+    s.add_argument("--keep", action="store_true", help="keep the demo directory")
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        rc: int = args.func(args)
+        return rc
+    except errors.ConfigError as exc:
+        print(f"litemirror: configuration error: {exc.message}", file=sys.stderr)
+        return 2
+    except (errors.UnavailableError, errors.ConnectionLostError) as exc:
+        print(f"litemirror: {exc.message}", file=sys.stderr)
+        return 3
+    except errors.Error as exc:
+        print(f"litemirror: {type(exc).__name__}: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,285 @@
+"""Mirror configuration: defaults -> TOML file -> ``LITEMIRROR_*`` environment.
+
+Built once, validated together, then frozen. Every error names the key and
+the bad value. Example::
+
+    [mirror]
+    name = "demo"                 # 1-15 letters/digits
+    databases = ["app"]           # created on first start if missing
+    # arbiter = "127.0.0.1:7790"
+    [[members]]
+    name = "a"
+    address = "127.0.0.1:7701"
+    data_dir = "data/a"
+    kind = "failover"             # failover | dr | reporting
+
+Environment overrides use ``LITEMIRROR_<SECTION>_<KEY>`` for scalar keys of
+the ``mirror``, ``journal``, ``server`` and ``limits`` sections, e.g.
+``LITEMIRROR_SERVER_THREADS=8``. Relative ``data_dir`` paths are resolved
+against the directory holding the config file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from litemirror.errors import ConfigError
+
+NAME_RE = re.compile(r"^[A-Za-z0-9]{1,15}$")
+MEMBER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+DB_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+AckLevel = Literal["received", "durable", "applied"]
+MemberKind = Literal["failover", "dr", "reporting"]
+
+
+class _Frozen(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class MirrorSection(_Frozen):
+    name: str
+    databases: list[str] = []
+    arbiter: str | None = None
+    ack: AckLevel = "durable"
+    qos_timeout_ms: int = 2000
+    heartbeat_ms: int = 250
+
+
+class MemberSection(_Frozen):
+    name: str
+    address: str
+    data_dir: str
+    kind: MemberKind = "failover"
+    http: str | None = None
+
+
+class JournalSection(_Frozen):
+    #: Rotate to a new segment when the current one passes this size.
+    segment_bytes: int = 64 * 1024 * 1024
+    #: Keep at least this many bytes of closed segments for catch-up.
+    retain_bytes: int = 1024 * 1024 * 1024
+
+
+class ServerSection(_Frozen):
+    #: Worker threads that run SQLite work for all databases.
+    threads: int = 8
+    #: Databases kept open at once; idle ones beyond this are closed (LRU).
+    max_open_databases: int = 256
+    #: Close a database's connections after this long without use.
+    idle_close_s: float = 60.0
+    #: Most transactions joined into one group commit.
+    group_max: int = 512
+    #: Reader connections per open database.
+    readers_per_database: int = 2
+    #: An open interactive transaction idle longer than this is rolled back.
+    transaction_idle_timeout_s: float = 30.0
+    #: WAL pages before the writer checkpoints (PASSIVE).
+    checkpoint_pages: int = 4000
+
+
+class LimitsSection(_Frozen):
+    max_frame_bytes: int = 128 * 1024 * 1024
+    max_connections: int = 1024
+    handshake_timeout_s: float = 10.0
+    #: Rows per Result frame when streaming a large result.
+    result_chunk_rows: int = 2000
+
+
+class _FileConfig(_Frozen):
+    mirror: MirrorSection
+    members: list[MemberSection]
+    journal: JournalSection = JournalSection()
+    server: ServerSection = ServerSection()
+    limits: LimitsSection = LimitsSection()
+
+
+class Member(_Frozen):
+    name: str
+    host: str
+    port: int
+    data_dir: Path
+    kind: MemberKind
+    http: str | None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class Config(_Frozen):
+    """The validated, frozen configuration of one mirror."""
+
+    path: Path | None
+    mirror: MirrorSection
+    members: tuple[Member, ...]
+    journal: JournalSection
+    server: ServerSection
+    limits: LimitsSection
+
+    def member(self, name: str) -> Member:
+        for m in self.members:
+            if m.name == name:
+                return m
+        known = ", ".join(m.name for m in self.members)
+        raise ConfigError(f"members: no member named {name!r} (known: {known})")
+
+    @property
+    def failover_members(self) -> tuple[Member, ...]:
+        return tuple(m for m in self.members if m.kind == "failover")
+
+
+def parse_address(key: str, value: str) -> tuple[str, int]:
+    host, sep, port_s = value.rpartition(":")
+    if not sep or not host:
+        raise ConfigError(f"{key}: {value!r} is not HOST:PORT")
+    try:
+        port = int(port_s)
+    except ValueError:
+        raise ConfigError(f"{key}: port {port_s!r} in {value!r} is not a number") from None
+    if not 0 < port < 65536:
+        raise ConfigError(f"{key}: port {port} in {value!r} is out of range 1-65535")
+    return host.strip("[]"), port
+
+
+def _env_overrides(data: dict[str, Any], environ: dict[str, str]) -> None:
+    for section in ("mirror", "journal", "server", "limits"):
+        prefix = f"LITEMIRROR_{section.upper()}_"
+        for key, raw in environ.items():
+            if not key.startswith(prefix):
+                continue
+            field = key[len(prefix) :].lower()
+            sec = data.setdefault(section, {})
+            if not isinstance(sec, dict):
+                raise ConfigError(f"{section}: must be a table")
+            # Let msgspec convert from the TOML-ish literal.
+            try:
+                value: Any = msgspec.toml.decode(f"v = {raw}".encode())["v"]
+            except msgspec.DecodeError:
+                value = raw
+            sec[field] = value
+
+
+def _decode(data: dict[str, Any]) -> _FileConfig:
+    try:
+        return msgspec.convert(data, _FileConfig)
+    except msgspec.ValidationError as exc:
+        # msgspec says e.g. "Expected `int`, got `str` - at `$.server.threads`"
+        msg = str(exc)
+        where = ""
+        if " - at `$." in msg:
+            msg, _, where = msg.partition(" - at `$.")
+            where = where.rstrip("`")
+        raise ConfigError(f"{where or 'config'}: {msg}") from None
+
+
+def build(
+    data: dict[str, Any], *, path: Path | None = None, environ: dict[str, str] | None = None
+) -> Config:
+    """Validate a parsed config mapping and return the frozen :class:`Config`."""
+    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    _env_overrides(data, dict(os.environ) if environ is None else environ)
+    fc = _decode(data)
+    base = path.parent if path is not None else Path.cwd()
+
+    m = fc.mirror
+    if not NAME_RE.match(m.name):
+        raise ConfigError(f"mirror.name: {m.name!r} must be 1-15 letters or digits")
+    seen_db: set[str] = set()
+    for db in m.databases:
+        if not DB_RE.match(db):
+            raise ConfigError(
+                f"mirror.databases: {db!r} must start with a letter or digit and hold only "
+                "letters, digits, '_' or '-' (at most 64)"
+            )
+        if db in seen_db:
+            raise ConfigError(f"mirror.databases: {db!r} is listed twice")
+        seen_db.add(db)
+    if m.qos_timeout_ms < 100:
+        raise ConfigError(f"mirror.qos_timeout_ms: {m.qos_timeout_ms} is below the minimum 100")
+    if m.heartbeat_ms <= 0 or m.heartbeat_ms * 3 > m.qos_timeout_ms:
+        raise ConfigError(
+            f"mirror.heartbeat_ms: {m.heartbeat_ms} must be positive and at most a third of "
+            f"mirror.qos_timeout_ms ({m.qos_timeout_ms}) so a live peer is never declared lost"
+        )
+    if m.arbiter is not None:
+        parse_address("mirror.arbiter", m.arbiter)
+
+    if not fc.members:
+        raise ConfigError("members: at least one [[members]] entry is required")
+    members: list[Member] = []
+    names: set[str] = set()
+    addresses: set[tuple[str, int]] = set()
+    dirs: set[Path] = set()
+    for i, ms in enumerate(fc.members):
+        key = f"members[{i}]"
+        if not MEMBER_RE.match(ms.name):
+            raise ConfigError(f"{key}.name: {ms.name!r} is not a valid member name")
+        if ms.name in names:
+            raise ConfigError(f"{key}.name: duplicate member name {ms.name!r}")
+        names.add(ms.name)
+        host, port = parse_address(f"{key}.address", ms.address)
+        if (host, port) in addresses:
+            raise ConfigError(f"{key}.address: {ms.address!r} is used by another member")
+        addresses.add((host, port))
+        if ms.http is not None:
+            parse_address(f"{key}.http", ms.http)
+        if not ms.data_dir:
+            raise ConfigError(f"{key}.data_dir: must not be empty")
+        d = Path(ms.data_dir)
+        d = (base / d).resolve() if not d.is_absolute() else d
+        if d in dirs:
+            raise ConfigError(f"{key}.data_dir: {ms.data_dir!r} is used by another member")
+        dirs.add(d)
+        members.append(
+            Member(name=ms.name, host=host, port=port, data_dir=d, kind=ms.kind, http=ms.http)
+        )
+    failover = [x for x in members if x.kind == "failover"]
+    if len(failover) > 2:
+        raise ConfigError(
+            f"members: {len(failover)} members have kind 'failover'; a mirror has at most two "
+            "(use kind 'dr' or 'reporting' for the others)"
+        )
+    if not failover:
+        raise ConfigError("members: at least one member must have kind 'failover'")
+
+    j = fc.journal
+    if j.segment_bytes < 64 * 1024:
+        raise ConfigError(f"journal.segment_bytes: {j.segment_bytes} is below 65536")
+    s = fc.server
+    if not 1 <= s.threads <= 256:
+        raise ConfigError(f"server.threads: {s.threads} must be between 1 and 256")
+    if s.max_open_databases < 1:
+        raise ConfigError(f"server.max_open_databases: {s.max_open_databases} must be >= 1")
+    if s.group_max < 1:
+        raise ConfigError(f"server.group_max: {s.group_max} must be >= 1")
+    if s.readers_per_database < 1:
+        raise ConfigError(f"server.readers_per_database: {s.readers_per_database} must be >= 1")
+    lim = fc.limits
+    if lim.max_frame_bytes < 1024:
+        raise ConfigError(f"limits.max_frame_bytes: {lim.max_frame_bytes} is below 1024")
+    if lim.max_connections < 1:
+        raise ConfigError(f"limits.max_connections: {lim.max_connections} must be >= 1")
+
+    return Config(path=path, mirror=m, members=tuple(members), journal=j, server=s, limits=lim)
+
+
+def load(path: str | os.PathLike[str], environ: dict[str, str] | None = None) -> Config:
+    """Read, validate and freeze the config at ``path``."""
+    p = Path(path).resolve()
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {str(p)!r}: {exc.strerror}") from None
+    try:
+        data = msgspec.toml.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"{p.name}: not valid TOML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p.name}: top level must be a table")
+    return build(data, path=p, environ=environ)

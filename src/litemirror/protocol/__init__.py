@@ -1,0 +1,1 @@
+"""Wire protocol: message types and framing. Pure: no sockets, no clocks."""

@@ -1,0 +1,183 @@
+"""Messages exchanged between drivers, members and (later) the arbiter.
+
+Theory of operation
+-------------------
+Every message is a msgspec ``Struct`` tagged with a short name (field ``t``),
+encoded as MessagePack and carried in one length-prefixed frame (see
+:mod:`litemirror.protocol.framing`). A connection opens with ``Hello`` from
+the connecting side and ``Welcome`` (or ``Error``) from the member; the
+version in ``Hello`` lets a member refuse drivers it cannot serve. After
+that the client sends requests that carry an ``id``; every request gets
+exactly one final answer with the same ``id`` (``Result`` with ``done=True``,
+``Ok`` or ``Error``). Large results come as several ``Result`` frames, the
+last one with ``done=True``.
+
+Authentication (user, password) is carried in ``Hello`` already so that TLS
+and roles can be added without changing frames.
+
+SQLite values map to MessagePack natively: NULL, 64-bit INTEGER, REAL, TEXT
+and BLOB (bin). Parameters are a list (qmark) or a map (named).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+PROTOCOL_VERSION = 1
+
+#: A SQLite value on the wire: None, int, float, str or bytes. msgspec cannot
+#: type a union holding both str and bytes, so values are ``Any`` here and
+#: :func:`check_params` enforces the set after decoding.
+Value = Any
+Params = list[Value] | dict[str, Value] | None
+
+_SCALARS = (type(None), int, float, str, bytes)
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def _check_value(v: object, where: str) -> None:
+    if not isinstance(v, _SCALARS):
+        raise ValueError(f"{where}: {type(v).__name__} is not a SQLite value "
+                         "(use None, int, float, str or bytes)")
+    if isinstance(v, int) and not INT64[0] <= v <= INT64[1]:
+        raise ValueError(f"{where}: integer {v} does not fit SQLite's 64-bit INTEGER")
+
+
+def check_params(params: Params, many: list[Any] | None = None) -> None:
+    """Raise ValueError naming the first parameter that is not a SQLite value."""
+    sets = many if many is not None else ([params] if params is not None else [])
+    for n, ps in enumerate(sets):
+        if isinstance(ps, dict):
+            for k, v in ps.items():
+                _check_value(v, f"parameter :{k} (set {n})")
+        elif isinstance(ps, list):
+            for i, v in enumerate(ps):
+                _check_value(v, f"parameter {i + 1} (set {n})")
+        else:
+            raise ValueError(f"parameter set {n} must be a list or a map")
+
+
+class Message(msgspec.Struct, tag_field="t", frozen=True, forbid_unknown_fields=True):
+    """Base of all messages."""
+
+
+# --------------------------------------------------------------- handshake
+
+
+class Hello(Message, tag="hello"):
+    version: int
+    database: str
+    client: str = "litemirror-python"
+    read_only: bool = False
+    user: str | None = None
+    password: str | None = None
+
+
+class Welcome(Message, tag="welcome"):
+    version: int
+    mirror: str
+    member: str
+    role: str
+    epoch: int
+    lsn: int
+    primary: str | None = None
+
+
+# ----------------------------------------------------------------- requests
+
+
+class Execute(Message, tag="exec"):
+    """Run one statement (or ``many`` parameter sets of it).
+
+    Outside a transaction a writing statement is committed on its own
+    (autocommit, joined to a group commit); ``begin=True`` opens a
+    transaction first, as :mod:`sqlite3` does implicitly before DML.
+    """
+
+    id: int
+    sql: str
+    params: Params = None
+    many: list[Any] | None = None
+    begin: bool = False
+    min_lsn: int = 0
+
+
+class Script(Message, tag="script"):
+    """Run several statements separated by ``;`` as one transaction."""
+
+    id: int
+    sql: str
+
+
+class Begin(Message, tag="begin"):
+    id: int
+
+
+class Commit(Message, tag="commit"):
+    id: int
+    ack: str | None = None
+
+
+class Rollback(Message, tag="rollback"):
+    id: int
+
+
+class Ping(Message, tag="ping"):
+    id: int
+
+
+class StatusRequest(Message, tag="status"):
+    id: int
+
+
+class AdminRequest(Message, tag="admin"):
+    """An administrative action: ``journal_switch``, ``db_add``."""
+
+    id: int
+    action: str
+    args: dict[str, Any] = {}
+
+
+# ------------------------------------------------------------------ answers
+
+
+class Column(Message, tag="col"):
+    name: str
+    decltype: str | None = None
+
+
+class Result(Message, tag="result"):
+    id: int
+    columns: list[Column] | None = None
+    rows: list[list[Value]] = []
+    rowcount: int = -1
+    lastrowid: int | None = None
+    lsn: int = 0
+    in_transaction: bool = False
+    done: bool = True
+
+
+class Ok(Message, tag="ok"):
+    id: int
+    lsn: int = 0
+    in_transaction: bool = False
+    info: dict[str, Any] = {}
+
+
+class Error(Message, tag="error"):
+    id: int
+    kind: str
+    message: str
+    sqlite_code: int | None = None
+    retryable: bool = False
+    primary: str | None = None
+    in_transaction: bool = False
+
+
+ClientMessage = (
+    Hello | Execute | Script | Begin | Commit | Rollback | Ping | StatusRequest | AdminRequest
+)
+ServerMessage = Welcome | Result | Ok | Error
+AnyMessage = ClientMessage | ServerMessage

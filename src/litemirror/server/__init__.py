@@ -1,0 +1,1 @@
+"""asyncio wiring: the member process (and later the arbiter), sessions, group commit."""

@@ -1,0 +1,431 @@
+"""One mirrored database on the primary: its connections and its group-commit writer.
+
+Theory of operation
+-------------------
+Each database has exactly one write connection and a small pool of reader
+connections (WAL: readers see the last committed snapshot and never wait
+for the writer). All writes go through :meth:`Database._writer_loop`, one
+asyncio task per database that runs only while there is work:
+
+1. ``BEGIN IMMEDIATE`` opens a *group*.
+2. Queued one-shot jobs run together in one worker-thread hop, each inside
+   its own ``SAVEPOINT``; a job that fails is rolled back to its savepoint
+   and answered at once — it is not part of the group. An interactive
+   transaction runs as a savepoint too, its statements arriving one round
+   trip at a time.
+3. The captured changes of every job in the group become *one* journal
+   record. The journal writer fsyncs it (together with other databases'
+   records: one fsync for all).
+4. Only then does the SQLite transaction commit, with the record's LSN
+   written into the database's meta table in the same transaction, and
+   the clients get their answers. So a reader never sees a change that a
+   crash could take away: the journal holds it first.
+
+If the journal append fails (disk full) the group is rolled back and every
+client of the group gets the error; nothing changed anywhere. If the
+SQLite commit itself fails *after* the record is durable, the record is
+applied through the crash-recovery path until it succeeds, so the journal
+and the database never disagree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import apsw
+
+from litemirror.engine import apply as engine_apply
+from litemirror.engine import meta
+from litemirror.engine.capture import Capture, ExecResult
+from litemirror.engine.ops import Op, encode_ops
+from litemirror.engine.sqlerrors import translate
+from litemirror.errors import Error, InternalError, OperationalError, ProgrammingError
+from litemirror.journal import RecordKind
+
+from .jobs import BatchJob, TxnCommand, TxnJob
+from .journal_writer import JournalWriter
+from .reads import NeedsWriter, open_reader, run_read
+
+log = logging.getLogger("litemirror.database")
+T = TypeVar("T")
+
+
+def open_writer(path: str) -> apsw.Connection:
+    conn = apsw.Connection(path)
+    conn.set_busy_timeout(5000)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    # We checkpoint ourselves after commits, so the WAL stays bounded
+    # without a client paying for it inside its commit.
+    conn.wal_autocheckpoint(0)
+    meta.ensure_meta(conn)
+    return conn
+
+
+class Database:
+    """A database's connections and write queue. Created and closed by the registry."""
+
+    def __init__(
+        self,
+        name: str,
+        path: Path,
+        *,
+        executor: Executor,
+        journal: JournalWriter,
+        epoch: Callable[[], int],
+        group_max: int,
+        readers: int,
+        txn_idle_timeout: float,
+        checkpoint_pages: int,
+        on_commit: Callable[[str, int], None],
+    ) -> None:
+        self.name = name
+        self.path = path
+        self._executor = executor
+        self._journal = journal
+        self._epoch = epoch
+        self._group_max = group_max
+        self._max_readers = readers
+        self._txn_idle_timeout = txn_idle_timeout
+        self._checkpoint_pages = checkpoint_pages
+        self._on_commit = on_commit
+        self._writer: apsw.Connection | None = None
+        self._capture: Capture | None = None
+        self._readers: list[apsw.Connection] = []
+        self._reader_count = 0
+        self._reader_sem = asyncio.Semaphore(readers)
+        self._queue: deque[BatchJob | TxnJob] = deque()
+        self._loop_task: asyncio.Task[None] | None = None
+        self.applied_lsn = 0
+        self.last_used = time.monotonic()
+        self.sessions = 0
+        self.commits = 0
+        self.groups = 0
+        self.closed = False
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        self._writer = await self._run(open_writer, str(self.path))
+        self._capture = Capture(self._writer)
+        self.applied_lsn = await self._run(meta.read_lsn, self._writer)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._queue) or self._loop_task is not None or self.sessions > 0
+
+    async def close(self) -> None:
+        self.closed = True
+        if self._loop_task is not None:
+            await asyncio.shield(self._loop_task)
+        conns = [*self._readers]
+        if self._writer is not None:
+            conns.append(self._writer)
+        self._readers = []
+        self._writer = None
+
+        def close_all() -> None:
+            for c in conns:
+                c.close()
+
+        await self._run(close_all)
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    # ---------------------------------------------------------------- reads
+
+    async def read(self, sql: str, params: Any) -> ExecResult | None:
+        """Run a read-only statement on a reader; None if it turned out to write."""
+        self.last_used = time.monotonic()
+        async with self._reader_sem:
+            conn = self._readers.pop() if self._readers else None
+            try:
+                if conn is None:
+                    conn = await self._run(open_reader, str(self.path))
+                try:
+                    return await self._run(run_read, conn, sql, params)
+                except NeedsWriter:
+                    return None
+            finally:
+                if conn is not None:
+                    if self.closed:
+                        await self._run(conn.close)
+                    else:
+                        self._readers.append(conn)
+
+    # --------------------------------------------------------------- writes
+
+    def _submit(self, job: BatchJob | TxnJob) -> None:
+        if self.closed:
+            raise OperationalError(f"database {self.name!r} is closing; retry")
+        self.last_used = time.monotonic()
+        self._queue.append(job)
+        if self._loop_task is None:
+            self._loop_task = asyncio.get_running_loop().create_task(self._writer_loop())
+
+    async def write(
+        self, kind: str, sql: str, params: Any = None, many: list[Any] | None = None
+    ) -> tuple[ExecResult, int]:
+        """Run a one-shot job, committed in a group. Returns (result, commit LSN)."""
+        fut: asyncio.Future[tuple[ExecResult, int]] = asyncio.get_running_loop().create_future()
+        self._submit(BatchJob(kind=kind, sql=sql, params=params, many=many, future=fut))
+        return await fut
+
+    async def begin(self) -> TxnJob:
+        """Queue an interactive transaction; returns once it holds the writer."""
+        loop = asyncio.get_running_loop()
+        txn = TxnJob(commands=asyncio.Queue(), started=loop.create_future())
+        self._submit(txn)
+        await txn.started
+        return txn
+
+    async def _writer_loop(self) -> None:
+        try:
+            while self._queue:
+                await self._one_group()
+        except BaseException:
+            log.exception("writer of database %s failed", self.name)
+            raise
+        finally:
+            self._loop_task = None
+            if self._queue and not self.closed:
+                self._loop_task = asyncio.get_running_loop().create_task(self._writer_loop())
+
+    async def _one_group(self) -> None:
+        assert self._writer is not None and self._capture is not None
+        cap = self._capture
+        await self._run(self._writer.execute, "BEGIN IMMEDIATE")
+        started = time.monotonic()
+        done: list[tuple[asyncio.Future[Any], Any]] = []  # answered after commit
+        ops: list[Op] = []
+        count = 0
+        while self._queue and count < self._group_max:
+            head = self._queue[0]
+            if isinstance(head, TxnJob):
+                # An interactive transaction holds the writer across round trips;
+                # let it join a young group only, so it cannot make finished
+                # jobs wait long for their commit.
+                if count and time.monotonic() - started > 0.005:
+                    break
+                self._queue.popleft()
+                got = await self._interactive(head)
+                if got is not None:
+                    fut, res, job_ops = got
+                    ops.extend(job_ops)
+                    done.append((fut, res))
+                    count += 1
+                continue
+            batch: list[BatchJob] = []
+            while (
+                self._queue
+                and isinstance(self._queue[0], BatchJob)
+                and count + len(batch) < self._group_max
+            ):
+                batch.append(self._queue.popleft())  # type: ignore[arg-type]
+            outcomes = await self._run(self._exec_batch, cap, batch)
+            for job, (res, job_ops, err) in zip(batch, outcomes, strict=True):
+                if err is not None:
+                    _fail(job.future, err)
+                else:
+                    ops.extend(job_ops)
+                    done.append((job.future, res))
+                    count += 1
+        await self._finish_group(ops, done)
+
+    def _exec_batch(
+        self, cap: Capture, batch: list[BatchJob]
+    ) -> list[tuple[ExecResult | None, list[Op], Error | None]]:
+        assert self._writer is not None
+        out: list[tuple[ExecResult | None, list[Op], Error | None]] = []
+        for job in batch:
+            self._writer.execute("SAVEPOINT lm_job")
+            cap.begin_job()
+            try:
+                if job.kind == "exec":
+                    res = cap.execute(job.sql, job.params)
+                elif job.kind == "many":
+                    res = cap.executemany(job.sql, job.many or [])
+                else:
+                    res = cap.executescript(job.sql)
+                job_ops = cap.end_job()
+                self._writer.execute("RELEASE lm_job")
+                out.append((res, job_ops, None))
+            except BaseException as exc:
+                cap.abort_job()
+                self._writer.execute("ROLLBACK TO lm_job; RELEASE lm_job")
+                out.append((None, [], _as_error(exc)))
+        return out
+
+    async def _interactive(self, txn: TxnJob) -> tuple[asyncio.Future[Any], Any, list[Op]] | None:
+        assert self._writer is not None and self._capture is not None
+        cap, w = self._capture, self._writer
+
+        def start() -> None:
+            w.execute("SAVEPOINT lm_txn")
+            cap.begin_job()
+
+        def stop(commit: bool) -> list[Op]:
+            if commit:
+                job_ops = cap.end_job()
+                w.execute("RELEASE lm_txn")
+                return job_ops
+            cap.abort_job()
+            w.execute("ROLLBACK TO lm_txn; RELEASE lm_txn")
+            return []
+
+        await self._run(start)
+        txn.started.set_result(None)
+        while True:
+            try:
+                cmd: TxnCommand = await asyncio.wait_for(txn.commands.get(), self._txn_idle_timeout)
+            except TimeoutError:
+                txn.finished = True
+                txn.abort_reason = (
+                    f"transaction idle for more than {self._txn_idle_timeout:g}s was rolled back"
+                )
+                await self._run(stop, False)
+                log.warning("database %s: %s", self.name, txn.abort_reason)
+                return None
+            if cmd.kind in ("exec", "many"):
+                try:
+                    if cmd.kind == "exec":
+                        res = await self._run(cap.execute, cmd.sql, cmd.params)
+                    else:
+                        res = await self._run(cap.executemany, cmd.sql, cmd.many or [])
+                except BaseException as exc:
+                    _fail(cmd.future, _as_error(exc))
+                else:
+                    _ok(cmd.future, res)
+                continue
+            txn.finished = True
+            if cmd.kind == "commit":
+                try:
+                    job_ops = await self._run(stop, True)
+                except BaseException as exc:
+                    await self._run(stop, False)
+                    _fail(cmd.future, _as_error(exc))
+                    return None
+                return cmd.future, None, job_ops
+            await self._run(stop, False)
+            _ok(cmd.future, 0)
+            return None
+
+    async def _finish_group(
+        self, ops: list[Op], done: list[tuple[asyncio.Future[Any], Any]]
+    ) -> None:
+        assert self._writer is not None
+        w = self._writer
+        if not ops:
+            # Nothing changed (reads in a transaction, no-op updates): no record.
+            await self._run(w.execute, "COMMIT")
+            for fut, res in done:
+                _ok(fut, (res, 0) if res is not None else 0)
+            return
+        payload = encode_ops(ops)
+        try:
+            record = await self._journal.append(
+                self._epoch(), RecordKind.CHANGES, self.name, payload
+            )
+        except BaseException as exc:
+            await self._run(w.execute, "ROLLBACK")
+            err = _as_error(exc)
+            for fut, _ in done:
+                _fail(fut, err)
+            return
+
+        def commit() -> None:
+            meta.write_lsn(w, record.lsn)
+            w.execute("COMMIT")
+
+        try:
+            await self._run(commit)
+        except BaseException as exc:
+            # The record is durable: the change *is* committed. Make the
+            # database catch up through the recovery path before answering.
+            log.error(
+                "database %s: commit after durable journal record %d failed (%s); "
+                "applying it through recovery",
+                self.name,
+                record.lsn,
+                exc,
+            )
+            await self._run(_rollback_quietly, w)
+            await self._apply_until_done(record.lsn, payload)
+        self.applied_lsn = record.lsn
+        self.groups += 1
+        self.commits += len(done)
+        self._on_commit(self.name, record.lsn)
+        for fut, res in done:
+            _ok(fut, (res, record.lsn) if res is not None else record.lsn)
+        await self._maybe_checkpoint()
+
+    async def _apply_until_done(self, lsn: int, payload: bytes) -> None:
+        delay = 0.05
+        while True:
+            try:
+                conn = await self._run(engine_apply.open_apply_connection, str(self.path))
+                try:
+                    await self._run(engine_apply.apply_record, conn, lsn, payload)
+                finally:
+                    await self._run(conn.close)
+                return
+            except BaseException as exc:
+                log.error(
+                    "database %s: applying record %d failed (%s); retrying in %.2fs",
+                    self.name,
+                    lsn,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _maybe_checkpoint(self) -> None:
+        if self.groups % 64 != 0 or self._writer is None:
+            return
+        w = self._writer
+
+        def ckpt() -> None:
+            try:
+                w.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
+            except apsw.Error as exc:
+                log.warning("database %s: checkpoint failed: %s", self.name, exc)
+
+        await self._run(ckpt)
+
+
+def _rollback_quietly(conn: apsw.Connection) -> None:
+    try:
+        if not conn.get_autocommit():
+            conn.execute("ROLLBACK")
+    except apsw.Error:
+        pass
+
+
+def _as_error(exc: BaseException) -> Error:
+    if isinstance(exc, Error):
+        return exc
+    if isinstance(exc, apsw.Error):
+        return translate(exc)
+    if isinstance(exc, (OverflowError, TypeError, ValueError)):
+        return ProgrammingError(str(exc))
+    return InternalError(f"unexpected {type(exc).__name__}: {exc}")
+
+
+def _ok(fut: asyncio.Future[Any], value: Any) -> None:
+    if fut is not None and not fut.done():
+        fut.set_result(value)
+
+
+def _fail(fut: asyncio.Future[Any], exc: BaseException) -> None:
+    if fut is not None and not fut.done():
+        fut.set_exception(exc)

@@ -1,0 +1,40 @@
+"""Work items queued on a database's writer."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from litemirror.engine.capture import ExecResult
+
+
+@dataclass(slots=True)
+class BatchJob:
+    """A one-shot unit: one statement, executemany, or a script; committed on its own."""
+
+    kind: str  # "exec" | "many" | "script"
+    sql: str
+    params: Any = None
+    many: list[Any] | None = None
+    future: asyncio.Future[tuple[ExecResult, int]] = field(default=None)  # type: ignore[assignment]
+
+
+@dataclass(slots=True)
+class TxnCommand:
+    kind: str  # "exec" | "many" | "commit" | "rollback"
+    sql: str = ""
+    params: Any = None
+    many: list[Any] | None = None
+    future: asyncio.Future[Any] = field(default=None)  # type: ignore[assignment]
+
+
+@dataclass(slots=True)
+class TxnJob:
+    """An interactive transaction: commands arrive one by one from the client."""
+
+    commands: asyncio.Queue[TxnCommand]
+    started: asyncio.Future[None]
+    #: Set by the writer when the transaction ended (commit, rollback, abort).
+    finished: bool = False
+    abort_reason: str | None = None

@@ -1,0 +1,325 @@
+"""The member process: ``litemirror serve --config F --member NAME``.
+
+Start-up order matters for durability: open the journal (truncating a torn
+tail), replay what the databases miss, create configured databases that do
+not exist yet (journalled, so backups learn of them), and only then listen.
+Shutdown (SIGTERM/SIGINT) stops accepting, lets running groups finish,
+closes the databases, and records a clean shutdown and the horizon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from litemirror.config import Config, Member
+from litemirror.engine.checksum import database_checksum
+from litemirror.errors import ConfigError, Error, OperationalError, ProgrammingError
+from litemirror.journal import Journal, RecordKind
+
+from .journal_writer import JournalWriter
+from .recovery import recover
+from .registry import Registry
+from .session import ClientSession
+from .state import MemberState, load_state, save_state
+
+log = logging.getLogger("litemirror.member")
+
+
+class MemberServer:
+    def __init__(self, config: Config, member: str) -> None:
+        self.config = config
+        self.me: Member = config.member(member)
+        self.role = "starting"
+        self.state = "starting"
+        self.epoch = 1
+        self.started = time.time()
+        self._inflight: set[int] = set()
+        self._horizon = 0
+        self._server: asyncio.Server | None = None
+        self._stop = asyncio.Event()
+        self._connections = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --------------------------------------------------------------- facts
+
+    @property
+    def primary_address(self) -> str | None:
+        if self.role == "primary":
+            return self.me.address
+        first = self.config.failover_members[0]
+        return first.address if first.name != self.me.name else None
+
+    @property
+    def last_lsn(self) -> int:
+        return self.journal.last_lsn
+
+    def status(self) -> dict[str, Any]:
+        j = self.journal
+        segs = j.segments()
+        return {
+            "mirror": self.config.mirror.name,
+            "member": self.me.name,
+            "kind": self.me.kind,
+            "address": self.me.address,
+            "role": self.role,
+            "state": self.state,
+            "epoch": self.epoch,
+            "lsn": j.last_lsn,
+            "horizon": self._horizon,
+            "pid": os.getpid(),
+            "uptime_s": round(time.time() - self.started, 3),
+            "databases": len(self.registry.names()),
+            "open_databases": self.registry.open_count,
+            "connections": self._connections,
+            "journal": {
+                "segments": len(segs),
+                "bytes": sum(s.size_bytes for s in segs),
+                "first_lsn": j.first_lsn,
+                "fsyncs": self.jw.fsyncs,
+                "records": self.jw.records,
+            },
+            "commits": sum(d.commits for d in self.registry.open_databases()),
+        }
+
+    # ------------------------------------------------------------- startup
+
+    def _startup_blocking(self) -> None:
+        data = self.me.data_dir
+        data.mkdir(parents=True, exist_ok=True)
+        st = load_state(data)
+        if st is not None and (st.mirror != self.config.mirror.name or st.member != self.me.name):
+            raise ConfigError(
+                f"data_dir {str(data)!r} belongs to member {st.member!r} of mirror "
+                f"{st.mirror!r}, not {self.me.name!r} of {self.config.mirror.name!r}; "
+                "point data_dir elsewhere"
+            )
+        self.journal = Journal.open(
+            data / "journal", segment_bytes=self.config.journal.segment_bytes
+        )
+        rep = self.journal.recovery
+        if rep.truncated_bytes:
+            log.warning(
+                "journal: truncated a torn tail of %d bytes (%s)", rep.truncated_bytes, rep.problem
+            )
+        log.info(
+            "journal: %d segment(s), LSN %s..%s, epoch %d",
+            rep.segments,
+            rep.first_lsn,
+            rep.last_lsn,
+            rep.last_epoch,
+        )
+        self.epoch = max(self.journal.last_epoch, st.epoch if st else 1, 1)
+        self._horizon = min(st.horizon, self.journal.last_lsn) if st else 0
+        self._state = MemberState(
+            mirror=self.config.mirror.name,
+            member=self.me.name,
+            horizon=self._horizon,
+            epoch=self.epoch,
+        )
+        save_state(data, self._state)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.executor = ThreadPoolExecutor(
+            max_workers=self.config.server.threads, thread_name_prefix="sqlite"
+        )
+        await loop.run_in_executor(self.executor, self._startup_blocking)
+        self.jw = JournalWriter(self.journal, loop)
+        self.jw.on_durable(self._records_durable)
+        self.registry = Registry(
+            self.me.data_dir,
+            executor=self.executor,
+            journal=self.jw,
+            epoch=lambda: self.epoch,
+            server=self.config.server,
+            on_commit=self._committed,
+        )
+        res = await loop.run_in_executor(
+            self.executor, recover, self.journal, self.registry, self._horizon
+        )
+        if res.replayed or res.created:
+            log.info(
+                "recovery: scanned %d record(s), replayed %d, created %s",
+                res.scanned,
+                res.replayed,
+                res.created or "none",
+            )
+        self._horizon = self.journal.last_lsn
+        self.role = self._initial_role()
+        self.state = "active"
+        if self.role == "primary":
+            for name in self.config.mirror.databases:
+                if not self.registry.exists(name):
+                    await self.create_database(name)
+        self._server = await asyncio.start_server(
+            self._on_client, self.me.host, self.me.port, limit=1024 * 1024, backlog=1024
+        )
+        self._spawn(self._housekeeping())
+        log.info(
+            "member %s of mirror %s is %s at %s (epoch %d, LSN %d, %d database(s))",
+            self.me.name,
+            self.config.mirror.name,
+            self.role,
+            self.me.address,
+            self.epoch,
+            self.journal.last_lsn,
+            len(self.registry.names()),
+        )
+
+    def _initial_role(self) -> str:
+        # Until mirroring lands, the first failover member is the primary and
+        # every other member refuses writes.
+        if self.me.name == self.config.failover_members[0].name:
+            return "primary"
+        return "backup" if self.me.kind == "failover" else self.me.kind
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---------------------------------------------------------- horizon
+
+    def _records_durable(self, records: list[Any]) -> None:
+        for r in records:
+            if r.kind == RecordKind.CHANGES:
+                self._inflight.add(r.lsn)
+
+    def _committed(self, _db: str, lsn: int) -> None:
+        self._inflight.discard(lsn)
+
+    def _current_horizon(self) -> int:
+        if self._inflight:
+            return min(self._inflight) - 1
+        return self.journal.last_lsn
+
+    async def _housekeeping(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._stop.is_set():
+            try:
+                await asyncio.wait_for(self._stop.wait(), 1.0)
+            except TimeoutError:
+                pass
+            h = self._current_horizon()
+            if h != self._horizon:
+                self._horizon = h
+                self._state.horizon = h
+                try:
+                    await loop.run_in_executor(
+                        self.executor, save_state, self.me.data_dir, self._state
+                    )
+                except OSError as exc:
+                    log.warning("could not save member state: %s", exc)
+            await self.registry.sweep()
+
+    # ------------------------------------------------------------ clients
+
+    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._connections >= self.config.limits.max_connections:
+            log.warning(
+                "refusing connection: limit of %d connections reached",
+                self.config.limits.max_connections,
+            )
+            writer.close()
+            return
+        self._connections += 1
+        try:
+            await ClientSession(self, reader, writer).run()
+        except Exception:
+            log.exception("client session failed")
+        finally:
+            self._connections -= 1
+
+    # -------------------------------------------------------------- admin
+
+    async def create_database(self, name: str) -> int:
+        loop = asyncio.get_running_loop()
+        if self.registry.exists(name):
+            raise ProgrammingError(f"database {name!r} already exists")
+        await loop.run_in_executor(self.executor, self.registry.create_file, name)
+        rec = await self.jw.append(self.epoch, RecordKind.CREATE_DB, name, b"")
+        await loop.run_in_executor(self.executor, self.registry.set_lsn, name, rec.lsn)
+        self.registry.add_name(name)
+        log.info("database %s created at LSN %d", name, rec.lsn)
+        return rec.lsn
+
+    async def admin(self, action: str, args: dict[str, Any]) -> dict[str, Any]:
+        from .importer import import_database
+
+        if action == "journal_switch":
+            seg = await self.jw.call(lambda j: j.switch())
+            return {"segment": seg}
+        if self.role != "primary" and action in ("db_add",):
+            raise OperationalError(
+                f"member {self.me.name} is {self.role}; run {action} on the primary",
+                primary=self.primary_address,
+            )
+        if action == "db_add":
+            name = str(args.get("name", ""))
+            src = args.get("from")
+            if src:
+                lsn = await import_database(self, name, str(src))
+            else:
+                lsn = await self.create_database(name)
+            return {"database": name, "lsn": lsn}
+        if action == "databases":
+            return {"databases": self.registry.names()}
+        if action == "checksum":
+            name = str(args.get("name", ""))
+            db = await self.registry.get(name)
+            loop = asyncio.get_running_loop()
+            digest = await loop.run_in_executor(self.executor, database_checksum_of, db.path)
+            return {"database": name, "checksum": digest, "lsn": db.applied_lsn}
+        raise ProgrammingError(f"unknown admin action {action!r}")
+
+    # ------------------------------------------------------------ serving
+
+    async def serve_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        await self._stop.wait()
+        log.info("member %s shutting down", self.me.name)
+        await self.shutdown()
+
+    async def shutdown(self) -> None:
+        self._stop.set()
+        if self._server is not None:
+            self._server.close()
+        await self.registry.close_all()
+        self.jw.close()
+        self.journal.close()
+        self._state.horizon = self._current_horizon()
+        self._state.clean_shutdown = True
+        save_state(self.me.data_dir, self._state)
+        self.executor.shutdown(wait=True)
+
+
+def database_checksum_of(path: Any) -> str:
+    import apsw
+
+    conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        return database_checksum(conn)
+    finally:
+        conn.close()
+
+
+async def run_member(config: Config, member: str) -> int:
+    server = MemberServer(config, member)
+    try:
+        await server.start()
+    except Error as exc:
+        log.error("cannot start member %s: %s", member, exc.message)
+        return 2
+    except OSError as exc:
+        log.error("cannot start member %s: %s", member, exc)
+        return 2
+    await server.serve_forever()
+    return 0

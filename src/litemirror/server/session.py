@@ -1,0 +1,329 @@
+"""One client connection: handshake, then requests answered in order.
+
+Theory of operation
+-------------------
+The connection opens with ``Hello``; the member answers ``Welcome`` or an
+``Error`` and closes (wrong protocol version, unknown database, a write
+connection to a member that is not primary). After that each request is
+answered completely before the next one is read, so a client may pipeline
+but answers never interleave.
+
+Outside a transaction, a statement that SQLite says is read-only runs on a
+reader connection; anything else is a one-shot write committed through the
+group commit. ``Begin`` (or ``Execute`` with ``begin=True``) queues an
+interactive transaction on the database's writer; the session then feeds it
+commands until ``Commit``/``Rollback``. A client that disconnects in the
+middle of a transaction has it rolled back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from litemirror.engine.capture import ExecResult
+from litemirror.errors import (
+    Error,
+    NotPrimaryError,
+    ProgrammingError,
+    ProtocolError,
+    TransactionAbortedError,
+)
+from litemirror.protocol import messages as m
+from litemirror.protocol.framing import FrameDecoder, encode
+
+from .database import Database
+from .jobs import TxnCommand, TxnJob
+from .reads import looks_like_query
+
+if TYPE_CHECKING:
+    from .member import MemberServer
+
+log = logging.getLogger("litemirror.session")
+
+
+class ClientSession:
+    def __init__(
+        self, member: MemberServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.member = member
+        self.reader = reader
+        self.writer = writer
+        peer = writer.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.decoder: FrameDecoder[m.ClientMessage] = FrameDecoder(
+            m.ClientMessage, max_frame=member.config.limits.max_frame_bytes
+        )
+        self.db: Database | None = None
+        self.read_only = False
+        self.txn: TxnJob | None = None
+
+    # ------------------------------------------------------------- framing
+
+    async def _next(self) -> m.ClientMessage | None:
+        while True:
+            msg = self.decoder.next_message()
+            if msg is not None:
+                return msg
+            data = await self.reader.read(256 * 1024)
+            if not data:
+                if self.decoder.buffered:
+                    raise ProtocolError("connection closed in the middle of a frame")
+                return None
+            self.decoder.feed(data)
+
+    def _send(self, msg: m.Message) -> None:
+        self.writer.write(encode(msg))
+
+    def _send_error(self, req_id: int, exc: Error) -> None:
+        self._send(
+            m.Error(
+                id=req_id,
+                kind=type(exc).__name__,
+                message=exc.message,
+                sqlite_code=exc.sqlite_code,
+                retryable=exc.retryable,
+                primary=exc.primary,
+                in_transaction=self.txn is not None,
+            )
+        )
+
+    # ----------------------------------------------------------------- run
+
+    async def run(self) -> None:
+        try:
+            try:
+                hello = await asyncio.wait_for(
+                    self._next(), self.member.config.limits.handshake_timeout_s
+                )
+            except TimeoutError:
+                log.info("client %s: no Hello within the handshake timeout; closed", self.peer)
+                return
+            if hello is None:
+                return
+            if not await self._handshake(hello):
+                return
+            while True:
+                msg = await self._next()
+                if msg is None:
+                    return
+                await self._dispatch(msg)
+                await self.writer.drain()
+        except ProtocolError as exc:
+            log.warning("client %s: %s", self.peer, exc.message)
+            self._send_error(0, exc)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            await self._abandon_txn()
+            if self.db is not None:
+                self.db.sessions -= 1
+            try:
+                await self.writer.drain()
+            except ConnectionError:
+                pass
+            self.writer.close()
+
+    async def _handshake(self, hello: m.ClientMessage) -> bool:
+        if not isinstance(hello, m.Hello):
+            self._send_error(
+                0, ProtocolError(f"expected Hello as the first message, got {type(hello).__name__}")
+            )
+            return False
+        if hello.version != m.PROTOCOL_VERSION:
+            self._send_error(
+                0,
+                ProtocolError(
+                    f"protocol version {hello.version} is not supported by this member "
+                    f"(it speaks version {m.PROTOCOL_VERSION}); upgrade the driver"
+                ),
+            )
+            return False
+        mem = self.member
+        if not hello.database:
+            # A control connection (status, admin): no database attached.
+            self.read_only = True
+            self._send(
+                m.Welcome(
+                    version=m.PROTOCOL_VERSION,
+                    mirror=mem.config.mirror.name,
+                    member=mem.me.name,
+                    role=mem.role,
+                    epoch=mem.epoch,
+                    lsn=mem.last_lsn,
+                    primary=mem.primary_address,
+                )
+            )
+            return True
+        if not hello.read_only and mem.role != "primary":
+            self._send_error(
+                0,
+                NotPrimaryError(
+                    f"member {mem.me.name} is {mem.role}, not the primary; connect to the primary "
+                    "or use read_only=true",
+                    primary=mem.primary_address,
+                ),
+            )
+            return False
+        try:
+            self.db = await mem.registry.get(hello.database)
+        except Error as exc:
+            self._send_error(0, exc)
+            return False
+        self.db.sessions += 1
+        self.read_only = hello.read_only
+        self._send(
+            m.Welcome(
+                version=m.PROTOCOL_VERSION,
+                mirror=mem.config.mirror.name,
+                member=mem.me.name,
+                role=mem.role,
+                epoch=mem.epoch,
+                lsn=mem.last_lsn,
+                primary=mem.primary_address,
+            )
+        )
+        return True
+
+    async def _dispatch(self, msg: m.ClientMessage) -> None:
+        req = getattr(msg, "id", 0)
+        try:
+            if isinstance(msg, m.Execute):
+                try:
+                    m.check_params(msg.params, msg.many)
+                except ValueError as exc:
+                    raise ProtocolError(f"malformed request: {exc}") from None
+                await self._execute(msg)
+            elif isinstance(msg, m.Begin):
+                await self._begin()
+                self._send(m.Ok(id=req, in_transaction=True))
+            elif isinstance(msg, m.Commit):
+                lsn = await self._end("commit")
+                self._send(m.Ok(id=req, lsn=lsn))
+            elif isinstance(msg, m.Rollback):
+                await self._end("rollback")
+                self._send(m.Ok(id=req))
+            elif isinstance(msg, m.Script):
+                if self.txn is not None:
+                    raise ProgrammingError(
+                        "executescript() inside an open transaction; commit or roll back first"
+                    )
+                self._check_writable()
+                if self.db is None:
+                    raise ProgrammingError("this connection has no database; name one in the URL")
+                res, lsn = await self.db.write("script", msg.sql)
+                self._send_result(req, res, lsn)
+            elif isinstance(msg, m.Ping):
+                self._send(m.Ok(id=req, in_transaction=self.txn is not None))
+            elif isinstance(msg, m.StatusRequest):
+                self._send(m.Ok(id=req, info=self.member.status()))
+            elif isinstance(msg, m.AdminRequest):
+                info = await self.member.admin(msg.action, msg.args)
+                self._send(m.Ok(id=req, info=info))
+            else:
+                raise ProtocolError(f"unexpected message {type(msg).__name__} after the handshake")
+        except Error as exc:
+            self._send_error(req, exc)
+
+    def _check_writable(self) -> None:
+        mem = self.member
+        if mem.role != "primary":
+            raise NotPrimaryError(
+                f"member {mem.me.name} is {mem.role} and read-only; send writes to the primary",
+                primary=mem.primary_address,
+            )
+
+    async def _execute(self, msg: m.Execute) -> None:
+        if self.db is None:
+            raise ProgrammingError("this connection has no database; name one in the URL")
+        if self.txn is None and not msg.begin:
+            if self.read_only or (msg.many is None and looks_like_query(msg.sql)):
+                res = await self.db.read(msg.sql, msg.params)
+                if res is not None:
+                    self._send_result(msg.id, res, 0)
+                    return
+            self._check_writable()
+            if msg.many is not None:
+                res, lsn = await self.db.write("many", msg.sql, many=msg.many)
+            else:
+                res, lsn = await self.db.write("exec", msg.sql, msg.params)
+            self._send_result(msg.id, res, lsn)
+            return
+        if self.txn is None:
+            await self._begin()
+        kind = "many" if msg.many is not None else "exec"
+        res = await self._txn_call(
+            TxnCommand(kind=kind, sql=msg.sql, params=msg.params, many=msg.many)
+        )
+        self._send_result(msg.id, res, 0)
+
+    async def _begin(self) -> None:
+        if self.txn is not None:
+            raise ProgrammingError("cannot start a transaction within a transaction")
+        self._check_writable()
+        if self.db is None:
+            raise ProgrammingError("this connection has no database; name one in the URL")
+        self.txn = await self.db.begin()
+
+    async def _txn_call(self, cmd: TxnCommand) -> Any:
+        txn = self.txn
+        assert txn is not None
+        if txn.finished:
+            self.txn = None
+            raise TransactionAbortedError(txn.abort_reason or "the transaction was rolled back")
+        cmd.future = asyncio.get_running_loop().create_future()
+        txn.commands.put_nowait(cmd)
+        try:
+            return await cmd.future
+        finally:
+            if txn.finished:
+                self.txn = None
+
+    async def _end(self, kind: str) -> int:
+        if self.txn is None:
+            return 0  # like sqlite3: commit/rollback without a transaction does nothing
+        result = await self._txn_call(TxnCommand(kind=kind))
+        self.txn = None
+        return int(result or 0)
+
+    async def _abandon_txn(self) -> None:
+        if self.txn is not None and not self.txn.finished:
+            try:
+                await self._txn_call(TxnCommand(kind="rollback"))
+            except Error:
+                pass
+        self.txn = None
+
+    def _send_result(self, req: int, res: ExecResult, lsn: int) -> None:
+        cols = [m.Column(name=n, decltype=t) for n, t in res.columns] if res.columns else None
+        rows = [list(r) for r in res.rows]
+        chunk = self.member.config.limits.result_chunk_rows
+        in_txn = self.txn is not None
+        if len(rows) <= chunk:
+            self._send(
+                m.Result(
+                    id=req,
+                    columns=cols,
+                    rows=rows,
+                    rowcount=res.rowcount,
+                    lastrowid=res.lastrowid,
+                    lsn=lsn,
+                    in_transaction=in_txn,
+                )
+            )
+            return
+        for start in range(0, len(rows), chunk):
+            last = start + chunk >= len(rows)
+            self._send(
+                m.Result(
+                    id=req,
+                    columns=cols if start == 0 else None,
+                    rows=rows[start : start + chunk],
+                    rowcount=res.rowcount,
+                    lastrowid=res.lastrowid,
+                    lsn=lsn,
+                    in_transaction=in_txn,
+                    done=last,
+                )
+            )

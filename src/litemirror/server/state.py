@@ -1,0 +1,51 @@
+"""The member's small durable state file: recovery horizon and epoch.
+
+``<data_dir>/member.json`` is written atomically (temp file, fsync, rename,
+directory fsync). The *horizon* is an LSN at or below which every journal
+record is known to be committed in its database, so crash recovery reads
+the journal only from there instead of from its start.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import msgspec
+
+
+class MemberState(msgspec.Struct, kw_only=True):
+    mirror: str
+    member: str
+    horizon: int = 0
+    epoch: int = 1
+    clean_shutdown: bool = False
+
+
+def load_state(data_dir: Path) -> MemberState | None:
+    path = data_dir / "member.json"
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        return msgspec.json.decode(raw, type=MemberState)
+    except msgspec.DecodeError:
+        # A torn write cannot happen (rename is atomic); an unreadable file
+        # means someone edited it. Recovery from the journal start is safe.
+        return None
+
+
+def save_state(data_dir: Path, state: MemberState) -> None:
+    path = data_dir / "member.json"
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        f.write(msgspec.json.encode(state))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fd = os.open(data_dir, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

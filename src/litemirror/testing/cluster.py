@@ -1,0 +1,244 @@
+"""Start, stop and kill real member processes on loopback.
+
+Everything here drives the real ``litemirror serve`` command in a child
+process, with its own log file, so tests kill real processes and read real
+files. Ports are picked free by binding to port 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from litemirror import errors
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {v!r} as TOML")
+
+
+@dataclass
+class MemberProcess:
+    name: str
+    kind: str
+    port: int
+    data_dir: Path
+    config_path: Path
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, wait: bool = True, timeout: float = 30.0) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            raise RuntimeError(f"member {self.name} is already running")
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        env = {**os.environ, **self.env}
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "litemirror.cli.main",
+                "serve",
+                "--config",
+                str(self.config_path),
+                "--member",
+                self.name,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+        log.close()
+        if wait:
+            self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        from litemirror.cli.control import call
+        from litemirror.protocol import messages as m
+
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"member {self.name} exited with {self.proc.returncode}:\n{self.log_tail()}"
+                )
+            try:
+                st = call("127.0.0.1", self.port, m.StatusRequest(id=1), timeout=1.0)
+                if st.get("role") not in (None, "starting"):
+                    return
+            except errors.Error:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"member {self.name} not ready after {timeout}s:\n{self.log_tail()}"
+                )
+            time.sleep(0.05)
+
+    def status(self) -> dict[str, Any]:
+        from litemirror.cli.control import call
+        from litemirror.protocol import messages as m
+
+        return call("127.0.0.1", self.port, m.StatusRequest(id=1), timeout=5.0)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: the process gets no chance to clean up."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM and wait for a clean exit."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+    def pause(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class Cluster:
+    """A mirror of real member processes described by a generated config file."""
+
+    def __init__(
+        self,
+        base: Path,
+        members: Sequence[tuple[str, str]] = (("a", "failover"),),
+        databases: Sequence[str] = ("app",),
+        sections: dict[str, dict[str, Any]] | None = None,
+        mirror: dict[str, Any] | None = None,
+        name: str = "test",
+    ) -> None:
+        self.base = Path(base)
+        self.base.mkdir(parents=True, exist_ok=True)
+        self.config_path = self.base / "mirror.toml"
+        self.name = name
+        self.databases = list(databases)
+        self.sections = sections or {}
+        self.mirror_extra = mirror or {}
+        self.members: dict[str, MemberProcess] = {}
+        for mname, kind in members:
+            self.members[mname] = MemberProcess(
+                name=mname,
+                kind=kind,
+                port=free_port(),
+                data_dir=self.base / "data" / mname,
+                config_path=self.config_path,
+                log_path=self.base / f"{mname}.log",
+            )
+        self.write_config()
+
+    def write_config(self) -> None:
+        lines = [
+            "[mirror]",
+            f"name = {_toml_value(self.name)}",
+            f"databases = {_toml_value(self.databases)}",
+        ]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in self.mirror_extra.items()]
+        for sec, values in self.sections.items():
+            lines += ["", f"[{sec}]"] + [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+        for mp in self.members.values():
+            lines += [
+                "",
+                "[[members]]",
+                f"name = {_toml_value(mp.name)}",
+                f"address = {_toml_value(mp.address)}",
+                f"data_dir = {_toml_value(str(mp.data_dir))}",
+                f"kind = {_toml_value(mp.kind)}",
+            ]
+        self.config_path.write_text("\n".join(lines) + "\n")
+
+    def __getitem__(self, name: str) -> MemberProcess:
+        return self.members[name]
+
+    def start(self, *names: str) -> None:
+        for n in names or tuple(self.members):
+            self.members[n].start()
+
+    def url(self, db: str = "app", *, members: Sequence[str] | None = None, **query: Any) -> str:
+        hosts = ",".join(self.members[n].address for n in (members or list(self.members)))
+        q = (
+            (
+                "?"
+                + urlencode(
+                    {k: str(v).lower() if isinstance(v, bool) else v for k, v in query.items()}
+                )
+            )
+            if query
+            else ""
+        )
+        return f"litemirror://{hosts}/{db}{q}"
+
+    def stop(self) -> None:
+        for mp in self.members.values():
+            with contextlib.suppress(Exception):
+                mp.stop()
+
+    def kill_all(self) -> None:
+        for mp in self.members.values():
+            with contextlib.suppress(Exception):
+                mp.kill()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {n} ---\n{mp.log_tail()}" for n, mp in self.members.items())
+
+
+@contextlib.contextmanager
+def running_cluster(base: Path, **kwargs: Any) -> Iterator[Cluster]:
+    c = Cluster(base, **kwargs)
+    try:
+        c.start()
+        yield c
+    finally:
+        c.stop()

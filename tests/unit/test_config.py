@@ -1,0 +1,116 @@
+"""Config: validated at load, errors name the key and the bad value, then frozen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from litemirror.config import build, load
+from litemirror.errors import ConfigError
+
+BASE = """
+[mirror]
+name = "demo"
+databases = ["app", "billing"]
+[[members]]
+name = "a"
+address = "127.0.0.1:7701"
+data_dir = "data/a"
+[[members]]
+name = "b"
+address = "127.0.0.1:7702"
+data_dir = "data/b"
+kind = "failover"
+[[members]]
+name = "r"
+address = "127.0.0.1:7703"
+data_dir = "data/r"
+kind = "reporting"
+"""
+
+
+def test_good_config_is_frozen_and_resolved(tmp_path: Path) -> None:
+    p = tmp_path / "m.toml"
+    p.write_text(BASE)
+    cfg = load(p, environ={})
+    assert cfg.mirror.name == "demo"
+    assert [m.name for m in cfg.failover_members] == ["a", "b"]
+    assert cfg.member("a").data_dir == (tmp_path / "data/a").resolve()
+    assert cfg.member("r").port == 7703
+    with pytest.raises(AttributeError):
+        cfg.mirror.name = "other"  # type: ignore[misc]
+
+
+def test_environment_overrides(tmp_path: Path) -> None:
+    p = tmp_path / "m.toml"
+    p.write_text(BASE)
+    cfg = load(p, environ={"LITEMIRROR_SERVER_THREADS": "3", "LITEMIRROR_MIRROR_ACK": "applied"})
+    assert cfg.server.threads == 3
+    assert cfg.mirror.ack == "applied"
+
+
+def _data(**changes: object) -> dict[str, object]:
+    d: dict[str, object] = msgspec.toml.decode(BASE.encode())
+    for dotted, value in changes.items():
+        sec, _, key = dotted.partition("__")
+        if key.isdigit():
+            continue
+        section = d.setdefault(sec, {})
+        assert isinstance(section, dict)
+        section[key] = value
+    return d
+
+
+@pytest.mark.parametrize(
+    ("changes", "needle"),
+    [
+        ({"mirror__name": "x" * 16}, "mirror.name: 'xxxxxxxxxxxxxxxx'"),
+        ({"mirror__databases": ["ok", "bad name"]}, "mirror.databases: 'bad name'"),
+        ({"mirror__databases": ["a", "a"]}, "listed twice"),
+        ({"mirror__ack": "eventually"}, "mirror.ack"),
+        ({"mirror__qos_timeout_ms": 50}, "mirror.qos_timeout_ms: 50"),
+        ({"mirror__heartbeat_ms": 1500}, "mirror.heartbeat_ms: 1500"),
+        ({"mirror__arbiter": "nohost"}, "mirror.arbiter: 'nohost' is not HOST:PORT"),
+        ({"server__threads": 0}, "server.threads: 0"),
+        ({"server__threads": "two"}, "server.threads"),
+        ({"journal__segment_bytes": 10}, "journal.segment_bytes: 10"),
+        ({"limits__max_frame_bytes": 5}, "limits.max_frame_bytes: 5"),
+        ({"server__unknown_key": 1}, "unknown_key"),
+    ],
+)
+def test_bad_values_name_key_and_value(changes: dict[str, object], needle: str) -> None:
+    with pytest.raises(ConfigError) as ei:
+        build(_data(**changes), environ={})
+    assert needle in ei.value.message
+
+
+def test_member_rules() -> None:
+    d = _data()
+    members = d["members"]
+    assert isinstance(members, list)
+    members[1]["name"] = "a"
+    with pytest.raises(ConfigError, match=r"members\[1\].name: duplicate member name 'a'"):
+        build(d, environ={})
+    d = _data()
+    d["members"][2]["kind"] = "failover"  # type: ignore[index]
+    with pytest.raises(ConfigError, match="at most two"):
+        build(d, environ={})
+    d = _data()
+    d["members"][1]["address"] = "127.0.0.1:7701"  # type: ignore[index]
+    with pytest.raises(ConfigError, match=r"members\[1\].address"):
+        build(d, environ={})
+    d = _data()
+    d["members"] = []
+    with pytest.raises(ConfigError, match="at least one"):
+        build(d, environ={})
+
+
+def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load(tmp_path / "missing.toml")
+    p = tmp_path / "bad.toml"
+    p.write_text("[mirror\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load(p)

@@ -1,0 +1,67 @@
+"""Framing: bytes in, messages out — no sockets."""
+
+from __future__ import annotations
+
+import struct
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from litemirror.errors import FrameTooLargeError, ProtocolError
+from litemirror.protocol import messages as m
+from litemirror.protocol.framing import FrameDecoder, encode
+
+SAMPLES: list[m.Message] = [
+    m.Hello(version=1, database="app", user="u", password="p"),
+    m.Execute(id=7, sql="INSERT INTO t VALUES (?, ?)", params=[2**63 - 1, b"\x00\xff"]),
+    m.Execute(id=8, sql="SELECT :a", params={"a": -(2**63)}),
+    m.Execute(id=9, sql="INSERT INTO t VALUES (?)", many=[[1], [2.5], [None], ["x"]]),
+    m.Result(id=7, columns=[m.Column(name="a", decltype="INT")], rows=[[1, "x", None, b"b"]]),
+    m.Error(id=3, kind="IntegrityError", message="UNIQUE constraint failed: t.id",
+            sqlite_code=19),
+    m.Commit(id=4, ack="durable"),
+]
+
+
+def test_round_trip_byte_by_byte() -> None:
+    stream = b"".join(encode(x) for x in SAMPLES)
+    dec: FrameDecoder[m.AnyMessage] = FrameDecoder()
+    out: list[object] = []
+    for i in range(len(stream)):
+        dec.feed(stream[i : i + 1])
+        while (msg := dec.next_message()) is not None:
+            out.append(msg)
+    assert out == SAMPLES
+
+
+def test_oversized_length_refused_before_body() -> None:
+    dec: FrameDecoder[m.AnyMessage] = FrameDecoder(max_frame=1024)
+    with pytest.raises(FrameTooLargeError, match="exceeds the limit of 1024"):
+        dec.feed(struct.pack(">I", 1025))
+
+
+def test_unknown_tag_and_bad_field_types() -> None:
+    dec: FrameDecoder[m.AnyMessage] = FrameDecoder()
+    body = msgspec.msgpack.encode({"t": "nope", "id": 1})
+    dec.feed(struct.pack(">I", len(body)) + body)
+    with pytest.raises(ProtocolError, match="malformed frame"):
+        dec.next_message()
+    dec = FrameDecoder()
+    body = msgspec.msgpack.encode({"t": "exec", "id": "one", "sql": "x"})
+    dec.feed(struct.pack(">I", len(body)) + body)
+    with pytest.raises(ProtocolError):
+        dec.next_message()
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=300))
+def test_random_bytes_never_crash(data: bytes) -> None:
+    dec: FrameDecoder[m.AnyMessage] = FrameDecoder(max_frame=4096)
+    try:
+        dec.feed(data)
+        while dec.next_message() is not None:
+            pass
+    except ProtocolError:
+        pass
