@@ -1,0 +1,58 @@
+"""The replicated operations of a journal record, and their encoding.
+
+A record's payload is an ordered list of operations that turns the database
+as it was before the record into the database after it:
+
+- ``ChangesetOp``: a SQLite session changeset (row changes, keyed by primary
+  key, or by rowid for tables without one);
+- ``SqlOp``: a statement to execute as is (DDL, ``PRAGMA user_version = n``).
+
+Order matters: a changeset is always applied against the schema that was in
+force when it was captured, which is why capture cuts changesets around DDL.
+Encoded as MessagePack: a list of ``[tag, value]`` arrays.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from litemirror.errors import JournalCorruptError
+
+
+class ChangesetOp(msgspec.Struct, tag="cs", frozen=True, array_like=True):
+    """Row changes as a session changeset."""
+
+    data: bytes
+
+
+class SqlOp(msgspec.Struct, tag="sql", frozen=True, array_like=True):
+    """A statement replayed verbatim (DDL and replicated pragmas)."""
+
+    sql: str
+
+
+Op = ChangesetOp | SqlOp
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(list[Op])
+
+
+def encode_ops(ops: list[Op]) -> bytes:
+    return _encoder.encode(ops)
+
+
+def decode_ops(payload: bytes) -> list[Op]:
+    """Decode a record payload.
+
+    Raises :class:`JournalCorruptError`: the payload passed its record checksum
+    yet does not decode, so it was written wrongly (or by an incompatible
+    version); applying any part of it would make the copy diverge.
+    """
+    try:
+        return _decoder.decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise JournalCorruptError(
+            f"a journal record payload ({len(payload)} bytes) does not decode as "
+            f"replicated operations: {exc}. Nothing was applied; re-seed this member "
+            "from the primary."
+        ) from exc

@@ -1,0 +1,80 @@
+"""Translate apsw (SQLite) exceptions into the litemirror exception tree.
+
+The message is SQLite's own ("UNIQUE constraint failed: t.id"), as
+:mod:`sqlite3` reports it, so programs that show or match it keep working;
+``sqlite_code`` carries SQLite's primary result code. Where this mapping
+differs from :mod:`sqlite3` it follows PEP 249 instead: SQL errors (syntax,
+unknown table) are ``ProgrammingError`` and type/size errors are ``DataError``.
+"""
+
+from __future__ import annotations
+
+import apsw
+
+from litemirror.errors import (
+    DatabaseError,
+    DataError,
+    DiskFullError,
+    IntegrityError,
+    InternalError,
+    OperationalError,
+    ProgrammingError,
+)
+
+_BY_CLASS: tuple[tuple[type[BaseException], type[DatabaseError]], ...] = (
+    (apsw.ConstraintError, IntegrityError),
+    (apsw.SQLError, ProgrammingError),
+    (apsw.BindingsError, ProgrammingError),
+    (apsw.MisuseError, ProgrammingError),
+    (apsw.ExecutionCompleteError, ProgrammingError),
+    (apsw.FullError, DiskFullError),
+    (apsw.BusyError, OperationalError),
+    (apsw.LockedError, OperationalError),
+    (apsw.TooBigError, DataError),
+    (apsw.MismatchError, DataError),
+    (apsw.RangeError, DataError),
+    (apsw.ReadOnlyError, OperationalError),
+    (apsw.IOError, OperationalError),
+    (apsw.CantOpenError, OperationalError),
+    (apsw.PermissionsError, OperationalError),
+    (apsw.InterruptError, OperationalError),
+    (apsw.AbortError, OperationalError),
+    (apsw.SchemaChangeError, OperationalError),
+    (apsw.AuthError, OperationalError),
+    (apsw.NoMemError, OperationalError),
+    (apsw.ProtocolError, OperationalError),
+    (apsw.ConnectionClosedError, OperationalError),
+    (apsw.CorruptError, DatabaseError),
+    (apsw.NotADBError, DatabaseError),
+    (apsw.InternalError, InternalError),
+    (apsw.NotFoundError, InternalError),
+)
+
+
+def _message(exc: BaseException) -> str:
+    if exc.args and isinstance(exc.args[0], str):
+        return exc.args[0]
+    return str(exc) or type(exc).__name__
+
+
+def translate(exc: BaseException) -> DatabaseError:
+    """Return the litemirror error for an exception raised by apsw.
+
+    Besides ``apsw.Error`` this handles what apsw raises for bad parameters:
+    ``KeyError`` (a named parameter is missing), ``TypeError`` (a value type
+    SQLite cannot store) and ``OverflowError`` (an int beyond 64 bits).
+    The caller raises the result ``from exc``.
+    """
+    if isinstance(exc, KeyError):
+        name = exc.args[0] if exc.args else "?"
+        return ProgrammingError(f"You did not supply a value for binding parameter :{name}.")
+    if isinstance(exc, TypeError):
+        return ProgrammingError(f"Error binding parameter: {_message(exc)}")
+    if isinstance(exc, OverflowError):
+        return DataError(f"Python int too large to convert to SQLite INTEGER: {_message(exc)}")
+    code = getattr(exc, "result", None)
+    sqlite_code = code if isinstance(code, int) and code >= 0 else None
+    for apsw_class, our_class in _BY_CLASS:
+        if isinstance(exc, apsw_class):
+            return our_class(_message(exc), sqlite_code=sqlite_code)
+    return DatabaseError(_message(exc), sqlite_code=sqlite_code)
