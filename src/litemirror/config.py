@@ -42,7 +42,7 @@ class _Frozen(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
     pass
 
 
-class MirrorSection(_Frozen):
+class MirrorSection(_Frozen, frozen=True):
     name: str
     databases: list[str] = []
     arbiter: str | None = None
@@ -51,7 +51,7 @@ class MirrorSection(_Frozen):
     heartbeat_ms: int = 250
 
 
-class MemberSection(_Frozen):
+class MemberSection(_Frozen, frozen=True):
     name: str
     address: str
     data_dir: str
@@ -59,14 +59,14 @@ class MemberSection(_Frozen):
     http: str | None = None
 
 
-class JournalSection(_Frozen):
+class JournalSection(_Frozen, frozen=True):
     #: Rotate to a new segment when the current one passes this size.
     segment_bytes: int = 64 * 1024 * 1024
     #: Keep at least this many bytes of closed segments for catch-up.
     retain_bytes: int = 1024 * 1024 * 1024
 
 
-class ServerSection(_Frozen):
+class ServerSection(_Frozen, frozen=True):
     #: Worker threads that run SQLite work for all databases.
     threads: int = 8
     #: Databases kept open at once; idle ones beyond this are closed (LRU).
@@ -83,7 +83,7 @@ class ServerSection(_Frozen):
     checkpoint_pages: int = 4000
 
 
-class LimitsSection(_Frozen):
+class LimitsSection(_Frozen, frozen=True):
     max_frame_bytes: int = 128 * 1024 * 1024
     max_connections: int = 1024
     handshake_timeout_s: float = 10.0
@@ -91,7 +91,7 @@ class LimitsSection(_Frozen):
     result_chunk_rows: int = 2000
 
 
-class _FileConfig(_Frozen):
+class _FileConfig(_Frozen, frozen=True):
     mirror: MirrorSection
     members: list[MemberSection]
     journal: JournalSection = JournalSection()
@@ -99,7 +99,7 @@ class _FileConfig(_Frozen):
     limits: LimitsSection = LimitsSection()
 
 
-class Member(_Frozen):
+class Member(_Frozen, frozen=True):
     name: str
     host: str
     port: int
@@ -112,7 +112,7 @@ class Member(_Frozen):
         return f"{self.host}:{self.port}"
 
 
-class Config(_Frozen):
+class Config(_Frozen, frozen=True):
     """The validated, frozen configuration of one mirror."""
 
     path: Path | None

@@ -41,7 +41,7 @@ class FrameDecoder(Generic[T]):
     """Incremental decoder for frames of message type ``T``."""
 
     def __init__(self, kind: type[T] | object = AnyMessage, max_frame: int = DEFAULT_MAX_FRAME):
-        self._decoder: msgspec.msgpack.Decoder[T] = msgspec.msgpack.Decoder(kind)  # type: ignore[arg-type]
+        self._decoder: msgspec.msgpack.Decoder[T] = msgspec.msgpack.Decoder(kind)
         self._max = max_frame
         self._buf = bytearray()
 

@@ -39,8 +39,10 @@ INT64 = (-(2**63), 2**63 - 1)
 
 def _check_value(v: object, where: str) -> None:
     if not isinstance(v, _SCALARS):
-        raise ValueError(f"{where}: {type(v).__name__} is not a SQLite value "
-                         "(use None, int, float, str or bytes)")
+        raise ValueError(
+            f"{where}: {type(v).__name__} is not a SQLite value "
+            "(use None, int, float, str or bytes)"
+        )
     if isinstance(v, int) and not INT64[0] <= v <= INT64[1]:
         raise ValueError(f"{where}: integer {v} does not fit SQLite's 64-bit INTEGER")
 
@@ -66,7 +68,7 @@ class Message(msgspec.Struct, tag_field="t", frozen=True, forbid_unknown_fields=
 # --------------------------------------------------------------- handshake
 
 
-class Hello(Message, tag="hello"):
+class Hello(Message, tag="hello", frozen=True):
     version: int
     database: str
     client: str = "litemirror-python"
@@ -75,7 +77,7 @@ class Hello(Message, tag="hello"):
     password: str | None = None
 
 
-class Welcome(Message, tag="welcome"):
+class Welcome(Message, tag="welcome", frozen=True):
     version: int
     mirror: str
     member: str
@@ -88,7 +90,7 @@ class Welcome(Message, tag="welcome"):
 # ----------------------------------------------------------------- requests
 
 
-class Execute(Message, tag="exec"):
+class Execute(Message, tag="exec", frozen=True):
     """Run one statement (or ``many`` parameter sets of it).
 
     Outside a transaction a writing statement is committed on its own
@@ -104,35 +106,35 @@ class Execute(Message, tag="exec"):
     min_lsn: int = 0
 
 
-class Script(Message, tag="script"):
+class Script(Message, tag="script", frozen=True):
     """Run several statements separated by ``;`` as one transaction."""
 
     id: int
     sql: str
 
 
-class Begin(Message, tag="begin"):
+class Begin(Message, tag="begin", frozen=True):
     id: int
 
 
-class Commit(Message, tag="commit"):
+class Commit(Message, tag="commit", frozen=True):
     id: int
     ack: str | None = None
 
 
-class Rollback(Message, tag="rollback"):
+class Rollback(Message, tag="rollback", frozen=True):
     id: int
 
 
-class Ping(Message, tag="ping"):
+class Ping(Message, tag="ping", frozen=True):
     id: int
 
 
-class StatusRequest(Message, tag="status"):
+class StatusRequest(Message, tag="status", frozen=True):
     id: int
 
 
-class AdminRequest(Message, tag="admin"):
+class AdminRequest(Message, tag="admin", frozen=True):
     """An administrative action: ``journal_switch``, ``db_add``."""
 
     id: int
@@ -143,12 +145,12 @@ class AdminRequest(Message, tag="admin"):
 # ------------------------------------------------------------------ answers
 
 
-class Column(Message, tag="col"):
+class Column(Message, tag="col", frozen=True):
     name: str
     decltype: str | None = None
 
 
-class Result(Message, tag="result"):
+class Result(Message, tag="result", frozen=True):
     id: int
     columns: list[Column] | None = None
     rows: list[list[Value]] = []
@@ -159,14 +161,14 @@ class Result(Message, tag="result"):
     done: bool = True
 
 
-class Ok(Message, tag="ok"):
+class Ok(Message, tag="ok", frozen=True):
     id: int
     lsn: int = 0
     in_transaction: bool = False
     info: dict[str, Any] = {}
 
 
-class Error(Message, tag="error"):
+class Error(Message, tag="error", frozen=True):
     id: int
     kind: str
     message: str

@@ -201,11 +201,34 @@ class Database:
                 self._loop_task = asyncio.get_running_loop().create_task(self._writer_loop())
 
     async def _one_group(self) -> None:
-        assert self._writer is not None and self._capture is not None
+        assert self._writer is not None
+        w = self._writer
+        try:
+            await self._run(w.execute, "BEGIN IMMEDIATE")
+        except BaseException as exc:
+            err = _as_error(exc)
+            log.error("database %s: cannot open a write transaction: %s", self.name, err)
+            while self._queue:
+                job = self._queue.popleft()
+                _fail(job.future if isinstance(job, BatchJob) else job.started, err)
+            return
+        done: list[tuple[asyncio.Future[Any] | None, Any]] = []  # answered after commit
+        try:
+            await self._fill_group(done)
+        except BaseException as exc:
+            # Unexpected: answer everyone of this group, leave the database clean.
+            log.exception("database %s: group failed", self.name)
+            await self._run(_rollback_quietly, w)
+            err = _as_error(exc)
+            for fut, _ in done:
+                _fail(fut, err)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+
+    async def _fill_group(self, done: list[tuple[asyncio.Future[Any] | None, Any]]) -> None:
+        assert self._capture is not None
         cap = self._capture
-        await self._run(self._writer.execute, "BEGIN IMMEDIATE")
         started = time.monotonic()
-        done: list[tuple[asyncio.Future[Any], Any]] = []  # answered after commit
         ops: list[Op] = []
         count = 0
         while self._queue and count < self._group_max:
@@ -265,7 +288,9 @@ class Database:
                 out.append((None, [], _as_error(exc)))
         return out
 
-    async def _interactive(self, txn: TxnJob) -> tuple[asyncio.Future[Any], Any, list[Op]] | None:
+    async def _interactive(
+        self, txn: TxnJob
+    ) -> tuple[asyncio.Future[Any] | None, Any, list[Op]] | None:
         assert self._writer is not None and self._capture is not None
         cap, w = self._capture, self._writer
 
@@ -320,7 +345,7 @@ class Database:
             return None
 
     async def _finish_group(
-        self, ops: list[Op], done: list[tuple[asyncio.Future[Any], Any]]
+        self, ops: list[Op], done: list[tuple[asyncio.Future[Any] | None, Any]]
     ) -> None:
         assert self._writer is not None
         w = self._writer
@@ -421,11 +446,11 @@ def _as_error(exc: BaseException) -> Error:
     return InternalError(f"unexpected {type(exc).__name__}: {exc}")
 
 
-def _ok(fut: asyncio.Future[Any], value: Any) -> None:
+def _ok(fut: asyncio.Future[Any] | None, value: Any) -> None:
     if fut is not None and not fut.done():
         fut.set_result(value)
 
 
-def _fail(fut: asyncio.Future[Any], exc: BaseException) -> None:
+def _fail(fut: asyncio.Future[Any] | None, exc: BaseException) -> None:
     if fut is not None and not fut.done():
         fut.set_exception(exc)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from litemirror.engine.capture import ExecResult
@@ -17,7 +17,7 @@ class BatchJob:
     sql: str
     params: Any = None
     many: list[Any] | None = None
-    future: asyncio.Future[tuple[ExecResult, int]] = field(default=None)  # type: ignore[assignment]
+    future: asyncio.Future[tuple[ExecResult, int]] | None = None
 
 
 @dataclass(slots=True)
@@ -26,7 +26,7 @@ class TxnCommand:
     sql: str = ""
     params: Any = None
     many: list[Any] | None = None
-    future: asyncio.Future[Any] = field(default=None)  # type: ignore[assignment]
+    future: asyncio.Future[Any] | None = None
 
 
 @dataclass(slots=True)

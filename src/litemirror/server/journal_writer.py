@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from litemirror.errors import Error, JournalError
 from litemirror.journal import Journal, NewRecord, Record, RecordKind
@@ -101,7 +102,7 @@ class JournalWriter:
                 if callable(p.entry):
                     self._flush(entries)
                     entries = []
-                    p.entry(self.journal)  # type: ignore[operator]
+                    p.entry(self.journal)
                 else:
                     entries.append(p)
             self._flush(entries)
@@ -129,11 +130,11 @@ class JournalWriter:
             listener(records)
 
 
-def _set_result(fut: asyncio.Future[object], value: object) -> None:
+def _set_result(fut: asyncio.Future[Any], value: Any) -> None:
     if not fut.done():
         fut.set_result(value)
 
 
-def _set_exc(fut: asyncio.Future[object], exc: BaseException) -> None:
+def _set_exc(fut: asyncio.Future[Any], exc: BaseException) -> None:
     if not fut.done():
         fut.set_exception(exc)
