@@ -410,3 +410,21 @@ def test_ops_round_trip_and_garbage_is_refused() -> None:
         decode_ops(b"\x92\xa3abc")
     with pytest.raises(JournalCorruptError):
         decode_ops(encode_ops(ops)[:-3])
+
+
+def test_member_meta_statements_cannot_be_reused_by_clients(writer: Writer) -> None:
+    # apsw's statement cache skips the authorizer, so the member's own meta
+    # writes are never cached; the same text from a client is still refused.
+    writer.one("CREATE TABLE t(x)")
+    for lsn in (1, 2, 3):
+        writer.begin()
+        writer.commit(lsn=lsn)
+    same_text = (
+        "INSERT INTO _litemirror_meta(k, v) VALUES (?, ?) "
+        "ON CONFLICT(k) DO UPDATE SET v = excluded.v"
+    )
+    writer.begin()
+    with pytest.raises(NotSupportedError, match="_litemirror_meta"):
+        writer.job((same_text, ("lsn", 99)))
+    writer.commit()
+    assert read_lsn(writer.conn) == 3
