@@ -18,6 +18,7 @@ from litemirror.engine import (
     encode_ops,
     ensure_meta,
     open_apply_connection,
+    policy,
     read_lsn,
     table_checksums,
     translate,
@@ -428,3 +429,60 @@ def test_member_meta_statements_cannot_be_reused_by_clients(writer: Writer) -> N
         writer.job((same_text, ("lsn", 99)))
     writer.commit()
     assert read_lsn(writer.conn) == 3
+
+
+# ----------------------------------------------------------------- pure decisions
+
+ACTIONS = [
+    ((apsw.SQLITE_CREATE_TABLE, "t", None, "main"), policy.RUN_AS_DDL),
+    ((apsw.SQLITE_CREATE_TEMP_TABLE, "t", None, "temp"), policy.ALLOW),
+    ((apsw.SQLITE_CREATE_VTABLE, "v", "fts5", "temp"), policy.ALLOW),
+    ((apsw.SQLITE_ALTER_TABLE, "main", "t", None), policy.RUN_AS_DDL),
+    ((apsw.SQLITE_ALTER_TABLE, "temp", "t", None), policy.ALLOW),
+    ((apsw.SQLITE_INSERT, "sqlite_master", None, "main"), policy.RUN_AS_DDL),
+    ((apsw.SQLITE_INSERT, "sqlite_temp_master", None, "temp"), policy.ALLOW),
+    ((apsw.SQLITE_UPDATE, "sqlite_sequence", "seq", "main"), NotSupportedError),
+    ((apsw.SQLITE_INSERT, "_litemirror_meta", None, "main"), NotSupportedError),
+    ((apsw.SQLITE_DELETE, "t", None, "main"), policy.ALLOW),
+    ((apsw.SQLITE_PRAGMA, "user_version", "3", None), policy.RUN_AS_DDL),
+    ((apsw.SQLITE_PRAGMA, "user_version", None, None), policy.ALLOW),
+    ((apsw.SQLITE_PRAGMA, "table_info", "t", None), policy.ALLOW),
+    ((apsw.SQLITE_PRAGMA, "journal_mode", None, None), policy.ALLOW),
+    ((apsw.SQLITE_PRAGMA, "journal_mode", "wal", None), NotSupportedError),
+    ((apsw.SQLITE_PRAGMA, "cache_size", "100", None), NotSupportedError),
+    ((apsw.SQLITE_PRAGMA, "optimize", None, None), NotSupportedError),
+    ((apsw.SQLITE_TRANSACTION, "BEGIN", None, None), ProgrammingError),
+    ((apsw.SQLITE_SAVEPOINT, "RELEASE", "j", None), ProgrammingError),
+    ((apsw.SQLITE_ATTACH, "x.db", None, None), NotSupportedError),
+    ((apsw.SQLITE_READ, "t", "x", "main"), policy.ALLOW),
+]
+
+
+@pytest.mark.parametrize(("action", "expected"), ACTIONS, ids=[repr(a[0]) for a in ACTIONS])
+def test_client_action_table(
+    action: tuple[int, str, str | None, str | None], expected: Any
+) -> None:
+    verdict = policy.client_action(*action)
+    if isinstance(expected, type):
+        assert type(verdict) is expected
+    else:
+        assert verdict is expected
+
+
+SPLITS = [
+    ("select 1", ("select 1",)),
+    ("select 1;  -- done", ("select 1;",)),
+    ("select ';'; select 2", ("select ';';", "select 2")),
+    ("/* a; b */ select 1", ("/* a; b */ select 1",)),
+    (
+        "CREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; SELECT 2; END; SELECT 3",
+        ("CREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; SELECT 2; END;", "SELECT 3"),
+    ),
+    ("", ()),
+    (" ;; -- nothing\n", ()),
+]
+
+
+@pytest.mark.parametrize(("sql", "statements"), SPLITS)
+def test_split_statements(sql: str, statements: tuple[str, ...]) -> None:
+    assert policy.split_statements(sql) == statements

@@ -49,40 +49,13 @@ from litemirror.engine import policy
 from litemirror.engine.meta import META_TABLE
 from litemirror.engine.ops import ChangesetOp, Op, SqlOp
 from litemirror.engine.sqlerrors import translate
-from litemirror.errors import DatabaseError, InternalError, NotSupportedError, ProgrammingError
+from litemirror.errors import DatabaseError, InternalError, ProgrammingError
 
 Params = Sequence[Any] | Mapping[str, Any] | None
 
 #: What apsw raises while preparing, binding or stepping a client statement.
 _STATEMENT_ERRORS = (apsw.Error, KeyError, TypeError, OverflowError, ValueError)
 
-#: Authorizer codes of main-schema DDL (the TEMP variants are separate codes).
-_DDL_CODES = frozenset(
-    {
-        apsw.SQLITE_CREATE_INDEX,
-        apsw.SQLITE_CREATE_TABLE,
-        apsw.SQLITE_CREATE_TRIGGER,
-        apsw.SQLITE_CREATE_VIEW,
-        apsw.SQLITE_CREATE_VTABLE,
-        apsw.SQLITE_DROP_INDEX,
-        apsw.SQLITE_DROP_TABLE,
-        apsw.SQLITE_DROP_TRIGGER,
-        apsw.SQLITE_DROP_VIEW,
-        apsw.SQLITE_DROP_VTABLE,
-        apsw.SQLITE_ALTER_TABLE,
-        apsw.SQLITE_ANALYZE,
-    }
-)
-#: CREATE codes -> sqlite_schema type, to record the object's stored SQL.
-_CREATED_TYPE = {
-    apsw.SQLITE_CREATE_INDEX: "index",
-    apsw.SQLITE_CREATE_TABLE: "table",
-    apsw.SQLITE_CREATE_TRIGGER: "trigger",
-    apsw.SQLITE_CREATE_VIEW: "view",
-    apsw.SQLITE_CREATE_VTABLE: "table",
-}
-_WRITE_CODES = frozenset({apsw.SQLITE_INSERT, apsw.SQLITE_UPDATE, apsw.SQLITE_DELETE})
-_SCHEMA_TABLES = frozenset({"sqlite_master", "sqlite_schema"})
 _CTAS_TEMP = "_litemirror_ctas"
 
 
@@ -100,23 +73,6 @@ class ExecResult:
     rows: list[tuple[Any, ...]]
     rowcount: int
     lastrowid: int
-
-
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def sql_literal(value: Any) -> str:
-    """A value as SQL literal text, for ops that must be plain statements."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value) if value == value and abs(value) != float("inf") else "NULL"
-    if isinstance(value, bytes):
-        return "X'" + value.hex() + "'"
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 class Capture:
@@ -255,45 +211,15 @@ class Capture:
         if mode == _Mode.DDL:
             self._ddl_actions.append((code, arg1, arg2))
             target = arg2 if code in (apsw.SQLITE_ALTER_TABLE, apsw.SQLITE_CREATE_INDEX) else arg1
-            if code in _DDL_CODES and target:
+            if code in policy.DDL_CODES and target:
                 self._ddl_targets.add(target)
             return apsw.SQLITE_OK
-        if code in _DDL_CODES:
-            schema = arg1 if code == apsw.SQLITE_ALTER_TABLE else db
-            if schema == "temp":
-                return apsw.SQLITE_OK  # TEMP objects are private to the writer: not replicated
+        verdict = policy.client_action(code, arg1, arg2, db)
+        if isinstance(verdict, DatabaseError):
+            self._refusal = verdict
+            return apsw.SQLITE_DENY
+        if verdict is policy.RUN_AS_DDL:
             self._wants_ddl = True
-            return apsw.SQLITE_DENY
-        if code in _WRITE_CODES:
-            if db == "temp" or arg1 is None:
-                return apsw.SQLITE_OK
-            if arg1 in _SCHEMA_TABLES:
-                self._wants_ddl = True
-                return apsw.SQLITE_DENY
-            if arg1.startswith("sqlite_") or arg1 == META_TABLE:
-                self._refusal = NotSupportedError(
-                    f"writing to {arg1} directly is not supported through litemirror: "
-                    "SQLite and the mirror maintain it, and the backups must see the "
-                    "same values. Change the user tables instead."
-                )
-                return apsw.SQLITE_DENY
-            return apsw.SQLITE_OK
-        if code == apsw.SQLITE_PRAGMA:
-            name = (arg1 or "").lower()
-            if name in policy.REPLICATED_PRAGMAS and arg2 is not None:
-                if db == "temp":
-                    return apsw.SQLITE_OK
-                self._wants_ddl = True
-                return apsw.SQLITE_DENY
-            self._refusal = policy.pragma_refusal(name, arg2)
-            return apsw.SQLITE_OK if self._refusal is None else apsw.SQLITE_DENY
-        if code in (apsw.SQLITE_TRANSACTION, apsw.SQLITE_SAVEPOINT):
-            self._refusal = policy.transaction_refusal(arg1 or "transaction control")
-            return apsw.SQLITE_DENY
-        if code in (apsw.SQLITE_ATTACH, apsw.SQLITE_DETACH):
-            self._refusal = policy.attach_refusal(
-                "ATTACH" if code == apsw.SQLITE_ATTACH else "DETACH"
-            )
             return apsw.SQLITE_DENY
         return apsw.SQLITE_OK
 
@@ -343,11 +269,11 @@ class Capture:
                 name = (arg1 or "").lower()
                 value = _scalar(self._conn, f"PRAGMA main.{name}")
                 return SqlOp(f"PRAGMA {name} = {int(value)}")
-            if code not in _DDL_CODES:
+            if code not in policy.DDL_CODES:
                 continue
             if not schema_changed:
                 return None  # IF [NOT] EXISTS that did nothing, or EXPLAIN
-            created = _CREATED_TYPE.get(code)
+            created = policy.CREATED_TYPE.get(code)
             if created is not None and arg1 is not None:
                 # The stored SQL, not the client's text: CREATE TABLE ... AS SELECT
                 # must not be re-evaluated on the copy, and parameters are gone.
@@ -371,20 +297,22 @@ class Capture:
         if self._is_analyze():
             return None
         for code, arg1, _ in self._ddl_actions:
-            if code in _DDL_CODES:
+            if code in policy.DDL_CODES:
                 return arg1 if code == apsw.SQLITE_CREATE_TABLE else None
         return None
 
     def _capture_ctas_rows(self, name: str) -> None:
         """Re-insert the rows of a table made by CREATE TABLE ... AS SELECT under a session."""
         conn = self._conn
-        table = f"main.{quote_ident(name)}"
+        table = f"main.{policy.quote_ident(name)}"
         if conn.execute(f"SELECT 1 FROM {table} LIMIT 1", can_cache=False).fetchone() is None:
             return
-        columns = [r[1] for r in conn.execute(f"PRAGMA main.table_info({quote_ident(name)})")]
+        columns = [
+            r[1] for r in conn.execute(f"PRAGMA main.table_info({policy.quote_ident(name)})")
+        ]
         lowered = {c.lower() for c in columns}
         rowid = next((r for r in ("rowid", "_rowid_", "oid") if r not in lowered), None)
-        keys = ([rowid] if rowid else []) + [quote_ident(c) for c in columns]
+        keys = ([rowid] if rowid else []) + [policy.quote_ident(c) for c in columns]
         conn.execute(f"DROP TABLE IF EXISTS temp.{_CTAS_TEMP}", can_cache=False)
         conn.execute(
             f"CREATE TEMP TABLE {_CTAS_TEMP} AS SELECT {', '.join(keys)} FROM {table}",
@@ -439,7 +367,7 @@ class Capture:
             self._append_changeset(session)
         after = self._read_sequences()
         if after != self._seq_before:
-            self._job_ops().append(SqlOp(_sequence_sql(self._seq_before, after)))
+            self._job_ops().append(SqlOp(policy.sequence_sql(self._seq_before, after)))
         self._seq_before = after
 
     def _read_sequences(self) -> dict[str, Any]:
@@ -468,20 +396,3 @@ def _scalar(conn: apsw.Connection, sql: str) -> Any:
     if row is None:
         raise InternalError(f"{sql!r} returned no row")
     return row[0]
-
-
-def _sequence_sql(before: dict[str, Any], after: dict[str, Any]) -> str:
-    """Statements that turn ``sqlite_sequence`` into ``after`` on the copy."""
-    parts = []
-    for name in before.keys() - after.keys():
-        parts.append(f"DELETE FROM sqlite_sequence WHERE name = {sql_literal(name)};")
-    for name, seq in sorted(after.items()):
-        if before.get(name) == seq:
-            continue
-        lit_name, lit_seq = sql_literal(name), sql_literal(seq)
-        parts.append(
-            f"INSERT INTO sqlite_sequence(name, seq) SELECT {lit_name}, {lit_seq} WHERE NOT "
-            f"EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = {lit_name});"
-        )
-        parts.append(f"UPDATE sqlite_sequence SET seq = {lit_seq} WHERE name = {lit_name};")
-    return "\n".join(parts)
