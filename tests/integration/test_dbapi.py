@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 import litemirror
 from litemirror import errors
 from litemirror.client.dbapi import Connection
+from litemirror.client.statements import transaction_verb
 
 
 @pytest.fixture
@@ -190,8 +192,12 @@ def test_programming_errors(conn: Connection) -> None:
         conn.execute("SELECT 1; SELECT 2")
     with pytest.raises(errors.ProgrammingError, match="not supported"):
         conn.execute("SELECT ?", (object(),))
-    with pytest.raises(errors.DatabaseError, match="syntax error"):
+    with pytest.raises(errors.ProgrammingError, match="syntax error"):
         conn.execute("SELEC 1")
+    with pytest.raises(errors.ProgrammingError, match="no such table"):
+        conn.execute("SELECT * FROM nowhere")
+    with pytest.raises(errors.ProgrammingError):
+        conn.execute("SELECT :a", {"b": 1})
     assert conn.execute("SELECT 1").fetchone() == (1,)  # the connection is still usable
 
 
@@ -361,7 +367,15 @@ def _outcome(conn: Any, sql: str, params: object) -> tuple[object, ...]:
     try:
         cur = conn.execute(sql, params)
     except Exception as exc:  # the class is what we compare
-        return ("error", type(exc).__name__, conn.in_transaction)
+        name = type(exc).__name__
+        sql_error = isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorcode == 1
+        if sql_error and transaction_verb(sql) is None:
+            # The one deliberate difference: for SQLITE_ERROR from a statement
+            # (syntax error, no such table, already exists) sqlite3 raises
+            # OperationalError; litemirror follows PEP 249 and raises
+            # ProgrammingError (see engine/sqlerrors.py).
+            name = "ProgrammingError"
+        return ("error", name, conn.in_transaction)
     description = None if cur.description is None else [d[0] for d in cur.description]
     rowcount = cur.rowcount
     lastrowid = cur.lastrowid if sql.startswith(("INSERT", "REPLACE")) else None
@@ -379,3 +393,55 @@ def test_sqlite3_parity(member: Any, tmp_path: Path) -> None:
     finally:
         local.close()
         remote.close()
+
+
+# ------------------------------------------------------------------ two members
+
+
+def _two_members(cluster_factory: Any) -> tuple[Any, str, str]:
+    cluster = cluster_factory(members=(("a", "failover"), ("b", "failover")))
+    cluster.start()
+    roles = {name: cluster[name].status().get("role") for name in ("a", "b")}
+    primary = next(name for name, role in roles.items() if role == "primary")
+    return cluster, primary, "b" if primary == "a" else "a"
+
+
+def test_driver_follows_the_primary_address_a_backup_names(cluster_factory: Any) -> None:
+    cluster, primary, backup = _two_members(cluster_factory)
+    for members in ([backup, primary], [backup]):
+        conn = litemirror.connect(cluster.url(members=members))
+        try:
+            assert (conn.member, conn.role) == (primary, "primary")
+            conn.execute("CREATE TABLE IF NOT EXISTS t (x)")
+            conn.commit()
+        finally:
+            conn.close()
+    # read_only with target=primary still prefers the primary when it is listed.
+    conn = litemirror.connect(cluster.url(members=[backup, primary], read_only=True))
+    try:
+        assert conn.member == primary
+    finally:
+        conn.close()
+
+
+def test_read_only_target_any_reads_from_the_backup(cluster_factory: Any) -> None:
+    cluster, primary, backup = _two_members(cluster_factory)
+    writer = litemirror.connect(cluster.url(members=[primary]), isolation_level=None)
+    try:
+        writer.execute("CREATE TABLE t (x)")
+        writer.execute("INSERT INTO t VALUES (42)")
+        lsn = writer.last_lsn
+    finally:
+        writer.close()
+    deadline = time.monotonic() + 10
+    while cluster[backup].status().get("lsn", 0) < lsn:
+        assert time.monotonic() < deadline, "the backup did not catch up within 10 s"
+        time.sleep(0.1)
+    reader = litemirror.connect(cluster.url(members=[backup], target="any"))
+    try:
+        assert reader.member == backup and reader.role != "primary"
+        assert reader.execute("SELECT x FROM t").fetchall() == [(42,)]
+        with pytest.raises(errors.Error):
+            reader.execute("INSERT INTO t VALUES (1)")
+    finally:
+        reader.close()

@@ -48,6 +48,7 @@ def test_statements_tables_and_changes(member: Any) -> None:
         assert text in out, text
     assert "fruit" in out.split("(2 rows)")[1]
     assert "CREATE TABLE fruit" in out
+    assert "_litemirror" not in out  # the member's bookkeeping table is not the user's
     check = litemirror.connect(member.url())
     try:
         assert check.execute("SELECT note FROM fruit ORDER BY id").fetchall() == [

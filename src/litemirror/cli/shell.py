@@ -31,6 +31,10 @@ from litemirror.errors import Error
 HISTORY = Path("~/.litemirror_history")
 PROMPT = "litemirror> "
 CONTINUE = "       ...> "
+# SQLite's own objects and the member's bookkeeping table are not the user's schema.
+_USER_OBJECTS = (
+    "name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND tbl_name NOT LIKE '\\_litemirror%' ESCAPE '\\'"
+)
 HELP = """\
 .tables            list tables and views
 .schema [TABLE]    show CREATE statements (of one table and its indexes)
@@ -136,15 +140,15 @@ class Shell:
             self.out.print(Text(HELP))
         elif name == ".tables":
             cursor = self.quiet(
-                "SELECT name FROM sqlite_schema WHERE type IN ('table', 'view') "
-                "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
+                f"SELECT name FROM sqlite_schema WHERE type IN ('table', 'view') "
+                f"AND {_USER_OBJECTS} ORDER BY name"
             )
             if cursor is not None:
                 names = [row[0] for row in cursor.fetchall()]
                 if names:
                     self.out.print(Text("  ".join(names)))
         elif name == ".schema":
-            where = "sql IS NOT NULL AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+            where = f"sql IS NOT NULL AND {_USER_OBJECTS}"
             params: tuple[object, ...] = ()
             if arg:
                 where += " AND tbl_name = ?"

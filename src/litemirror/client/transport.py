@@ -160,12 +160,23 @@ def dial(
     pause = _FIRST_PAUSE
     said: dict[str, str] = {}
     while True:
-        session = _one_pass(info, hint, ssl_context, deadline, said)
+        refusals: list[errors.Error] = []
+        session = _one_pass(info, hint, ssl_context, deadline, said, refusals)
         if session is not None:
             return session
+        report = "; ".join(f"{addr}: {what}" for addr, what in said.items())
+        if refusals:
+            # A member refused for a reason that waiting will not change (unknown
+            # database, bad credentials, protocol version): say so now.
+            first = refusals[0]
+            raise type(first)(
+                first.message if len(said) == 1 else f"{first.message} (all members: {report})",
+                sqlite_code=first.sqlite_code,
+                primary=first.primary,
+                retryable=first.retryable,
+            )
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            report = "; ".join(f"{addr}: {what}" for addr, what in said.items())
             raise errors.UnavailableError(
                 f"no member could serve database {info.database!r} within "
                 f"{info.connect_timeout} s ({report}); check that the mirror has a primary"
@@ -181,6 +192,7 @@ def _one_pass(
     ssl_context: ssl.SSLContext | None,
     deadline: float,
     said: dict[str, str],
+    refusals: list[errors.Error],
 ) -> Session | None:
     """Try every host once (following redirects); return a session or None."""
     queue = list(info.hosts)
@@ -199,7 +211,7 @@ def _one_pass(
         if remaining <= 0:
             break
         session, redirect = _hello(
-            info, host, port, min(remaining, info.connect_timeout), ssl_context, said
+            info, host, port, min(remaining, info.connect_timeout), ssl_context, said, refusals
         )
         if redirect is not None and redirects < _MAX_REDIRECTS:
             redirects += 1
@@ -241,6 +253,7 @@ def _hello(
     timeout: float,
     ssl_context: ssl.SSLContext | None,
     said: dict[str, str],
+    refusals: list[errors.Error],
 ) -> tuple[Session | None, str | None]:
     """Say Hello to one member: (session or None, address it redirected us to)."""
     address = format_address(host, port)
@@ -272,14 +285,18 @@ def _hello(
         if answer.kind in ("NotPrimaryError", "UnavailableError") or answer.retryable:
             said[address] = f"{answer.kind}: {answer.message}"
             return None, answer.primary
-        # Wrong database, bad credentials, unsupported version: asking again
-        # or asking another member will not help, so say it now.
+        # Wrong database, bad credentials, unsupported version: asking this
+        # member again will not help; another member may still serve us.
         cls = errors.BY_NAME.get(answer.kind, errors.DatabaseError)
-        raise cls(
-            f"member {address} refused the connection: {answer.message}",
-            sqlite_code=answer.sqlite_code,
-            primary=answer.primary,
-            retryable=answer.retryable,
+        said[address] = f"refused: {answer.message}"
+        refusals.append(
+            cls(
+                f"member {address} refused the connection: {answer.message}",
+                sqlite_code=answer.sqlite_code,
+                primary=answer.primary,
+                retryable=answer.retryable,
+            )
         )
+        return None, None
     said[address] = f"answered Hello with an unexpected {type(answer).__name__}"
     return None, None
