@@ -260,6 +260,10 @@ class Connection:
         parts: list[m.Result] = []
         while True:
             answer = transport.recv()
+            if isinstance(answer, m.Error) and answer.id == 0:
+                # The member refused the stream itself (bad frame) and will close.
+                transport.close()
+                return answer
             if isinstance(answer, m.Welcome) or answer.id != rid:
                 transport.close()
                 raise errors.ProtocolError(
