@@ -119,9 +119,10 @@ def test_unknown_database(seeded: Any) -> None:
 
 def test_bad_sql_changes_nothing(seeded: Any) -> None:
     c = litemirror.connect(seeded.url())
-    with pytest.raises(litemirror.ProgrammingError, match="syntax error"):
+    # The same classes as the stdlib sqlite3 module raises.
+    with pytest.raises(litemirror.OperationalError, match="syntax error"):
         c.execute("INSRT INTO t VALUES (1)")
-    with pytest.raises(litemirror.ProgrammingError, match="no such table"):
+    with pytest.raises(litemirror.OperationalError, match="no such table"):
         c.execute("INSERT INTO missing VALUES (1)")
     with pytest.raises(litemirror.IntegrityError, match="UNIQUE constraint failed") as ei:
         c.execute("INSERT INTO t VALUES (1, 'dup')")

@@ -13,7 +13,6 @@ import pytest
 import litemirror
 from litemirror import errors
 from litemirror.client.dbapi import Connection
-from litemirror.client.statements import transaction_verb
 
 
 @pytest.fixture
@@ -192,9 +191,10 @@ def test_programming_errors(conn: Connection) -> None:
         conn.execute("SELECT 1; SELECT 2")
     with pytest.raises(errors.ProgrammingError, match="not supported"):
         conn.execute("SELECT ?", (object(),))
-    with pytest.raises(errors.ProgrammingError, match="syntax error"):
+    # Like sqlite3: SQL errors are OperationalError.
+    with pytest.raises(errors.OperationalError, match="syntax error"):
         conn.execute("SELEC 1")
-    with pytest.raises(errors.ProgrammingError, match="no such table"):
+    with pytest.raises(errors.OperationalError, match="no such table"):
         conn.execute("SELECT * FROM nowhere")
     with pytest.raises(errors.ProgrammingError):
         conn.execute("SELECT :a", {"b": 1})
@@ -367,15 +367,8 @@ def _outcome(conn: Any, sql: str, params: object) -> tuple[object, ...]:
     try:
         cur = conn.execute(sql, params)
     except Exception as exc:  # the class is what we compare
-        name = type(exc).__name__
-        sql_error = isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorcode == 1
-        if sql_error and transaction_verb(sql) is None:
-            # The one deliberate difference: for SQLITE_ERROR from a statement
-            # (syntax error, no such table, already exists) sqlite3 raises
-            # OperationalError; litemirror follows PEP 249 and raises
-            # ProgrammingError (see engine/sqlerrors.py).
-            name = "ProgrammingError"
-        return ("error", name, conn.in_transaction)
+        # The same exception class as sqlite3, for every statement.
+        return ("error", type(exc).__name__, conn.in_transaction)
     description = None if cur.description is None else [d[0] for d in cur.description]
     rowcount = cur.rowcount
     lastrowid = cur.lastrowid if sql.startswith(("INSERT", "REPLACE")) else None

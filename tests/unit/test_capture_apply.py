@@ -232,9 +232,9 @@ ERROR_CASES = [
         19,
         "NOT NULL constraint failed: t.v",
     ),
-    ("INSERT INTO t(id, v) VALUES ('abc', 1)", DataError, 20, "datatype mismatch"),
-    ("SELEC 1", ProgrammingError, 1, 'near "SELEC": syntax error'),
-    ("SELECT * FROM nowhere", ProgrammingError, 1, "no such table: nowhere"),
+    ("INSERT INTO t(id, v) VALUES ('abc', 1)", IntegrityError, 20, "datatype mismatch"),
+    ("SELEC 1", OperationalError, 1, 'near "SELEC": syntax error'),
+    ("SELECT * FROM nowhere", OperationalError, 1, "no such table: nowhere"),
     ("SELECT randomblob(2000000000)", DataError, 18, "string or blob too big"),
 ]
 
@@ -293,7 +293,7 @@ REFUSED = [
     ("RELEASE j", ProgrammingError, "RELEASE"),
     ("UPDATE sqlite_sequence SET seq = 0", NotSupportedError, "sqlite_sequence"),
     ("DELETE FROM _litemirror_meta", NotSupportedError, "_litemirror_meta"),
-    ("SELECT * FROM pragma_journal_mode('delete')", ProgrammingError, "unknown database"),
+    ("SELECT * FROM pragma_journal_mode('delete')", OperationalError, "unknown database"),
 ]
 
 

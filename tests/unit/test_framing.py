@@ -19,8 +19,7 @@ SAMPLES: list[m.Message] = [
     m.Execute(id=8, sql="SELECT :a", params={"a": -(2**63)}),
     m.Execute(id=9, sql="INSERT INTO t VALUES (?)", many=[[1], [2.5], [None], ["x"]]),
     m.Result(id=7, columns=[m.Column(name="a", decltype="INT")], rows=[[1, "x", None, b"b"]]),
-    m.Error(id=3, kind="IntegrityError", message="UNIQUE constraint failed: t.id",
-            sqlite_code=19),
+    m.Error(id=3, kind="IntegrityError", message="UNIQUE constraint failed: t.id", sqlite_code=19),
     m.Commit(id=4, ack="durable"),
 ]
 

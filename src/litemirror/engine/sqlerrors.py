@@ -2,9 +2,10 @@
 
 The message is SQLite's own ("UNIQUE constraint failed: t.id"), as
 :mod:`sqlite3` reports it, so programs that show or match it keep working;
-``sqlite_code`` carries SQLite's primary result code. Where this mapping
-differs from :mod:`sqlite3` it follows PEP 249 instead: SQL errors (syntax,
-unknown table) are ``ProgrammingError`` and type/size errors are ``DataError``.
+``sqlite_code`` carries SQLite's primary result code. The classes follow
+:mod:`sqlite3` exactly (SQL errors such as a syntax error or an unknown table
+are ``OperationalError``, a datatype mismatch is ``IntegrityError``), so a
+program moved from ``sqlite3`` to litemirror catches the same exceptions.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from litemirror.errors import (
 
 _BY_CLASS: tuple[tuple[type[BaseException], type[DatabaseError]], ...] = (
     (apsw.ConstraintError, IntegrityError),
-    (apsw.SQLError, ProgrammingError),
+    (apsw.SQLError, OperationalError),
     (apsw.BindingsError, ProgrammingError),
     (apsw.MisuseError, ProgrammingError),
     (apsw.ExecutionCompleteError, ProgrammingError),
@@ -31,7 +32,7 @@ _BY_CLASS: tuple[tuple[type[BaseException], type[DatabaseError]], ...] = (
     (apsw.BusyError, OperationalError),
     (apsw.LockedError, OperationalError),
     (apsw.TooBigError, DataError),
-    (apsw.MismatchError, DataError),
+    (apsw.MismatchError, IntegrityError),
     (apsw.RangeError, DataError),
     (apsw.ReadOnlyError, OperationalError),
     (apsw.IOError, OperationalError),

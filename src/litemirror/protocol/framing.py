@@ -45,6 +45,10 @@ class FrameDecoder(Generic[T]):
         self._max = max_frame
         self._buf = bytearray()
 
+    def set_kind(self, kind: type[T] | object) -> None:
+        """Decode the following frames as ``kind`` (after a handshake picked the protocol)."""
+        self._decoder = msgspec.msgpack.Decoder(kind)  # type: ignore[arg-type]
+
     @property
     def buffered(self) -> int:
         return len(self._buf)

@@ -25,6 +25,8 @@ from typing import Any
 
 import msgspec
 
+from .replication import ReplHello
+
 PROTOCOL_VERSION = 1
 
 #: A SQLite value on the wire: None, int, float, str or bytes. msgspec cannot
@@ -181,5 +183,7 @@ class Error(Message, tag="error", frozen=True):
 ClientMessage = (
     Hello | Execute | Script | Begin | Commit | Rollback | Ping | StatusRequest | AdminRequest
 )
+#: What may open a connection to a member: a client ``Hello`` or a member's ``ReplHello``.
+OpeningMessage = ClientMessage | ReplHello
 ServerMessage = Welcome | Result | Ok | Error
 AnyMessage = ClientMessage | ServerMessage

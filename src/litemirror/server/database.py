@@ -439,9 +439,9 @@ def _rollback_quietly(conn: apsw.Connection) -> None:
 def _as_error(exc: BaseException) -> Error:
     if isinstance(exc, Error):
         return exc
-    if isinstance(exc, apsw.Error):
+    if isinstance(exc, (apsw.Error, KeyError, TypeError, OverflowError)):
         return translate(exc)
-    if isinstance(exc, (OverflowError, TypeError, ValueError)):
+    if isinstance(exc, ValueError):
         return ProgrammingError(str(exc))
     return InternalError(f"unexpected {type(exc).__name__}: {exc}")
 

@@ -63,7 +63,7 @@ def run_read(conn: apsw.Connection, sql: str, params: Any) -> ExecResult:
         rows = [tuple(r) for r in cur.execute(sql, params)]
     except (NeedsWriter, ProgrammingError):
         raise
-    except apsw.Error as exc:
+    except (apsw.Error, KeyError, TypeError, OverflowError) as exc:
         raise translate(exc) from exc
     finally:
         cur.close()

@@ -1,0 +1,118 @@
+"""Messages of the replication stream between the primary and the other members.
+
+Theory of operation
+-------------------
+A backup, DR or reporting member opens a connection to the primary's
+member address and sends ``ReplHello`` with the last LSN and epoch in its
+own journal. The primary checks that the member belongs to this mirror
+(same mirror name, a configured member other than itself, not connected
+twice) and answers ``ReplWelcome`` saying where the stream starts, or an
+``Error`` and closes.
+
+If the primary still holds the next record the member needs, the stream
+starts there. Otherwise (the member is new, or fell out of the primary's
+journal retention) the primary sends a *base copy*: ``SeedBegin`` with the
+LSN the copy starts from and the list of databases, each database as
+``SeedFile`` chunks (checksummed), then ``SeedEnd``; the stream then
+continues from the copy's LSN ("activate and catch up").
+
+Records travel in ``ReplRecords`` frames, numbered by ``seq`` (1, 2, 3, ...
+per connection), each carrying journal records in their on-disk encoding
+(each with its own checksum). A receiver that sees a ``seq`` gap, a record
+that fails its checksum, an LSN that is not the next one, or an epoch older
+than its newest refuses the frame, applies nothing of it and resets the
+stream (reconnects) — it never skips.
+
+The member acknowledges with ``ReplAck``: ``received`` (in memory),
+``durable`` (fsynced in its journal) and ``applied`` (visible to readers),
+each the highest LSN at that level. A database added to the primary from a
+file is journalled as an ``IMPORT_DB`` record; a member that reaches one
+asks for that database's copy with ``SeedRequest``.
+
+``Heartbeat`` frames in both directions keep the link alive and carry the
+sender's newest LSN, so both sides know the lag even when idle.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+REPL_VERSION = 1
+
+
+class ReplMessage(msgspec.Struct, tag_field="t", frozen=True, forbid_unknown_fields=True):
+    """Base of replication messages."""
+
+
+class ReplHello(ReplMessage, tag="rhello", frozen=True):
+    version: int
+    mirror: str
+    member: str
+    kind: str
+    last_lsn: int
+    last_epoch: int
+    compression: str = "off"
+
+
+class ReplWelcome(ReplMessage, tag="rwelcome", frozen=True):
+    mirror: str
+    primary: str
+    epoch: int
+    first_lsn: int
+    last_lsn: int
+    #: "stream" (records follow from ``start_lsn``) or "seed" (a base copy follows).
+    mode: str
+    start_lsn: int
+    compression: str = "off"
+
+
+class ReplRecords(ReplMessage, tag="rrec", frozen=True):
+    seq: int
+    first_lsn: int
+    last_lsn: int
+    #: Journal records in their on-disk encoding, back to back (maybe compressed).
+    data: bytes
+    compressed: bool = False
+
+
+class ReplAck(ReplMessage, tag="rack", frozen=True):
+    received: int
+    durable: int
+    applied: int
+
+
+class Heartbeat(ReplMessage, tag="rbeat", frozen=True):
+    lsn: int
+    epoch: int
+    ts_ms: int
+
+
+class SeedBegin(ReplMessage, tag="sbegin", frozen=True):
+    start_lsn: int
+    epoch: int
+    databases: list[str]
+
+
+class SeedFile(ReplMessage, tag="sfile", frozen=True):
+    db: str
+    offset: int
+    data: bytes
+    #: Set on the last chunk of the file.
+    last: bool = False
+    size: int = 0
+    #: xxh3_64 hex digest of the whole file, on the last chunk.
+    checksum: str = ""
+    #: The database's own LSN inside the copy, on the last chunk.
+    lsn: int = 0
+
+
+class SeedEnd(ReplMessage, tag="send", frozen=True):
+    start_lsn: int
+
+
+class SeedRequest(ReplMessage, tag="sreq", frozen=True):
+    db: str
+
+
+FromPrimary = ReplWelcome | ReplRecords | Heartbeat | SeedBegin | SeedFile | SeedEnd
+FromMember = ReplAck | Heartbeat | SeedRequest

@@ -1,0 +1,203 @@
+"""The primary's view of every other member, and commits waiting for the backup.
+
+Theory of operation
+-------------------
+Every connected member has a :class:`LinkState` (kept here, updated by its
+sender): what it acknowledged at each level, when it was last heard from,
+and whether it is seeding, catching up or streaming.
+
+Synchronous mirroring concerns only the *backup* (the other failover
+member). It is **active** while it is connected, caught up and
+acknowledging; a commit then waits until the backup acknowledged the
+commit's record at the configured level (``received``, ``durable`` or
+``applied``). If the backup goes silent for the quality-of-service timeout
+while commits wait, or its connection drops, it is marked **inactive** and
+the waiting commits go on without it. It becomes active again only once it
+has acknowledged everything the primary had when it caught up, so every
+commit acknowledged while it is active is on the backup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from litemirror.journal import Record
+
+log = logging.getLogger("litemirror.hub")
+
+LEVELS = ("received", "durable", "applied")
+
+
+@dataclass
+class LinkState:
+    member: str
+    kind: str
+    address: str = ""
+    state: str = "connecting"
+    received: int = 0
+    durable: int = 0
+    applied: int = 0
+    last_contact: float = field(default_factory=time.monotonic)
+    connected_at: float = field(default_factory=time.time)
+    seed_total: int = 0
+    seed_done: int = 0
+
+    def acked(self, level: str) -> int:
+        return int(getattr(self, level))
+
+
+class Hub:
+    def __init__(
+        self,
+        backup: str | None,
+        qos_timeout: float,
+        last_lsn: Callable[[], int],
+        on_event: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.backup = backup
+        self.qos_timeout = qos_timeout
+        self._last_lsn = last_lsn
+        self._on_event = on_event or (lambda _kind, _msg: None)
+        self.links: dict[str, LinkState] = {}
+        self.backup_active = False
+        self._cond = asyncio.Condition()
+        self._new_records = asyncio.Event()
+        self._new_record_waiters: list[asyncio.Event] = []
+        #: (lsn, cumulative bytes, ts_ms) of recent records, for lag in bytes and seconds.
+        self._recent: deque[tuple[int, int, int]] = deque(maxlen=200_000)
+        self._bytes = 0
+        self._live: dict[str, Callable[[list[Record]], None]] = {}
+
+    # ------------------------------------------------------------ records
+
+    def records_durable(self, records: list[Record]) -> None:
+        for r in records:
+            self._bytes += len(r.payload) + 64
+            self._recent.append((r.lsn, self._bytes, r.ts_ms))
+        for push in list(self._live.values()):
+            push(records)
+
+    def subscribe(self, member: str, push: Callable[[list[Record]], None]) -> None:
+        self._live[member] = push
+
+    def unsubscribe(self, member: str) -> None:
+        self._live.pop(member, None)
+
+    # -------------------------------------------------------------- links
+
+    def connected(self, link: LinkState) -> None:
+        self.links[link.member] = link
+        self._event("member_connected", f"member {link.member} ({link.kind}) connected")
+
+    async def disconnected(self, member: str, reason: str) -> None:
+        link = self.links.pop(member, None)
+        self.unsubscribe(member)
+        if link is None:
+            return
+        self._event("member_disconnected", f"member {member} disconnected: {reason}")
+        if member == self.backup and self.backup_active:
+            await self.set_backup_active(False, f"backup {member} disconnected ({reason})")
+
+    async def acked(self, member: str, received: int, durable: int, applied: int) -> None:
+        link = self.links.get(member)
+        if link is None:
+            return
+        link.received = max(link.received, received)
+        link.durable = max(link.durable, durable)
+        link.applied = max(link.applied, applied)
+        link.last_contact = time.monotonic()
+        # Caught up: everything the primary holds is durable on the backup.
+        if (
+            member == self.backup
+            and not self.backup_active
+            and link.state == "streaming"
+            and link.durable >= self._last_lsn()
+        ):
+            await self.set_backup_active(
+                True, f"backup {member} caught up at LSN {link.durable} and is active"
+            )
+        async with self._cond:
+            self._cond.notify_all()
+
+    def heard_from(self, member: str) -> None:
+        link = self.links.get(member)
+        if link is not None:
+            link.last_contact = time.monotonic()
+
+    async def set_backup_active(self, active: bool, reason: str) -> None:
+        if active == self.backup_active:
+            return
+        self.backup_active = active
+        if self.backup is not None and self.backup in self.links:
+            self.links[self.backup].state = "active" if active else "streaming"
+        log.warning(reason) if not active else log.info(reason)
+        self._event("backup_active" if active else "backup_inactive", reason)
+        async with self._cond:
+            self._cond.notify_all()
+
+    # ------------------------------------------------------------ commits
+
+    async def wait_for(self, lsn: int, level: str) -> None:
+        """Return once the active backup has ``lsn`` at ``level``, or is no longer active."""
+        if not self.backup_active or self.backup is None:
+            return
+        link = self.links.get(self.backup)
+        if link is None:
+            return
+        if link.acked(level) >= lsn:
+            return
+        deadline = time.monotonic() + self.qos_timeout
+        async with self._cond:
+            while self.backup_active:
+                link = self.links.get(self.backup)
+                if link is None or link.acked(level) >= lsn:
+                    return
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    await self._mark_inactive_locked(
+                        f"backup {self.backup} marked inactive: no acknowledgement of LSN {lsn} "
+                        f"within {self.qos_timeout * 1000:.0f} ms"
+                    )
+                    return
+                timeout = remaining
+                try:
+                    await asyncio.wait_for(self._cond.wait(), timeout)
+                except TimeoutError:
+                    pass
+
+    async def _mark_inactive_locked(self, reason: str) -> None:
+        self.backup_active = False
+        if self.backup is not None and self.backup in self.links:
+            self.links[self.backup].state = "streaming"
+        log.warning(reason)
+        self._event("backup_inactive", reason)
+        self._cond.notify_all()
+
+    # ------------------------------------------------------------- status
+
+    def lag(self, link: LinkState, now_ms: int) -> dict[str, Any]:
+        last = self._last_lsn()
+        applied = link.applied
+        lag_records = max(0, last - applied)
+        lag_bytes = 0
+        lag_s = 0.0
+        if lag_records and self._recent:
+            first_lsn = self._recent[0][0]
+            idx = applied - first_lsn
+            if 0 <= idx < len(self._recent):
+                lag_bytes = self._bytes - self._recent[idx][1]
+                nxt = idx + 1
+                if nxt < len(self._recent):
+                    lag_s = max(0.0, (now_ms - self._recent[nxt][2]) / 1000)
+            else:
+                lag_bytes = -1
+        return {"records": lag_records, "bytes": lag_bytes, "seconds": round(lag_s, 3)}
+
+    def _event(self, kind: str, message: str) -> None:
+        self._on_event(kind, message)

@@ -1,0 +1,305 @@
+"""The primary's side of one replication connection (see protocol/replication.py).
+
+One :class:`Sender` runs per connected member. It validates the member,
+decides whether the member can stream from where it is or needs a base
+copy, then runs two tasks: the *streamer*, which sends records — from the
+journal files while the member is behind, then straight from memory as
+the journal writer makes them durable — and the *listener*, which reads
+acknowledgements, heartbeats and requests for database copies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from litemirror.errors import Error, JournalError, ProtocolError
+from litemirror.journal import Record, encode_record
+from litemirror.protocol import replication as r
+from litemirror.protocol.framing import FrameDecoder, encode
+
+from .hub import LinkState
+from .seeding import chunks, make_copy
+
+if TYPE_CHECKING:
+    from .member import MemberServer
+
+log = logging.getLogger("litemirror.sender")
+
+MAX_FRAME_RECORDS_BYTES = 1024 * 1024
+
+
+class Sender:
+    def __init__(
+        self,
+        member: MemberServer,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        decoder: FrameDecoder[Any],
+        hello: r.ReplHello,
+        peer: str,
+    ) -> None:
+        self.m = member
+        self.reader = reader
+        self.writer = writer
+        self.decoder = decoder
+        self.hello = hello
+        self.peer = peer
+        self.seq = 0
+        self.link = LinkState(member=hello.member, kind=hello.kind, address=peer)
+        self._live: deque[Record] = deque()
+        self._wake = asyncio.Event()
+
+    # ------------------------------------------------------------ checks
+
+    def _refuse(self, why: str) -> Error:
+        log.error("refusing replication from %s (%s): %s", self.hello.member, self.peer, why)
+        self.m.event(
+            "replication_refused",
+            f"refused member {self.hello.member!r} from {self.peer}: {why}",
+            severity="error",
+        )
+        return ProtocolError(why)
+
+    def _validate(self) -> None:
+        h, cfg = self.hello, self.m.config
+        if h.version != r.REPL_VERSION:
+            raise self._refuse(f"replication protocol version {h.version} is not {r.REPL_VERSION}")
+        if h.mirror != cfg.mirror.name:
+            raise self._refuse(
+                f"member belongs to mirror {h.mirror!r}, this is mirror {cfg.mirror.name!r}"
+            )
+        names = {mb.name: mb for mb in cfg.members}
+        if h.member not in names:
+            raise self._refuse(f"no member named {h.member!r} in this mirror's configuration")
+        if h.member == self.m.me.name:
+            raise self._refuse(f"member {h.member!r} is this member itself")
+        if names[h.member].kind != h.kind:
+            raise self._refuse(
+                f"member {h.member!r} is configured as {names[h.member].kind}, not {h.kind}"
+            )
+        if h.member in self.m.hub.links:
+            raise self._refuse(
+                f"member {h.member!r} is already connected (duplicate member "
+                "name, or a second process with the same data)"
+            )
+        if self.m.role != "primary":
+            raise self._refuse(f"this member is {self.m.role}, not primary")
+        if h.last_epoch > self.m.epoch:
+            raise self._refuse(
+                f"member {h.member!r} has seen epoch {h.last_epoch}, newer than "
+                f"this primary's {self.m.epoch}"
+            )
+
+    def _needs_seed(self) -> bool:
+        j = self.m.journal
+        last = self.hello.last_lsn
+        if last > j.last_lsn:
+            return True
+        first = j.first_lsn
+        if first is None:
+            return last != j.last_lsn
+        if last + 1 < first:
+            return True
+        if last >= first:
+            rec = next(iter(j.read_from(last)), None)
+            if rec is None or rec.epoch != self.hello.last_epoch:
+                return True
+        return False
+
+    # --------------------------------------------------------------- run
+
+    async def run(self) -> None:
+        self._validate()
+        seed = await asyncio.get_running_loop().run_in_executor(self.m.executor, self._needs_seed)
+        j = self.m.journal
+        hub = self.m.hub
+        hub.connected(self.link)
+        hub.subscribe(self.link.member, self._push)
+        start = self.hello.last_lsn + 1
+        self._send(
+            r.ReplWelcome(
+                mirror=self.m.config.mirror.name,
+                primary=self.m.me.name,
+                epoch=self.m.epoch,
+                first_lsn=j.first_lsn or 0,
+                last_lsn=j.last_lsn,
+                mode="seed" if seed else "stream",
+                start_lsn=start,
+            )
+        )
+        reason = "connection closed"
+        listener = asyncio.get_running_loop().create_task(self._listen())
+        try:
+            if seed:
+                start = await self._seed_all()
+            streamer = asyncio.get_running_loop().create_task(self._stream(start))
+            done, _ = await asyncio.wait({listener, streamer}, return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                exc = t.exception()
+                if exc is not None:
+                    reason = str(exc)
+            streamer.cancel()
+        except (ConnectionError, Error) as exc:
+            reason = str(exc)
+        finally:
+            listener.cancel()
+            await hub.disconnected(self.link.member, reason)
+
+    def _send(self, msg: Any) -> None:
+        self.writer.write(encode(msg))
+
+    def _push(self, records: list[Record]) -> None:
+        self._live.extend(records)
+        self._wake.set()
+
+    # ---------------------------------------------------------- seeding
+
+    async def _send_database(self, name: str) -> int:
+        loop = asyncio.get_running_loop()
+        src = self.m.registry.path(name)
+        tmp = self.m.me.data_dir / "seed" / f"{self.link.member}-{name}.copy"
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            lsn = await loop.run_in_executor(self.m.executor, make_copy, src, tmp)
+            it = iter(chunks(tmp))
+            while True:
+                part = await loop.run_in_executor(self.m.executor, next, it, None)
+                if part is None:
+                    break
+                offset, data, last, size, digest = part
+                self._send(
+                    r.SeedFile(
+                        db=name,
+                        offset=offset,
+                        data=data,
+                        last=last,
+                        size=size,
+                        checksum=digest,
+                        lsn=lsn,
+                    )
+                )
+                self.link.seed_done += len(data)
+                await self.writer.drain()
+            return lsn
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    async def _seed_all(self) -> int:
+        self.link.state = "seeding"
+        # Every record up to the horizon is committed in its database, so
+        # copies taken from now on contain them all; the stream resumes after it.
+        start_lsn = self.m.current_horizon()
+        names = self.m.registry.names()
+        self.link.seed_total = sum(self.m.registry.path(n).stat().st_size for n in names)
+        self.link.seed_done = 0
+        self.m.event(
+            "seeding_started",
+            f"base copy of {len(names)} database(s) to member "
+            f"{self.link.member} from LSN {start_lsn}",
+        )
+        self._send(r.SeedBegin(start_lsn=start_lsn, epoch=self.m.epoch, databases=names))
+        for name in names:
+            await self._send_database(name)
+        self._send(r.SeedEnd(start_lsn=start_lsn))
+        await self.writer.drain()
+        self.m.event(
+            "seeding_finished",
+            f"base copy to member {self.link.member} sent; streaming from LSN {start_lsn + 1}",
+        )
+        return start_lsn + 1
+
+    # --------------------------------------------------------- streaming
+
+    def _read_batch(self, start: int) -> list[Record]:
+        out: list[Record] = []
+        size = 0
+        try:
+            for rec in self.m.journal.read_from(start):
+                out.append(rec)
+                size += len(rec.payload) + 64
+                if size >= MAX_FRAME_RECORDS_BYTES:
+                    break
+        except JournalError:
+            raise
+        return out
+
+    async def _send_records(self, records: list[Record]) -> None:
+        self.seq += 1
+        data = b"".join(encode_record(x) for x in records)
+        self._send(
+            r.ReplRecords(
+                seq=self.seq, first_lsn=records[0].lsn, last_lsn=records[-1].lsn, data=data
+            )
+        )
+        await self.writer.drain()
+
+    async def _stream(self, next_lsn: int) -> None:
+        loop = asyncio.get_running_loop()
+        j = self.m.journal
+        self.link.state = "catching up"
+        hb = self.m.config.mirror.heartbeat_ms / 1000
+        while True:
+            # Behind: read from the journal files.
+            while next_lsn <= j.last_lsn:
+                batch = await loop.run_in_executor(self.m.executor, self._read_batch, next_lsn)
+                if not batch:
+                    break
+                await self._send_records(batch)
+                next_lsn = batch[-1].lsn + 1
+            while self._live and self._live[0].lsn < next_lsn:
+                self._live.popleft()
+            if self.link.state == "catching up" and next_lsn > j.last_lsn:
+                self.link.state = "streaming"
+                await self.m.hub.acked(self.link.member, 0, 0, 0)  # re-check activation
+            # Caught up: send from memory as records become durable.
+            if not self._live:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), hb)
+                except TimeoutError:
+                    self._send(
+                        r.Heartbeat(
+                            lsn=j.last_lsn, epoch=self.m.epoch, ts_ms=int(time.time() * 1000)
+                        )
+                    )
+                    await self.writer.drain()
+                    continue
+            if self._live and self._live[0].lsn == next_lsn:
+                batch = []
+                size = 0
+                while self._live and size < MAX_FRAME_RECORDS_BYTES:
+                    rec = self._live.popleft()
+                    if rec.lsn != next_lsn + len(batch):
+                        self._live.appendleft(rec)
+                        break
+                    batch.append(rec)
+                    size += len(rec.payload)
+                await self._send_records(batch)
+                next_lsn = batch[-1].lsn + 1
+            # A gap (or records older than next_lsn) sends us back to the files.
+
+    # ---------------------------------------------------------- listening
+
+    async def _listen(self) -> None:
+        self.decoder.set_kind(r.FromMember)
+        while True:
+            msg = self.decoder.next_message()
+            if msg is None:
+                data = await self.reader.read(65536)
+                if not data:
+                    raise ConnectionError("member closed the connection")
+                self.decoder.feed(data)
+                continue
+            if isinstance(msg, r.ReplAck):
+                await self.m.hub.acked(self.link.member, msg.received, msg.durable, msg.applied)
+            elif isinstance(msg, r.Heartbeat):
+                self.m.hub.heard_from(self.link.member)
+            elif isinstance(msg, r.SeedRequest):
+                if not self.m.registry.exists(msg.db):
+                    raise ProtocolError(f"member asked for unknown database {msg.db!r}")
+                log.info("sending a copy of database %s to member %s", msg.db, self.link.member)
+                await self._send_database(msg.db)
