@@ -89,6 +89,8 @@ class LimitsSection(_Frozen, frozen=True):
     handshake_timeout_s: float = 10.0
     #: Rows per Result frame when streaming a large result.
     result_chunk_rows: int = 2000
+    #: How long a read with ``min_lsn`` waits for this member to apply that LSN.
+    read_wait_s: float = 10.0
 
 
 class _FileConfig(_Frozen, frozen=True):

@@ -47,7 +47,7 @@ class FrameDecoder(Generic[T]):
 
     def set_kind(self, kind: type[T] | object) -> None:
         """Decode the following frames as ``kind`` (after a handshake picked the protocol)."""
-        self._decoder = msgspec.msgpack.Decoder(kind)  # type: ignore[arg-type]
+        self._decoder = msgspec.msgpack.Decoder(kind)
 
     @property
     def buffered(self) -> int:

@@ -52,6 +52,9 @@ class ReplHello(ReplMessage, tag="rhello", frozen=True):
     last_lsn: int
     last_epoch: int
     compression: str = "off"
+    #: The member's copy cannot be trusted (an interrupted base copy, a failed
+    #: apply): send a fresh base copy whatever its LSN says.
+    reseed: bool = False
 
 
 class ReplWelcome(ReplMessage, tag="rwelcome", frozen=True):

@@ -34,7 +34,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -54,6 +54,9 @@ from .journal_writer import JournalWriter
 from .reads import NeedsWriter, open_reader, run_read
 
 log = logging.getLogger("litemirror.database")
+
+#: Acknowledgement levels, weakest first.
+ACK_LEVELS = ("received", "durable", "applied")
 T = TypeVar("T")
 
 
@@ -85,6 +88,8 @@ class Database:
         txn_idle_timeout: float,
         checkpoint_pages: int,
         on_commit: Callable[[str, int], None],
+        replicate: Callable[[int, str], Awaitable[None]] | None = None,
+        ack: str = "durable",
     ) -> None:
         self.name = name
         self.path = path
@@ -96,6 +101,9 @@ class Database:
         self._txn_idle_timeout = txn_idle_timeout
         self._checkpoint_pages = checkpoint_pages
         self._on_commit = on_commit
+        self._replicate = replicate
+        self._ack = ack
+        self._group_ack = ack
         self._writer: apsw.Connection | None = None
         self._capture: Capture | None = None
         self._readers: list[apsw.Connection] = []
@@ -213,6 +221,7 @@ class Database:
                 _fail(job.future if isinstance(job, BatchJob) else job.started, err)
             return
         done: list[tuple[asyncio.Future[Any] | None, Any]] = []  # answered after commit
+        self._group_ack = self._ack
         try:
             await self._fill_group(done)
         except BaseException as exc:
@@ -333,6 +342,10 @@ class Database:
                 continue
             txn.finished = True
             if cmd.kind == "commit":
+                if cmd.ack is not None and ACK_LEVELS.index(cmd.ack) > ACK_LEVELS.index(
+                    self._group_ack
+                ):
+                    self._group_ack = cmd.ack
                 try:
                     job_ops = await self._run(stop, True)
                 except BaseException as exc:
@@ -366,6 +379,11 @@ class Database:
             for fut, _ in done:
                 _fail(fut, err)
             return
+
+        if self._replicate is not None:
+            # Synchronous mirroring: the backup must hold the record at the
+            # acknowledgement level before anyone (reader or client) sees it.
+            await self._replicate(record.lsn, self._group_ack)
 
         def commit() -> None:
             meta.write_lsn(w, record.lsn)

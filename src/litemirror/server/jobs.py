@@ -23,6 +23,7 @@ class BatchJob:
 @dataclass(slots=True)
 class TxnCommand:
     kind: str  # "exec" | "many" | "commit" | "rollback"
+    ack: str | None = None
     sql: str = ""
     params: Any = None
     many: list[Any] | None = None

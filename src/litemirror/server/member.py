@@ -22,9 +22,13 @@ from litemirror.engine.checksum import database_checksum
 from litemirror.errors import ConfigError, Error, OperationalError, ProgrammingError
 from litemirror.journal import Journal, RecordKind
 
+from .events import EventLog
+from .hub import Hub
 from .journal_writer import JournalWriter
+from .receiver import Receiver
 from .recovery import recover
 from .registry import Registry
+from .roles import StartFacts, decide_start
 from .session import ClientSession
 from .state import MemberState, load_state, save_state
 
@@ -45,6 +49,14 @@ class MemberServer:
         self._stop = asyncio.Event()
         self._connections = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self.receiver: Receiver | None = None
+        self.role_reason = "starting"
+        self.events = EventLog(self.me.data_dir / "events.jsonl", self.me.name)
+        peers = [x for x in config.failover_members if x.name != self.me.name]
+        self.peer: Member | None = peers[0] if peers and self.me.kind == "failover" else None
+
+    def event(self, kind: str, message: str, severity: str = "info", **data: Any) -> None:
+        self.events.emit(kind, message, severity, **data)
 
     # --------------------------------------------------------------- facts
 
@@ -52,8 +64,9 @@ class MemberServer:
     def primary_address(self) -> str | None:
         if self.role == "primary":
             return self.me.address
-        first = self.config.failover_members[0]
-        return first.address if first.name != self.me.name else None
+        if self.receiver is not None and self.receiver.primary is not None:
+            return self.receiver.primary.address
+        return None
 
     @property
     def last_lsn(self) -> int:
@@ -62,7 +75,7 @@ class MemberServer:
     def status(self) -> dict[str, Any]:
         j = self.journal
         segs = j.segments()
-        return {
+        out: dict[str, Any] = {
             "mirror": self.config.mirror.name,
             "member": self.me.name,
             "kind": self.me.kind,
@@ -85,7 +98,31 @@ class MemberServer:
                 "records": self.jw.records,
             },
             "commits": sum(d.commits for d in self.registry.open_databases()),
+            "reason": self.role_reason,
+            "last_primary": self._state.last_primary,
+            "events": [ev.message for ev in list(self.events.recent)[-5:]],
         }
+        if self.role == "primary":
+            now_ms = int(time.time() * 1000)
+            out["backup_active"] = self.hub.backup_active
+            out["replicas"] = [
+                {
+                    "member": ln.member,
+                    "kind": ln.kind,
+                    "state": ln.state,
+                    "received_lsn": ln.received,
+                    "durable_lsn": ln.durable,
+                    "applied_lsn": ln.applied,
+                    "last_contact_s": round(time.monotonic() - ln.last_contact, 3),
+                    "lag": self.hub.lag(ln, now_ms),
+                    "seed_progress": [ln.seed_done, ln.seed_total] if ln.seed_total else None,
+                }
+                for ln in self.hub.links.values()
+            ]
+        if self.receiver is not None:
+            out["replication"] = self.receiver.status()
+            out["state"] = self.receiver.state
+        return out
 
     # ------------------------------------------------------------- startup
 
@@ -139,6 +176,8 @@ class MemberServer:
             epoch=lambda: self.epoch,
             server=self.config.server,
             on_commit=self._committed,
+            replicate=self._replicate,
+            ack=self.config.mirror.ack,
         )
         res = await loop.run_in_executor(
             self.executor, recover, self.journal, self.registry, self._horizon
@@ -151,16 +190,73 @@ class MemberServer:
                 res.created or "none",
             )
         self._horizon = self.journal.last_lsn
-        self.role = self._initial_role()
-        self.state = "active"
-        if self.role == "primary":
-            for name in self.config.mirror.databases:
-                if not self.registry.exists(name):
-                    await self.create_database(name)
+        self._missing_imports = res.missing_imports
+        self.hub = Hub(
+            backup=self.peer.name if self.peer else None,
+            qos_timeout=self.config.mirror.qos_timeout_ms / 1000,
+            last_lsn=lambda: self.journal.last_lsn,
+            on_event=lambda kind, msg: self.event(
+                kind, msg, "warning" if "inactive" in kind else "info"
+            ),
+        )
+        self.jw.on_durable(self.hub.records_durable)
+        self.role = "waiting"
+        self.state = "deciding role"
+        # Listen first: the other failover member may need our status to
+        # decide its own role, and operators want `status` to answer.
         self._server = await asyncio.start_server(
             self._on_client, self.me.host, self.me.port, limit=1024 * 1024, backlog=1024
         )
         self._spawn(self._housekeeping())
+        self._spawn(self._take_role())
+
+    async def _take_role(self) -> None:
+        from litemirror.cli.control import member_status
+
+        loop = asyncio.get_running_loop()
+        said = ""
+        while not self._stop.is_set():
+            peer_status = None
+            if self.peer is not None:
+                peer_status = await loop.run_in_executor(None, member_status, self.peer, 1.0)
+            decision = decide_start(
+                StartFacts(
+                    me=self.me.name,
+                    kind=self.me.kind,
+                    first_failover=self.config.failover_members[0].name,
+                    peer=self.peer.name if self.peer else None,
+                    last_role=self._state.last_role,
+                    epoch=self.epoch,
+                    peer_status=peer_status,
+                )
+            )
+            self.role_reason = decision.reason
+            if decision.role != "waiting":
+                await self._become(decision.role, decision.reason)
+                return
+            if decision.reason != said:
+                said = decision.reason
+                self.event("waiting", decision.reason, "warning")
+            await asyncio.sleep(0.5)
+
+    async def _become(self, role: str, reason: str) -> None:
+        loop = asyncio.get_running_loop()
+        self._state.last_role = role
+        if role == "primary":
+            self._state.last_primary = self.me.name
+        await loop.run_in_executor(self.executor, save_state, self.me.data_dir, self._state)
+        if role == "primary":
+            for name in self.config.mirror.databases:
+                if not self.registry.exists(name):
+                    await self.create_database(name)
+            self.state = "active"
+        else:
+            self.state = "connecting"
+            self.receiver = Receiver(self)
+            self.receiver.missing_imports = list(self._missing_imports)
+            self._spawn(self.receiver.run())
+        self.role = role
+        self.event("role", f"member {self.me.name} is {role}: {reason}")
         log.info(
             "member %s of mirror %s is %s at %s (epoch %d, LSN %d, %d database(s))",
             self.me.name,
@@ -172,12 +268,22 @@ class MemberServer:
             len(self.registry.names()),
         )
 
-    def _initial_role(self) -> str:
-        # Until mirroring lands, the first failover member is the primary and
-        # every other member refuses writes.
-        if self.me.name == self.config.failover_members[0].name:
-            return "primary"
-        return "backup" if self.me.kind == "failover" else self.me.kind
+    async def _replicate(self, lsn: int, level: str) -> None:
+        await self.hub.wait_for(lsn, level)
+
+    @property
+    def applied_lsn(self) -> int:
+        if self.receiver is not None:
+            return self.receiver.applied
+        return self.journal.last_lsn
+
+    async def wait_applied(self, lsn: int, timeout: float) -> bool:
+        """Read-your-writes on a non-primary: wait until ``lsn`` is applied here."""
+        if self.role == "primary" or lsn <= 0:
+            return True
+        if self.receiver is None:
+            return False
+        return await self.receiver.wait_applied(lsn, timeout)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -194,7 +300,12 @@ class MemberServer:
     def _committed(self, _db: str, lsn: int) -> None:
         self._inflight.discard(lsn)
 
-    def _current_horizon(self) -> int:
+    def current_horizon(self) -> int:
+        """An LSN at or below which every journal record is committed in its database."""
+        if self.receiver is not None:
+            return self.receiver.applied
+        if self.role != "primary":
+            return self._horizon
         if self._inflight:
             return min(self._inflight) - 1
         return self.journal.last_lsn
@@ -206,7 +317,7 @@ class MemberServer:
                 await asyncio.wait_for(self._stop.wait(), 1.0)
             except TimeoutError:
                 pass
-            h = self._current_horizon()
+            h = self.current_horizon()
             if h != self._horizon:
                 self._horizon = h
                 self._state.horizon = h
@@ -295,7 +406,7 @@ class MemberServer:
         await self.registry.close_all()
         self.jw.close()
         self.journal.close()
-        self._state.horizon = self._current_horizon()
+        self._state.horizon = self.current_horizon()
         self._state.clean_shutdown = True
         save_state(self.me.data_dir, self._state)
         self.executor.shutdown(wait=True)

@@ -18,7 +18,7 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from pathlib import Path
 
@@ -46,6 +46,8 @@ class Registry:
         epoch: Callable[[], int],
         server: ServerSection,
         on_commit: Callable[[str, int], None],
+        replicate: Callable[[int, str], Awaitable[None]] | None = None,
+        ack: str = "durable",
     ) -> None:
         self.dir = data_dir / "databases"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -54,6 +56,8 @@ class Registry:
         self._epoch = epoch
         self._cfg = server
         self._on_commit = on_commit
+        self._replicate = replicate
+        self._ack = ack
         self._open: OrderedDict[str, Database] = OrderedDict()
         self._opening: dict[str, asyncio.Future[Database]] = {}
         self._names: set[str] = {p.name[: -len(SUFFIX)] for p in self.dir.glob("*" + SUFFIX)}
@@ -106,6 +110,8 @@ class Registry:
                 txn_idle_timeout=self._cfg.transaction_idle_timeout_s,
                 checkpoint_pages=self._cfg.checkpoint_pages,
                 on_commit=self._on_commit,
+                replicate=self._replicate,
+                ack=self._ack,
             )
             await db.open()
             self._open[name] = db
@@ -176,6 +182,19 @@ class Registry:
 
     def ensure_closed(self, name: str) -> Database | None:
         return self._open.get(name)
+
+    async def forget_quietly(self, name: str) -> None:
+        """Close ``name`` if open (before its file is replaced)."""
+        db = self._open.pop(name, None)
+        if db is not None:
+            await db.close()
+
+    async def drop_files(self, name: str) -> None:
+        """Close and delete database ``name`` (a member dropping what the primary no longer has)."""
+        await self.forget_quietly(name)
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(self.path(name)) + suffix).unlink(missing_ok=True)
+        self._names.discard(name)
 
     async def forget(self, name: str) -> None:
         db = self._open.pop(name, None)

@@ -97,7 +97,7 @@ class Sender:
     def _needs_seed(self) -> bool:
         j = self.m.journal
         last = self.hello.last_lsn
-        if last > j.last_lsn:
+        if self.hello.reseed or last > j.last_lsn:
             return True
         first = j.first_lsn
         if first is None:

@@ -26,16 +26,19 @@ from litemirror.engine.capture import ExecResult
 from litemirror.errors import (
     Error,
     NotPrimaryError,
+    OperationalError,
     ProgrammingError,
     ProtocolError,
     TransactionAbortedError,
 )
 from litemirror.protocol import messages as m
 from litemirror.protocol.framing import FrameDecoder, encode
+from litemirror.protocol.replication import ReplHello
 
-from .database import Database
+from .database import ACK_LEVELS, Database
 from .jobs import TxnCommand, TxnJob
 from .reads import looks_like_query
+from .sender import Sender
 
 if TYPE_CHECKING:
     from .member import MemberServer
@@ -52,8 +55,8 @@ class ClientSession:
         self.writer = writer
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
-        self.decoder: FrameDecoder[m.ClientMessage] = FrameDecoder(
-            m.ClientMessage, max_frame=member.config.limits.max_frame_bytes
+        self.decoder: FrameDecoder[Any] = FrameDecoder(
+            m.OpeningMessage, max_frame=member.config.limits.max_frame_bytes
         )
         self.db: Database | None = None
         self.read_only = False
@@ -61,7 +64,7 @@ class ClientSession:
 
     # ------------------------------------------------------------- framing
 
-    async def _next(self) -> m.ClientMessage | None:
+    async def _next(self) -> Any:
         while True:
             msg = self.decoder.next_message()
             if msg is not None:
@@ -102,6 +105,15 @@ class ClientSession:
                 return
             if hello is None:
                 return
+            if isinstance(hello, ReplHello):
+                try:
+                    await Sender(
+                        self.member, self.reader, self.writer, self.decoder, hello, self.peer
+                    ).run()
+                except Error as exc:
+                    self._send_error(0, exc)
+                return
+            self.decoder.set_kind(m.ClientMessage)
             if not await self._handshake(hello):
                 return
             while True:
@@ -199,7 +211,7 @@ class ClientSession:
                 await self._begin()
                 self._send(m.Ok(id=req, in_transaction=True))
             elif isinstance(msg, m.Commit):
-                lsn = await self._end("commit")
+                lsn = await self._end("commit", msg.ack)
                 self._send(m.Ok(id=req, lsn=lsn))
             elif isinstance(msg, m.Rollback):
                 await self._end("rollback")
@@ -237,6 +249,16 @@ class ClientSession:
     async def _execute(self, msg: m.Execute) -> None:
         if self.db is None:
             raise ProgrammingError("this connection has no database; name one in the URL")
+        if msg.min_lsn and self.txn is None:
+            timeout = self.member.config.limits.read_wait_s
+            if not await self.member.wait_applied(msg.min_lsn, timeout):
+                raise OperationalError(
+                    f"member {self.member.me.name} has not applied LSN {msg.min_lsn} within "
+                    f"{timeout:g}s (it is at {self.member.applied_lsn}); read from the primary "
+                    "or retry",
+                    retryable=True,
+                    primary=self.member.primary_address,
+                )
         if self.txn is None and not msg.begin:
             if self.read_only or (msg.many is None and looks_like_query(msg.sql)):
                 res = await self.db.read(msg.sql, msg.params)
@@ -280,10 +302,12 @@ class ClientSession:
             if txn.finished:
                 self.txn = None
 
-    async def _end(self, kind: str) -> int:
+    async def _end(self, kind: str, ack: str | None = None) -> int:
         if self.txn is None:
             return 0  # like sqlite3: commit/rollback without a transaction does nothing
-        result = await self._txn_call(TxnCommand(kind=kind))
+        if ack is not None and ack not in ACK_LEVELS:
+            raise ProgrammingError(f"ack level {ack!r} is not one of {', '.join(ACK_LEVELS)}")
+        result = await self._txn_call(TxnCommand(kind=kind, ack=ack))
         self.txn = None
         return int(result or 0)
 

@@ -20,6 +20,10 @@ class MemberState(msgspec.Struct, kw_only=True):
     horizon: int = 0
     epoch: int = 1
     clean_shutdown: bool = False
+    #: The role this member last held (primary, backup, dr, reporting).
+    last_role: str | None = None
+    #: The member this one last knew as primary.
+    last_primary: str | None = None
 
 
 def load_state(data_dir: Path) -> MemberState | None:

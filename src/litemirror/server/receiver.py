@@ -1,0 +1,443 @@
+"""A backup, DR or reporting member's side of replication.
+
+Theory of operation
+-------------------
+The receiver keeps one connection to the primary. Every ``ReplRecords``
+frame is checked before anything is done with it — its sequence number,
+every record's checksum, LSN continuity with the local journal, epochs
+not older than the newest seen — then appended to the member's own journal
+(fsynced: that is the ``durable`` acknowledgement) and handed to the
+applier, which applies records in order through the same code as crash
+recovery (``engine.apply.apply_record``) and reports ``applied``. A frame
+that fails a check is refused whole, logged, and the stream is reset by
+reconnecting from the local journal's end: nothing is ever skipped.
+
+Because the member journals what it receives, it survives its own crash
+(recovery replays the journal end, as on a primary) and can later serve
+catch-up itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import apsw
+
+from litemirror.config import Member
+from litemirror.engine import apply as engine_apply
+from litemirror.errors import Error, ProtocolError
+from litemirror.journal import Record, RecordKind, scan
+from litemirror.protocol import messages as m
+from litemirror.protocol import replication as r
+from litemirror.protocol.framing import FrameDecoder, encode
+
+from .seeding import FileReceiver
+
+if TYPE_CHECKING:
+    from .member import MemberServer
+
+log = logging.getLogger("litemirror.receiver")
+
+MAX_APPLY_CONNECTIONS = 64
+SEED_MARKER = "SEEDING"
+
+
+class StreamReset(Exception):
+    """The stream must restart from the local journal's end."""
+
+
+class Receiver:
+    def __init__(self, member: MemberServer) -> None:
+        self.m = member
+        self.state = "connecting"
+        self.primary: Member | None = None
+        self.primary_lsn = 0
+        self.received = member.journal.last_lsn
+        self.applied = member.journal.last_lsn
+        self.last_contact = 0.0
+        self.resets = 0
+        self.refused = 0
+        self.last_error: str | None = None
+        self._journal_thread = ThreadPoolExecutor(1, thread_name_prefix="repl-journal")
+        self._apply_q: asyncio.Queue[Record] = asyncio.Queue()
+        self._conns: OrderedDict[str, apsw.Connection] = OrderedDict()
+        self._writer: asyncio.StreamWriter | None = None
+        self._seed_files: dict[str, FileReceiver] = {}
+        self._seed_waiters: dict[str, asyncio.Future[None]] = {}
+        self._applied_cond = asyncio.Condition()
+        self._seeding: dict[str, Any] | None = None
+        self.missing_imports: list[str] = []
+
+    @property
+    def seed_marker(self) -> Path:
+        return self.m.me.data_dir / SEED_MARKER
+
+    # ---------------------------------------------------------- main loop
+
+    async def run(self) -> None:
+        applier = asyncio.get_running_loop().create_task(self._applier())
+        delay = 0.05
+        try:
+            while True:
+                target = await self._find_primary()
+                if target is None:
+                    self.state = "waiting for a primary"
+                    await asyncio.sleep(min(delay, 1.0))
+                    delay = min(delay * 2, 1.0)
+                    continue
+                try:
+                    await self._session(target)
+                except (StreamReset, Error, ConnectionError, OSError) as exc:
+                    msg = exc.message if isinstance(exc, Error) else str(exc)
+                    self.last_error = msg
+                    self.resets += 1
+                    if isinstance(exc, (StreamReset, ProtocolError)):
+                        self.m.event(
+                            "stream_reset",
+                            f"replication from {target.name} reset: {msg}",
+                            severity="error",
+                        )
+                    else:
+                        log.info("replication from %s interrupted: %s", target.name, msg)
+                finally:
+                    if self._writer is not None:
+                        self._writer.close()
+                        self._writer = None
+                    for fr in self._seed_files.values():
+                        fr.abort()
+                    self._seed_files.clear()
+                self.state = "disconnected"
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        finally:
+            applier.cancel()
+            self._close_conns()
+
+    async def _find_primary(self) -> Member | None:
+        from litemirror.cli.control import member_status
+
+        loop = asyncio.get_running_loop()
+        best: tuple[int, Member] | None = None
+        for mb in self.m.config.failover_members:
+            if mb.name == self.m.me.name:
+                continue
+            st = await loop.run_in_executor(None, member_status, mb, 1.0)
+            if st.get("role") == "primary":
+                epoch = int(st.get("epoch", 0))
+                if best is None or epoch > best[0]:
+                    best = (epoch, mb)
+        return best[1] if best else None
+
+    # ------------------------------------------------------------ session
+
+    def _send(self, msg: Any) -> None:
+        if self._writer is not None:
+            self._writer.write(encode(msg))
+
+    async def _session(self, target: Member) -> None:
+        j = self.m.journal
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(target.host, target.port), 5.0
+        )
+        self._writer = writer
+        self.primary = target
+        self.state = "connecting"
+        reseed = self.seed_marker.exists()
+        self._send(
+            r.ReplHello(
+                version=r.REPL_VERSION,
+                mirror=self.m.config.mirror.name,
+                member=self.m.me.name,
+                kind=self.m.me.kind,
+                last_lsn=j.last_lsn,
+                last_epoch=j.last_epoch,
+                reseed=reseed,
+            )
+        )
+        dec: FrameDecoder[Any] = FrameDecoder(
+            r.FromPrimary | m.Error, max_frame=self.m.config.limits.max_frame_bytes
+        )
+        expected_seq = 1
+        qos = self.m.config.mirror.qos_timeout_ms / 1000
+        hb = self.m.config.mirror.heartbeat_ms / 1000
+        last_beat = time.monotonic()
+        while True:
+            msg = dec.next_message()
+            if msg is None:
+                try:
+                    data = await asyncio.wait_for(reader.read(1024 * 1024), qos)
+                except TimeoutError:
+                    raise ConnectionError(
+                        f"primary {target.name} silent for {qos * 1000:.0f} ms"
+                    ) from None
+                if not data:
+                    raise ConnectionError(f"primary {target.name} closed the connection")
+                dec.feed(data)
+                continue
+            self.last_contact = time.monotonic()
+            if isinstance(msg, m.Error):
+                raise Error(f"primary {target.name} refused replication: {msg.message}")
+            if isinstance(msg, r.ReplWelcome):
+                self.primary_lsn = msg.last_lsn
+                self.state = "seeding" if msg.mode == "seed" else "catching up"
+                log.info(
+                    "replicating from %s (%s from LSN %d; primary at LSN %d)",
+                    target.name,
+                    msg.mode,
+                    msg.start_lsn,
+                    msg.last_lsn,
+                )
+                for db in self.missing_imports:
+                    self._send(r.SeedRequest(db=db))
+            elif isinstance(msg, r.ReplRecords):
+                if msg.seq != expected_seq:
+                    self.refused += 1
+                    raise StreamReset(
+                        f"frame {msg.seq} arrived where {expected_seq} was "
+                        "expected; nothing of it was applied"
+                    )
+                expected_seq += 1
+                await self._records(msg)
+            elif isinstance(msg, r.Heartbeat):
+                self.primary_lsn = max(self.primary_lsn, msg.lsn)
+                if self.state == "catching up" and self.received >= msg.lsn:
+                    self.state = "streaming"
+            elif isinstance(msg, r.SeedBegin):
+                await self._seed_begin(msg)
+            elif isinstance(msg, r.SeedFile):
+                await self._seed_file(msg)
+            elif isinstance(msg, r.SeedEnd):
+                await self._seed_end(msg)
+            now = time.monotonic()
+            if now - last_beat >= hb:
+                last_beat = now
+                self._send(
+                    r.ReplAck(received=self.received, durable=j.last_lsn, applied=self.applied)
+                )
+                await writer.drain()
+
+    # ------------------------------------------------------------ records
+
+    async def _records(self, msg: r.ReplRecords) -> None:
+        j = self.m.journal
+        res = scan(msg.data)
+        if res.problem is not None or res.good_end != len(msg.data) or not res.records:
+            self.refused += 1
+            raise StreamReset(
+                f"frame {msg.seq} holds a damaged record ({res.problem}); nothing of it was applied"
+            )
+        recs = res.records
+        if recs[0].lsn != msg.first_lsn or recs[-1].lsn != msg.last_lsn:
+            self.refused += 1
+            raise StreamReset(
+                f"frame {msg.seq} says LSN {msg.first_lsn}..{msg.last_lsn} but "
+                f"holds {recs[0].lsn}..{recs[-1].lsn}"
+            )
+        expected = j.last_lsn + 1
+        for i, rec in enumerate(recs):
+            if rec.lsn != expected + i:
+                self.refused += 1
+                raise StreamReset(
+                    f"LSN gap: record {rec.lsn} arrived where {expected + i} "
+                    "was expected; nothing of the frame was applied"
+                )
+            if rec.epoch < j.last_epoch or (i and rec.epoch < recs[i - 1].epoch):
+                self.refused += 1
+                raise StreamReset(
+                    f"record {rec.lsn} is from epoch {rec.epoch}, older than "
+                    f"epoch {j.last_epoch} already seen; refused"
+                )
+        self.received = recs[-1].lsn
+        self._send(r.ReplAck(received=self.received, durable=j.last_lsn, applied=self.applied))
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._journal_thread, j.append_records, recs)
+        self._send(r.ReplAck(received=self.received, durable=j.last_lsn, applied=self.applied))
+        if self.state == "catching up" and self.received >= self.primary_lsn:
+            self.state = "streaming"
+        self.primary_lsn = max(self.primary_lsn, self.received)
+        for rec in recs:
+            self._apply_q.put_nowait(rec)
+
+    # ------------------------------------------------------------ applying
+
+    async def wait_applied(self, lsn: int, timeout: float) -> bool:
+        async with self._applied_cond:
+            try:
+                await asyncio.wait_for(
+                    self._applied_cond.wait_for(lambda: self.applied >= lsn), timeout
+                )
+            except TimeoutError:
+                return False
+        return True
+
+    def _conn(self, db: str) -> apsw.Connection:
+        c = self._conns.get(db)
+        if c is not None:
+            self._conns.move_to_end(db)
+            return c
+        while len(self._conns) >= MAX_APPLY_CONNECTIONS:
+            _, old = self._conns.popitem(last=False)
+            old.close()
+        c = engine_apply.open_apply_connection(str(self.m.registry.path(db)))
+        self._conns[db] = c
+        return c
+
+    def _close_conns(self) -> None:
+        for c in self._conns.values():
+            c.close()
+        self._conns.clear()
+
+    def _apply_one(self, rec: Record) -> None:
+        reg = self.m.registry
+        if rec.kind == RecordKind.CHANGES:
+            if reg.exists(rec.db):
+                engine_apply.apply_record(self._conn(rec.db), rec.lsn, rec.payload)
+        elif rec.kind == RecordKind.CREATE_DB and not reg.exists(rec.db):
+            reg.create_file(rec.db)
+            reg.set_lsn(rec.db, rec.lsn)
+            reg.add_name(rec.db)
+
+    async def _applier(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            rec = await self._apply_q.get()
+            batch = [rec]
+            while not self._apply_q.empty() and len(batch) < 256:
+                batch.append(self._apply_q.get_nowait())
+            for rec in batch:
+                if rec.lsn <= self.applied:
+                    continue
+                if rec.kind == RecordKind.IMPORT_DB and not self.m.registry.exists(rec.db):
+                    await self._fetch_database(rec.db)
+                else:
+                    try:
+                        await loop.run_in_executor(self.m.executor, self._apply_one, rec)
+                    except Error as exc:
+                        # The copy no longer matches the primary: never guess; re-seed.
+                        self.m.event(
+                            "apply_failed",
+                            f"applying record {rec.lsn} to "
+                            f"{rec.db} failed: {exc.message}; this member will be "
+                            "re-seeded",
+                            severity="critical",
+                        )
+                        await loop.run_in_executor(None, self.seed_marker.touch)
+                        if self._writer is not None:
+                            self._writer.close()
+                        self._drain_queue()
+                        break
+                self.applied = rec.lsn
+            async with self._applied_cond:
+                self._applied_cond.notify_all()
+            self._send(
+                r.ReplAck(
+                    received=self.received, durable=self.m.journal.last_lsn, applied=self.applied
+                )
+            )
+
+    def _drain_queue(self) -> None:
+        while not self._apply_q.empty():
+            self._apply_q.get_nowait()
+
+    async def _fetch_database(self, db: str) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._seed_waiters[db] = fut
+        self._send(r.SeedRequest(db=db))
+        log.info("asking the primary for a copy of database %s", db)
+        await fut
+
+    # ------------------------------------------------------------- seeding
+
+    async def _seed_begin(self, msg: r.SeedBegin) -> None:
+        loop = asyncio.get_running_loop()
+        self.state = "seeding"
+        self._seeding = {
+            "start_lsn": msg.start_lsn,
+            "epoch": msg.epoch,
+            "databases": list(msg.databases),
+            "done": 0,
+        }
+        self.m.event(
+            "seeding_started",
+            f"receiving a base copy of {len(msg.databases)} database(s) from LSN {msg.start_lsn}",
+        )
+        # Wait for the applier to go idle, then close everything that holds the files.
+        self._drain_queue()
+        await loop.run_in_executor(None, self.seed_marker.touch)
+        await self.m.registry.close_all()
+        await loop.run_in_executor(self.m.executor, self._close_conns)
+
+    async def _seed_file(self, msg: r.SeedFile) -> None:
+        loop = asyncio.get_running_loop()
+        fr = self._seed_files.get(msg.db)
+        if fr is None:
+            self.m.registry.validate_name(msg.db)
+            fr = FileReceiver(self.m.registry.path(msg.db))
+            self._seed_files[msg.db] = fr
+        await loop.run_in_executor(self.m.executor, fr.write, msg.offset, msg.data)
+        if not msg.last:
+            return
+        del self._seed_files[msg.db]
+        await self.m.registry.forget_quietly(msg.db)
+        await loop.run_in_executor(self.m.executor, self._drop_conn, msg.db)
+        await loop.run_in_executor(self.m.executor, fr.finish, msg.size, msg.checksum)
+        self.m.registry.add_name(msg.db)
+        if self._seeding is not None:
+            self._seeding["done"] += 1
+        waiter = self._seed_waiters.pop(msg.db, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+            log.info("database %s installed from the primary's copy (LSN %d)", msg.db, msg.lsn)
+        if msg.db in self.missing_imports:
+            self.missing_imports.remove(msg.db)
+
+    def _drop_conn(self, db: str) -> None:
+        c = self._conns.pop(db, None)
+        if c is not None:
+            c.close()
+
+    async def _seed_end(self, msg: r.SeedEnd) -> None:
+        loop = asyncio.get_running_loop()
+        seeding = self._seeding or {}
+        keep = set(seeding.get("databases", []))
+        for name in self.m.registry.names():
+            if name not in keep:
+                await self.m.registry.drop_files(name)
+        j = self.m.journal
+        await loop.run_in_executor(
+            self._journal_thread,
+            lambda: j.restart_at(msg.start_lsn + 1, epoch=int(seeding.get("epoch", 1))),
+        )
+        self.received = self.applied = msg.start_lsn
+        self._seeding = None
+        await loop.run_in_executor(None, self.seed_marker.unlink)
+        self.state = "catching up"
+        self.m.event(
+            "seeding_finished", f"base copy installed; streaming from LSN {msg.start_lsn + 1}"
+        )
+
+    def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "state": self.state,
+            "primary": self.primary.name if self.primary else None,
+            "primary_lsn": self.primary_lsn,
+            "received_lsn": self.received,
+            "durable_lsn": self.m.journal.last_lsn,
+            "applied_lsn": self.applied,
+            "lag_records": max(0, self.primary_lsn - self.applied),
+            "last_contact_s": round(time.monotonic() - self.last_contact, 3)
+            if self.last_contact
+            else None,
+            "stream_resets": self.resets,
+            "frames_refused": self.refused,
+            "last_error": self.last_error,
+        }
+        if self._seeding is not None:
+            out["seeding"] = dict(self._seeding)
+        return out
