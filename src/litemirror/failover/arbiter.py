@@ -59,7 +59,9 @@ class Arbiter:
         """After a restart the record is read back from disk; every session is gone."""
         return Arbiter(record=self.record)
 
-    def report(self, answered: ArbiterRequest | None = None, refused: str | None = None) -> ArbiterReport:
+    def report(
+        self, answered: ArbiterRequest | None = None, refused: str | None = None
+    ) -> ArbiterReport:
         return ArbiterReport(self.record, self.in_contact, answered, refused)
 
     def handle(self, member: str, request: ArbiterRequest | None) -> tuple[Arbiter, ArbiterReport]:
@@ -103,7 +105,10 @@ def _refusal(state: Arbiter, req: ArbiterRequest) -> str | None:
             )
         return None
     if rec.epoch != req.epoch or rec.holder != req.member:
-        return f"{req.member} does not hold epoch {req.epoch}; the stored epoch is {rec.epoch} held by {rec.holder}"
+        return (
+            f"{req.member} does not hold epoch {req.epoch}; the stored epoch is {rec.epoch} "
+            f"held by {rec.holder}"
+        )
     if isinstance(req, HandOver) and not rec.backup_active:
         return f"cannot hand over to {req.to}: it is not recorded as an active backup"
     return None

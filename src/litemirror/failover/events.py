@@ -159,9 +159,11 @@ class NewerEpochSeen:
 
 @dataclass(frozen=True)
 class Granted:
-    """Derived by the machine: the arbiter names *us* holder of a newer epoch."""
+    """Derived by the machine: the arbiter (or, relaying it, the peer) names *us*
+    holder of an epoch newer than we knew -- a claim of ours was granted."""
 
     epoch: int
+    by_arbiter: bool = True
 
 
 @dataclass(frozen=True)
