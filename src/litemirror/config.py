@@ -62,8 +62,10 @@ class MemberSection(_Frozen, frozen=True):
 class JournalSection(_Frozen, frozen=True):
     #: Rotate to a new segment when the current one passes this size.
     segment_bytes: int = 64 * 1024 * 1024
-    #: Keep at least this many bytes of closed segments for catch-up.
-    retain_bytes: int = 1024 * 1024 * 1024
+    #: A closed segment is purged once every member has it; but when the
+    #: journal grows past this size, the oldest segments go anyway and a
+    #: member that still needed them is re-seeded with a base copy.
+    max_retain_bytes: int = 1024 * 1024 * 1024
 
 
 class ServerSection(_Frozen, frozen=True):

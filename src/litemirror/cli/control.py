@@ -12,7 +12,7 @@ from litemirror.protocol import messages as m
 
 def call(host: str, port: int, request: m.ClientMessage, *, timeout: float = 5.0) -> dict[str, Any]:
     """Open a control connection, send one request, return the ``Ok.info``."""
-    t = Transport.connect(host, port, timeout)
+    t = Transport.connect(host, port, timeout if timeout > 0 else 5.0)
     try:
         t.send(
             m.Hello(

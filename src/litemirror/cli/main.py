@@ -67,6 +67,12 @@ def cmd_journal_switch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import verify
+
+    return verify(load(args.config))
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -112,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", required=True)
     s.add_argument("--member")
     s.set_defaults(func=cmd_journal_switch)
+
+    s = sub.add_parser("verify", help="compare every database on every member")
+    s.add_argument("--config", required=True)
+    s.set_defaults(func=cmd_verify)
 
     s = sub.add_parser("demo", help="start a local mirror, run a workload, show what happens")
     s.add_argument("--rows", type=int, default=2000)

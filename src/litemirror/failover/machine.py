@@ -132,7 +132,7 @@ _row((S.TAKING_OVER, *_BACKUPS), Granted, S.PRIMARY_ALONE, "by the arbiter",
      "taking over as primary at epoch {new}: the arbiter stored it; committing without ",
      "a backup until {peer} rejoins")
 # A claim granted while we could not hear the answer, relayed by the peer.
-_row((S.TAKING_OVER, *_BACKUPS), Granted, S.IN_TROUBLE, "relayed by the peer", ok,
+_row((S.TAKING_OVER, *_BACKUPS), Granted, S.IN_TROUBLE, "relayed by the peer", st.by_peer,
      st.adopt_in_trouble,
      "{peer} says the arbiter granted me epoch {new}; resuming as primary, committing once ",
      "{peer} has caught up or the arbiter lets me go on alone")

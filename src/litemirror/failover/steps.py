@@ -110,6 +110,10 @@ def by_arbiter(v: View, e: Granted) -> bool:
     return e.by_arbiter
 
 
+def by_peer(v: View, e: Granted) -> bool:
+    return not e.by_arbiter
+
+
 def activate(v: View, e: Any) -> tuple[View, tuple[Action, ...]]:
     n = replace(v, backup_active=True)
     return _ask(n, SetBackup(v.me, v.epoch, active=True), OpenWrites(v.epoch, wait_for_backup=True))

@@ -73,6 +73,8 @@ class Hub:
         self._recent: deque[tuple[int, int, int]] = deque(maxlen=200_000)
         self._bytes = 0
         self._live: dict[str, Callable[[list[Record]], None]] = {}
+        #: Highest LSN each member is known to hold durably (kept after it disconnects).
+        self.known: dict[str, int] = {}
 
     # ------------------------------------------------------------ records
 
@@ -112,6 +114,7 @@ class Hub:
         link.durable = max(link.durable, durable)
         link.applied = max(link.applied, applied)
         link.last_contact = time.monotonic()
+        self.known[member] = max(self.known.get(member, 0), link.durable)
         # Caught up: everything the primary holds is durable on the backup.
         if (
             member == self.backup

@@ -120,10 +120,12 @@ class JournalWriter:
         self.fsyncs += 1
         self.records += len(records)
         self.bytes += sum(len(r.payload) for r in records)
-        for p, r in zip(entries, records, strict=True):
-            self._loop.call_soon_threadsafe(_set_result, p.future, r)
+        # Listeners first: callbacks run in the order they were scheduled, so
+        # they see the records before any waiting writer can act on them.
         if self._listeners:
             self._loop.call_soon_threadsafe(self._notify, records)
+        for p, r in zip(entries, records, strict=True):
+            self._loop.call_soon_threadsafe(_set_result, p.future, r)
 
     def _notify(self, records: list[Record]) -> None:
         for listener in self._listeners:

@@ -15,10 +15,13 @@ import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
+
+import msgspec
 
 from litemirror.config import Config, Member
-from litemirror.engine.checksum import database_checksum
+from litemirror.config import load as load_config
+from litemirror.engine.checksum import table_checksums
 from litemirror.errors import ConfigError, Error, OperationalError, ProgrammingError
 from litemirror.journal import Journal, RecordKind
 
@@ -328,6 +331,55 @@ class MemberServer:
                 except OSError as exc:
                     log.warning("could not save member state: %s", exc)
             await self.registry.sweep()
+            try:
+                await self._purge_journal()
+            except Error as exc:
+                log.warning("journal purge failed: %s", exc.message)
+
+    def _purge_plan(self) -> int:
+        """The LSN below which closed journal segments may be deleted (0: none)."""
+        segs = [s for s in self.journal.segments() if s.closed and s.last_lsn is not None]
+        if not segs:
+            return 0
+        if self.role == "primary":
+            others = [mb.name for mb in self.config.members if mb.name != self.me.name]
+            needed = min((self.hub.known.get(n, 0) for n in others), default=self.last_lsn)
+        else:
+            needed = self.applied_lsn
+        cut = needed + 1
+        total = sum(s.size_bytes for s in self.journal.segments())
+        limit = self.config.journal.max_retain_bytes
+        for seg in segs:  # oldest first
+            assert seg.last_lsn is not None
+            if seg.last_lsn < cut:
+                total -= seg.size_bytes  # every member has it: it goes
+                continue
+            if total <= limit:
+                break
+            if self.role != "primary" and seg.last_lsn > self.applied_lsn:
+                break  # a member never drops what it has not applied itself
+            # Over the retention limit: it goes although a member still
+            # needs it; that member will be re-seeded with a base copy.
+            cut = seg.last_lsn + 1
+            total -= seg.size_bytes
+        return cut
+
+    async def _purge_journal(self) -> None:
+        if self.role not in ("primary", "backup", "dr", "reporting"):
+            return
+        keep_from = self._purge_plan()
+        if keep_from <= (self.journal.first_lsn or 0):
+            return
+        if self.receiver is not None:
+            removed = await asyncio.get_running_loop().run_in_executor(
+                self.receiver.journal_thread, self.journal.purge_before, keep_from
+            )
+        else:
+            removed = cast(list[Any], await self.jw.call(lambda j: j.purge_before(keep_from)))
+        if removed:
+            self.event(
+                "journal_purged", f"purged {len(removed)} journal segment(s) below LSN {keep_from}"
+            )
 
     # ------------------------------------------------------------ clients
 
@@ -383,18 +435,60 @@ class MemberServer:
             return {"databases": self.registry.names()}
         if action == "checksum":
             name = str(args.get("name", ""))
-            db = await self.registry.get(name)
+            min_lsn = int(args.get("min_lsn", 0) or 0)
+            if not await self.wait_applied(min_lsn, self.config.limits.read_wait_s):
+                raise OperationalError(
+                    f"member {self.me.name} has not applied LSN {min_lsn} yet "
+                    f"(it is at {self.applied_lsn})",
+                    retryable=True,
+                )
+            if not self.registry.exists(name):
+                raise ProgrammingError(f"no database named {name!r} on member {self.me.name}")
             loop = asyncio.get_running_loop()
-            digest = await loop.run_in_executor(self.executor, database_checksum_of, db.path)
-            return {"database": name, "checksum": digest, "lsn": db.applied_lsn}
+            lsn, tables = await loop.run_in_executor(
+                self.executor, checksums_of, self.registry.path(name)
+            )
+            return {"database": name, "lsn": lsn, "tables": tables, "applied_lsn": self.applied_lsn}
         raise ProgrammingError(f"unknown admin action {action!r}")
 
     # ------------------------------------------------------------ serving
+
+    def reload_config(self) -> bool:
+        """Re-read the config file (SIGHUP, or an unknown member connecting).
+
+        Members may be added or removed while the mirror runs; everything
+        else needs a restart and is reported, not applied. A config that does
+        not validate is refused whole and the running one kept.
+        """
+        if self.config.path is None:
+            return False
+        try:
+            new = load_config(self.config.path)
+            new.member(self.me.name)
+        except Error as exc:
+            self.event("config_refused", f"config reload refused: {exc.message}", "error")
+            return False
+        if new.failover_members != self.config.failover_members:
+            self.event(
+                "config_refused",
+                "config reload refused: the failover members "
+                "changed; restart the members to change them",
+                "error",
+            )
+            return False
+        changed = {mb.name for mb in new.members} ^ {mb.name for mb in self.config.members}
+        self.config = msgspec.structs.replace(self.config, members=new.members)
+        if changed:
+            self.event(
+                "config_reloaded", f"members now: {', '.join(mb.name for mb in new.members)}"
+            )
+        return bool(changed)
 
     async def serve_forever(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload_config)
         await self._stop.wait()
         log.info("member %s shutting down", self.me.name)
         await self.shutdown()
@@ -412,12 +506,20 @@ class MemberServer:
         self.executor.shutdown(wait=True)
 
 
-def database_checksum_of(path: Any) -> str:
+def checksums_of(path: Any) -> tuple[int, dict[str, str]]:
+    """(meta LSN, per-table checksums) of one database, from one read snapshot."""
     import apsw
+
+    from litemirror.engine import meta
 
     conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
     try:
-        return database_checksum(conn)
+        conn.set_busy_timeout(5000)
+        conn.execute("BEGIN")
+        try:
+            return meta.read_lsn(conn), table_checksums(conn)
+        finally:
+            conn.execute("COMMIT")
     finally:
         conn.close()
 

@@ -64,7 +64,7 @@ class Receiver:
         self.resets = 0
         self.refused = 0
         self.last_error: str | None = None
-        self._journal_thread = ThreadPoolExecutor(1, thread_name_prefix="repl-journal")
+        self.journal_thread = ThreadPoolExecutor(1, thread_name_prefix="repl-journal")
         self._apply_q: asyncio.Queue[Record] = asyncio.Queue()
         self._conns: OrderedDict[str, apsw.Connection] = OrderedDict()
         self._writer: asyncio.StreamWriter | None = None
@@ -256,7 +256,7 @@ class Receiver:
         self.received = recs[-1].lsn
         self._send(r.ReplAck(received=self.received, durable=j.last_lsn, applied=self.applied))
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._journal_thread, j.append_records, recs)
+        await loop.run_in_executor(self.journal_thread, j.append_records, recs)
         self._send(r.ReplAck(received=self.received, durable=j.last_lsn, applied=self.applied))
         if self.state == "catching up" and self.received >= self.primary_lsn:
             self.state = "streaming"
@@ -411,7 +411,7 @@ class Receiver:
                 await self.m.registry.drop_files(name)
         j = self.m.journal
         await loop.run_in_executor(
-            self._journal_thread,
+            self.journal_thread,
             lambda: j.restart_at(msg.start_lsn + 1, epoch=int(seeding.get("epoch", 1))),
         )
         self.received = self.applied = msg.start_lsn

@@ -73,6 +73,9 @@ class Sender:
                 f"member belongs to mirror {h.mirror!r}, this is mirror {cfg.mirror.name!r}"
             )
         names = {mb.name: mb for mb in cfg.members}
+        if h.member not in names and self.m.reload_config():
+            cfg = self.m.config
+            names = {mb.name: mb for mb in cfg.members}
         if h.member not in names:
             raise self._refuse(f"no member named {h.member!r} in this mirror's configuration")
         if h.member == self.m.me.name:

@@ -30,6 +30,7 @@ from litemirror.errors import (
     ProgrammingError,
     ProtocolError,
     TransactionAbortedError,
+    UnavailableError,
 )
 from litemirror.protocol import messages as m
 from litemirror.protocol.framing import FrameDecoder, encode
@@ -174,6 +175,17 @@ class ClientSession:
                 NotPrimaryError(
                     f"member {mem.me.name} is {mem.role}, not the primary; connect to the primary "
                     "or use read_only=true",
+                    primary=mem.primary_address,
+                ),
+            )
+            return False
+        if mem.role != "primary" and not mem.registry.exists(hello.database):
+            # A member still catching up may not have a new database yet.
+            self._send_error(
+                0,
+                UnavailableError(
+                    f"member {mem.me.name} ({mem.role}, {mem.state}) does not hold database "
+                    f"{hello.database!r} yet; it may still be catching up",
                     primary=mem.primary_address,
                 ),
             )

@@ -93,7 +93,7 @@ class MemberProcess:
                 )
             try:
                 st = call("127.0.0.1", self.port, m.StatusRequest(id=1), timeout=1.0)
-                if st.get("role") not in (None, "starting"):
+                if st.get("role") not in (None, "starting", "waiting"):
                     return
             except errors.Error:
                 pass
@@ -102,6 +102,31 @@ class MemberProcess:
                     f"member {self.name} not ready after {timeout}s:\n{self.log_tail()}"
                 )
             time.sleep(0.05)
+
+    def wait_until(self, predicate: Any, timeout: float = 30.0, what: str = "") -> dict[str, Any]:
+        """Poll this member's status until ``predicate(status)`` holds; return that status."""
+        deadline = time.monotonic() + timeout
+        last: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            try:
+                last = self.status()
+                if predicate(last):
+                    return last
+            except errors.Error:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(
+            f"member {self.name}: {what or 'condition'} not reached within "
+            f"{timeout}s; last status {last}\n{self.log_tail()}"
+        )
+
+    def wait_applied(self, lsn: int, timeout: float = 30.0) -> dict[str, Any]:
+        def ok(st: dict[str, Any]) -> bool:
+            if st.get("role") == "primary":
+                return int(st.get("lsn") or 0) >= lsn
+            return int((st.get("replication") or {}).get("applied_lsn") or 0) >= lsn
+
+        return self.wait_until(ok, timeout, f"applied LSN {lsn}")
 
     def status(self) -> dict[str, Any]:
         from litemirror.cli.control import call
@@ -204,7 +229,47 @@ class Cluster:
 
     def start(self, *names: str) -> None:
         for n in names or tuple(self.members):
-            self.members[n].start()
+            self.members[n].start(wait=False)
+        for n in names or tuple(self.members):
+            self.members[n].wait_ready()
+
+    def add_member(self, name: str, kind: str) -> MemberProcess:
+        mp = MemberProcess(
+            name=name,
+            kind=kind,
+            port=free_port(),
+            data_dir=self.base / "data" / name,
+            config_path=self.config_path,
+            log_path=self.base / f"{name}.log",
+        )
+        self.members[name] = mp
+        self.write_config()
+        return mp
+
+    def primary(self) -> MemberProcess:
+        for mp in self.members.values():
+            if mp.running:
+                try:
+                    if mp.status().get("role") == "primary":
+                        return mp
+                except errors.Error:
+                    continue
+        raise AssertionError("no member is primary")
+
+    def verify(self) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "litemirror.cli.main",
+                "verify",
+                "--config",
+                str(self.config_path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     def url(self, db: str = "app", *, members: Sequence[str] | None = None, **query: Any) -> str:
         hosts = ",".join(self.members[n].address for n in (members or list(self.members)))
