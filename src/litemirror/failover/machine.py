@@ -224,10 +224,10 @@ _row(S.PRIMARY, PeerLost, None, "arbiter also lost backup",
      st.arbiter_also_lost_backup, st.ask_inactive,
      "lost the backup {peer} (the arbiter lost it too); asking the arbiter to record it ",
      "inactive before committing without it")
-for _ev in (PeerLost, AckTimeout):
+for _ev, _what in ((PeerLost, "lost contact with"), (AckTimeout, "no acknowledgement from")):
     _row(S.PRIMARY, _ev, None, "arbiter reachable", st.arbiter_up, st.ask_inactive,
-         "{peer} stopped acknowledging (the arbiter still sees it); asking the arbiter to ",
-         "record it inactive, so it cannot take over, before committing without it")
+         _what, " the backup {peer}; asking the arbiter to record it inactive, so it cannot ",
+         "take over, before committing without it")
     _row(S.PRIMARY, _ev, S.IN_TROUBLE, "", ok, st.trouble,
          "lost both the backup {peer} and the arbiter: not committing until I learn ",
          "whether a failover happened")
@@ -388,7 +388,8 @@ def diagram() -> str:
 def rules() -> str:
     """Every row of the table as a markdown table, in lookup order."""
     out = ["| state | event | when | next | reason |", "|---|---|---|---|---|"]
-    for r in ROWS:
+    order = list(State)
+    for r in sorted(ROWS, key=lambda r: order.index(r.source)):  # stable: lookup order kept
         nxt = r.target.name if r.target else "(stays)"
         out.append(
             f"| {r.source.name} | {r.event.__name__} | {r.when or 'otherwise'} | {nxt} "

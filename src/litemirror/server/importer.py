@@ -77,9 +77,18 @@ async def import_database(member: MemberServer, name: str, src: str) -> int:
     reg.validate_name(name)
     if reg.exists(name):
         raise ProgrammingError(f"database {name!r} already exists")
-    loop = asyncio.get_running_loop()
     final = reg.path(name)
     tmp = final.with_suffix(".importing")
+    member.importing.add(name)
+    try:
+        return await _import(member, name, src, final, tmp)
+    finally:
+        member.importing.discard(name)
+
+
+async def _import(member: MemberServer, name: str, src: str, final: Path, tmp: Path) -> int:
+    loop = asyncio.get_running_loop()
+    reg = member.registry
     digest = await loop.run_in_executor(member.executor, _copy, src, tmp)
     payload = msgspec.msgpack.encode({"checksum": digest, "source": os.path.basename(src)})
     rec = await member.jw.append(member.epoch, RecordKind.IMPORT_DB, name, payload)

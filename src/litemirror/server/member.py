@@ -53,6 +53,8 @@ class MemberServer:
         self._connections = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self.receiver: Receiver | None = None
+        #: Databases being imported with `db add --from` right now.
+        self.importing: set[str] = set()
         self.role_reason = "starting"
         self.events = EventLog(self.me.data_dir / "events.jsonl", self.me.name)
         peers = [x for x in config.failover_members if x.name != self.me.name]

@@ -193,7 +193,8 @@ class Receiver:
                     msg.start_lsn,
                     msg.last_lsn,
                 )
-                for db in self.missing_imports:
+                # Ask (again) for the copies still needed: a reconnect loses requests.
+                for db in [*self.missing_imports, *self._seed_waiters]:
                     self._send(r.SeedRequest(db=db))
             elif isinstance(msg, r.ReplRecords):
                 if msg.seq != expected_seq:

@@ -302,6 +302,12 @@ class Sender:
             elif isinstance(msg, r.Heartbeat):
                 self.m.hub.heard_from(self.link.member)
             elif isinstance(msg, r.SeedRequest):
+                # An import is journalled (and streamed) just before its file is
+                # in place: give it a moment.
+                for _ in range(600):
+                    if self.m.registry.exists(msg.db) or msg.db not in self.m.importing:
+                        break
+                    await asyncio.sleep(0.1)
                 if not self.m.registry.exists(msg.db):
                     raise ProtocolError(f"member asked for unknown database {msg.db!r}")
                 log.info("sending a copy of database %s to member %s", msg.db, self.link.member)
