@@ -17,8 +17,8 @@ else follows from keeping that proof single:
 
 * An epoch is granted once, by the arbiter (compare-and-set). A backup claims
   the next epoch only if it is active and both it and the arbiter lost the
-  primary, or the primary handed over. A granted backup stops acknowledging,
-  so the old primary's commits stop at once.
+  primary, or the primary handed over. A backup stops acknowledging the
+  moment it claims, so the old primary's commits stop at once.
 * A primary that loses its backup asks the arbiter to record the backup
   inactive *before* committing alone; from then on the arbiter refuses the
   backup's claim. Losing the arbiter too, it is IN_TROUBLE and commits nothing
@@ -31,9 +31,11 @@ else follows from keeping that proof single:
 The rules are :data:`ROWS`: for a state and an event type, the first row whose
 guard holds gives the target state (None: stay), the effect (view change and
 actions) and the reason template. Events that reveal a newer epoch are turned
-into :class:`NewerEpochSeen` (or :class:`Granted` when the arbiter names us)
-before the lookup, so "a newer epoch fences" is written once per state.
-:func:`diagram` draws the table for ``docs/failover.md``.
+into :class:`NewerEpochSeen` (or :class:`Granted` when they name us) before
+the lookup, so "a newer epoch fences" is written once per state. The states
+(:class:`State`) and :class:`View` live in ``view.py``; the effects and guards
+the rows name, in ``steps.py``. :func:`diagram` and :func:`rules` draw the
+table for ``docs/failover.md``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,106 @@
+"""The pure cores do no I/O and read no clock: they import none of the modules that could.
+
+Checked on the source with :mod:`ast` (nothing is imported or executed): every
+``import`` in every module of each pure package -- including imports inside
+functions -- and, transitively, in every litemirror module they import. Third
+party libraries (msgspec, xxhash) are not followed: they are codecs, not I/O.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import deque
+from pathlib import Path
+
+import pytest
+
+import litemirror
+
+SRC = Path(litemirror.__file__).parent
+BANNED = {"asyncio", "socket", "time", "threading", "subprocess", "selectors"}
+PURE = [
+    "litemirror.journal.record",
+    "litemirror.protocol",
+    "litemirror.failover",
+    "litemirror.replication",
+]
+
+
+def module_file(name: str) -> Path | None:
+    """Where litemirror module ``name`` lives, without importing it."""
+    parts = name.split(".")
+    if parts[0] != "litemirror":
+        return None
+    base = SRC.joinpath(*parts[1:])
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def package_files(name: str) -> list[Path]:
+    f = module_file(name)
+    if f is None:
+        return []
+    return sorted(f.parent.rglob("*.py")) if f.name == "__init__.py" else [f]
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(SRC.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports(path: Path) -> set[str]:
+    """Absolute names of every module imported anywhere in ``path``."""
+    me = module_name(path)
+    package = me if path.name == "__init__.py" else me.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            found.add(mod)
+            # "from . import steps" may name a submodule
+            found.update(f"{mod}.{alias.name}" for alias in node.names)
+    return found
+
+
+def banned_imports(package: str) -> list[str]:
+    """Each banned import reachable from ``package``, as the chain that leads to it."""
+    queue = deque((f, [module_name(f)]) for f in package_files(package))
+    seen = {f for f, _ in queue}
+    problems = []
+    while queue:
+        path, chain = queue.popleft()
+        for name in sorted(imports(path)):
+            if name.split(".")[0] in BANNED:
+                problems.append(" -> ".join([*chain, name]))
+            target = module_file(name)
+            if target is not None and target not in seen:
+                seen.add(target)
+                queue.append((target, [*chain, module_name(target)]))
+    return problems
+
+
+@pytest.mark.parametrize("package", PURE)
+def test_pure_core_imports_no_io(package: str) -> None:
+    if not package_files(package):
+        pytest.skip(f"{package} does not exist yet")
+    assert banned_imports(package) == []
+
+
+def test_the_check_sees_imports() -> None:
+    """The scanner resolves relative imports and does report banned ones where they exist."""
+    sample = SRC / "failover" / "machine.py"
+    found = imports(sample)
+    assert "litemirror.failover.steps" in found and "litemirror.failover.events" in found
+    assert banned_imports("litemirror.cli") != []  # the command line does use the clock
