@@ -107,8 +107,9 @@ def test_backup_down_then_catches_up(cluster_factory: Any, how: str) -> None:
 
 
 def test_backup_out_of_retention_is_reseeded(cluster_factory: Any) -> None:
-    c = _mirror(cluster_factory,
-                sections={"journal": {"segment_bytes": 65536, "max_retain_bytes": 100_000}})
+    c = _mirror(
+        cluster_factory, sections={"journal": {"segment_bytes": 65536, "max_retain_bytes": 100_000}}
+    )
     _write(c.url("app", members=["a"]), 1, 200)
     c["b"].kill()
     acked = _write(c.url("app", members=["a"]), 1000, 3000)
@@ -142,8 +143,9 @@ def test_new_dr_member_with_empty_data_dir_is_seeded_while_writes_go_on(
         # Restarting a and b with the new config keeps roles; d is new.
         d = c.add_member("d", "dr")
         d.start()
-        d.wait_until(lambda s: (s.get("replication") or {}).get("state") == "streaming", 60,
-                     "dr streaming")
+        d.wait_until(
+            lambda s: (s.get("replication") or {}).get("state") == "streaming", 60, "dr streaming"
+        )
         time.sleep(0.5)
     finally:
         stop.set()
@@ -162,9 +164,23 @@ def test_db_add_from_file_appears_on_all_members(cluster_factory: Any, tmp_path:
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-m", "litemirror.cli.main", "db", "add", "legacy",
-                        "--from", str(src), "--config", str(c.config_path)],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "litemirror.cli.main",
+            "db",
+            "add",
+            "legacy",
+            "--from",
+            str(src),
+            "--config",
+            str(c.config_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     # Writes to the imported database replicate too.
     w = litemirror.connect(c.url("legacy", members=["a"]))
