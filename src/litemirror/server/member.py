@@ -65,6 +65,18 @@ class MemberServer:
 
     # --------------------------------------------------------------- facts
 
+    def source_address(self) -> tuple[str, int] | None:
+        """Where this member's own connections to other members come from.
+
+        A member listening on a specific address uses it as the source of the
+        connections it opens, so peers (and firewalls, and the fault proxy in
+        the tests) see which member is talking.
+        """
+        host = self.me.host
+        if host in ("0.0.0.0", "::", "") or ":" in host:
+            return None
+        return (host, 0)
+
     @property
     def primary_address(self) -> str | None:
         if self.role == "primary":

@@ -143,7 +143,8 @@ class Receiver:
     async def _session(self, target: Member) -> None:
         j = self.m.journal
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(target.host, target.port), 5.0
+            asyncio.open_connection(target.host, target.port, local_addr=self.m.source_address()),
+            5.0,
         )
         self._writer = writer
         self.primary = target

@@ -23,9 +23,9 @@ from urllib.parse import urlencode
 from litemirror import errors
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
@@ -51,10 +51,12 @@ class MemberProcess:
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
+    #: Loopback address the member listens on (and connects from).
+    host: str = "127.0.0.1"
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def start(self, wait: bool = True, timeout: float = 30.0) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -92,7 +94,7 @@ class MemberProcess:
                     f"member {self.name} exited with {self.proc.returncode}:\n{self.log_tail()}"
                 )
             try:
-                st = call("127.0.0.1", self.port, m.StatusRequest(id=1), timeout=1.0)
+                st = call(self.host, self.port, m.StatusRequest(id=1), timeout=1.0)
                 if st.get("role") not in (None, "starting", "waiting"):
                     return
             except errors.Error:
@@ -132,7 +134,7 @@ class MemberProcess:
         from litemirror.cli.control import call
         from litemirror.protocol import messages as m
 
-        return call("127.0.0.1", self.port, m.StatusRequest(id=1), timeout=5.0)
+        return call(self.host, self.port, m.StatusRequest(id=1), timeout=5.0)
 
     @property
     def running(self) -> bool:
@@ -184,6 +186,7 @@ class Cluster:
         sections: dict[str, dict[str, Any]] | None = None,
         mirror: dict[str, Any] | None = None,
         name: str = "test",
+        distinct_hosts: bool = False,
     ) -> None:
         self.base = Path(base)
         self.base.mkdir(parents=True, exist_ok=True)
@@ -193,16 +196,26 @@ class Cluster:
         self.sections = sections or {}
         self.mirror_extra = mirror or {}
         self.members: dict[str, MemberProcess] = {}
+        #: Give each member its own loopback address (127.0.0.10, .11, ...), so a
+        #: proxy or firewall can tell members apart by source address.
+        self.distinct_hosts = distinct_hosts
         for mname, kind in members:
+            host = self._next_host()
             self.members[mname] = MemberProcess(
                 name=mname,
                 kind=kind,
-                port=free_port(),
+                host=host,
+                port=free_port(host),
                 data_dir=self.base / "data" / mname,
                 config_path=self.config_path,
                 log_path=self.base / f"{mname}.log",
             )
         self.write_config()
+
+    def _next_host(self) -> str:
+        if not getattr(self, "distinct_hosts", False):
+            return "127.0.0.1"
+        return f"127.0.0.{10 + len(self.members)}"
 
     def write_config(self) -> None:
         lines = [
@@ -234,10 +247,12 @@ class Cluster:
             self.members[n].wait_ready()
 
     def add_member(self, name: str, kind: str) -> MemberProcess:
+        host = self._next_host()
         mp = MemberProcess(
             name=name,
             kind=kind,
-            port=free_port(),
+            host=host,
+            port=free_port(host),
             data_dir=self.base / "data" / name,
             config_path=self.config_path,
             log_path=self.base / f"{name}.log",
