@@ -10,6 +10,7 @@ keep the Python client from being the bottleneck.
 from __future__ import annotations
 
 import multiprocessing as mp
+import signal
 import statistics
 import time
 from collections.abc import Callable
@@ -47,10 +48,16 @@ def _pct(sorted_vals: list[float], q: float) -> float:
 def _client(
     factory: Factory, index: int, barrier: Any, start_at: Any, duration: float, out: Any
 ) -> None:
+    # The parent may turn SIGTERM into SystemExit; a client just dies.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     step = factory(index)
     lat: list[float] = []
     errors = 0
     barrier.wait()
+    # The parent sets the start time only once the barrier has released it,
+    # so a client can get here first: wait for the value, then for the time.
+    while start_at.value == 0.0:
+        time.sleep(0.001)
     while time.time() < start_at.value:
         time.sleep(0.001)
     end = start_at.value + duration
@@ -62,8 +69,10 @@ def _client(
         try:
             step(i)
         except Exception:
+            # A failed transaction is neither throughput nor a latency sample.
             errors += 1
-        lat.append(time.perf_counter() - t0)
+        else:
+            lat.append(time.perf_counter() - t0)
         i += 1
     out.put((lat, errors))
 
@@ -79,13 +88,21 @@ def run_cell(
         ctx.Process(target=_client, args=(factory, i, barrier, start_at, duration, out))
         for i in range(clients)
     ]
-    for p in procs:
-        p.start()
-    barrier.wait(timeout=120)
-    start_at.value = time.time() + 0.2
-    results = [out.get(timeout=duration + 120) for _ in procs]
-    for p in procs:
-        p.join(30)
+    try:
+        for p in procs:
+            p.start()
+        barrier.wait(timeout=120)
+        start_at.value = time.time() + 0.2
+        results = [out.get(timeout=duration + 120) for _ in procs]
+        for p in procs:
+            p.join(30)
+    finally:
+        # On an error or an interrupt, clients left running would keep the
+        # parent from exiting (multiprocessing joins them at exit).
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+                p.join(5)
     lat = sorted(x for r in results for x in r[0])
     errs = sum(r[1] for r in results)
     n = len(lat)
