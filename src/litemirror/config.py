@@ -7,11 +7,17 @@ the bad value. Example::
     name = "demo"                 # 1-15 letters/digits
     databases = ["app"]           # created on first start if missing
     # arbiter = "127.0.0.1:7790"
+    # vip = "10.77.0.100/24"      # virtual IP held by the primary
     [[members]]
     name = "a"
     address = "127.0.0.1:7701"
     data_dir = "data/a"
     kind = "failover"             # failover | dr | reporting
+    # vip_interface = "eth0"      # needed on failover members when mirror.vip is set
+    # [hooks]                     # docs/operations-hooks-vip.md
+    # can_start_become_primary = "/etc/litemirror/can-start --strict"
+    # check_become_primary_ok = "python:mysite.hooks:check"
+    # timeout_s = 10.0
 
 Environment overrides use ``LITEMIRROR_<SECTION>_<KEY>`` for scalar keys of
 the ``mirror``, ``journal``, ``server`` and ``limits`` sections, e.g.
@@ -21,8 +27,11 @@ against the directory holding the config file.
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
 import re
+import shlex
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,6 +58,9 @@ class MirrorSection(_Frozen, frozen=True):
     ack: AckLevel = "durable"
     qos_timeout_ms: int = 2000
     heartbeat_ms: int = 250
+    #: Virtual IPv4 address with prefix ("10.77.0.100/24") that the primary
+    #: holds on its ``vip_interface``; None: no virtual IP.
+    vip: str | None = None
 
 
 class MemberSection(_Frozen, frozen=True):
@@ -57,6 +69,8 @@ class MemberSection(_Frozen, frozen=True):
     data_dir: str
     kind: MemberKind = "failover"
     http: str | None = None
+    #: Network interface that takes ``mirror.vip`` when this member is primary.
+    vip_interface: str | None = None
 
 
 class JournalSection(_Frozen, frozen=True):
@@ -95,12 +109,44 @@ class LimitsSection(_Frozen, frozen=True):
     read_wait_s: float = 10.0
 
 
+class HooksSection(_Frozen, frozen=True):
+    """Commands run when a member becomes primary (see ``litemirror.server.hooks``).
+
+    Each is an executable with arguments (``"/usr/local/bin/check --strict"``)
+    or ``"python:package.module:function"``; None: no hook at that point.
+    """
+
+    #: Asked before the takeover starts; failing aborts it (retried later).
+    can_start_become_primary: str | None = None
+    #: Asked when the member is ready to take writes; failing aborts the takeover.
+    check_become_primary_ok: str | None = None
+    #: Told after the member became primary; never blocks.
+    notify_become_primary: str | None = None
+    #: Told after a takeover was aborted; never blocks.
+    notify_become_primary_failed: str | None = None
+    #: Seconds one hook may run before it is killed and counted as failed.
+    timeout_s: float = 10.0
+
+
+HOOK_POINTS = (
+    "can_start_become_primary",
+    "check_become_primary_ok",
+    "notify_become_primary",
+    "notify_become_primary_failed",
+)
+PYTHON_HOOK_RE = re.compile(
+    r"^python:(?P<module>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):(?P<function>[A-Za-z_]\w*)$"
+)
+IFNAME_RE = re.compile(r"^[^\s/:]{1,15}$")
+
+
 class _FileConfig(_Frozen, frozen=True):
     mirror: MirrorSection
     members: list[MemberSection]
     journal: JournalSection = JournalSection()
     server: ServerSection = ServerSection()
     limits: LimitsSection = LimitsSection()
+    hooks: HooksSection = HooksSection()
 
 
 class Member(_Frozen, frozen=True):
@@ -110,6 +156,7 @@ class Member(_Frozen, frozen=True):
     data_dir: Path
     kind: MemberKind
     http: str | None
+    vip_interface: str | None = None
 
     @property
     def address(self) -> str:
@@ -125,6 +172,7 @@ class Config(_Frozen, frozen=True):
     journal: JournalSection
     server: ServerSection
     limits: LimitsSection
+    hooks: HooksSection = HooksSection()
 
     def member(self, name: str) -> Member:
         for m in self.members:
@@ -149,6 +197,36 @@ def parse_address(key: str, value: str) -> tuple[str, int]:
     if not 0 < port < 65536:
         raise ConfigError(f"{key}: port {port} in {value!r} is out of range 1-65535")
     return host.strip("[]"), port
+
+
+def _check_vip(key: str, value: str) -> None:
+    if "/" not in value:
+        raise ConfigError(
+            f"{key}: {value!r} needs a prefix length, e.g. '{value}/24', so the address "
+            "is added with the right subnet"
+        )
+    try:
+        iface = ipaddress.ip_interface(value)
+    except ValueError:
+        raise ConfigError(f"{key}: {value!r} is not an IPv4 address with prefix") from None
+    if not isinstance(iface, ipaddress.IPv4Interface):
+        raise ConfigError(f"{key}: {value!r} is not IPv4 (the virtual IP is announced by ARP)")
+    net = iface.network
+    if net.prefixlen < 31 and iface.ip in (net.network_address, net.broadcast_address):
+        raise ConfigError(f"{key}: {value!r} is the network or broadcast address of {net}")
+
+
+def _check_hook(key: str, value: str) -> None:
+    if value.startswith("python:"):
+        if not PYTHON_HOOK_RE.match(value):
+            raise ConfigError(f"{key}: {value!r} must look like 'python:package.module:function'")
+        return
+    try:
+        argv = shlex.split(value)
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {value!r} is not a valid command line: {exc}") from None
+    if not argv:
+        raise ConfigError(f"{key}: {value!r} is empty; leave the key out for no hook")
 
 
 def _env_overrides(data: dict[str, Any], environ: dict[str, str]) -> None:
@@ -213,6 +291,8 @@ def build(
         )
     if m.arbiter is not None:
         parse_address("mirror.arbiter", m.arbiter)
+    if m.vip is not None:
+        _check_vip("mirror.vip", m.vip)
 
     if not fc.members:
         raise ConfigError("members: at least one [[members]] entry is required")
@@ -240,8 +320,32 @@ def build(
         if d in dirs:
             raise ConfigError(f"{key}.data_dir: {ms.data_dir!r} is used by another member")
         dirs.add(d)
+        if ms.vip_interface is not None:
+            if not IFNAME_RE.match(ms.vip_interface):
+                raise ConfigError(
+                    f"{key}.vip_interface: {ms.vip_interface!r} is not a network interface "
+                    "name (1-15 characters, no spaces, '/' or ':')"
+                )
+            if m.vip is None:
+                raise ConfigError(
+                    f"{key}.vip_interface: {ms.vip_interface!r} is set but mirror.vip is not; "
+                    "set mirror.vip or remove vip_interface"
+                )
+        elif m.vip is not None and ms.kind == "failover":
+            raise ConfigError(
+                f"{key}.vip_interface: missing on failover member {ms.name!r}, but mirror.vip "
+                f"is {m.vip!r}; name the interface that takes the address, e.g. 'eth0'"
+            )
         members.append(
-            Member(name=ms.name, host=host, port=port, data_dir=d, kind=ms.kind, http=ms.http)
+            Member(
+                name=ms.name,
+                host=host,
+                port=port,
+                data_dir=d,
+                kind=ms.kind,
+                http=ms.http,
+                vip_interface=ms.vip_interface,
+            )
         )
     failover = [x for x in members if x.kind == "failover"]
     if len(failover) > 2:
@@ -269,8 +373,23 @@ def build(
         raise ConfigError(f"limits.max_frame_bytes: {lim.max_frame_bytes} is below 1024")
     if lim.max_connections < 1:
         raise ConfigError(f"limits.max_connections: {lim.max_connections} must be >= 1")
+    h = fc.hooks
+    for point in HOOK_POINTS:
+        hook = getattr(h, point)
+        if hook is not None:
+            _check_hook(f"hooks.{point}", hook)
+    if not (math.isfinite(h.timeout_s) and h.timeout_s > 0):
+        raise ConfigError(f"hooks.timeout_s: {h.timeout_s} must be a positive number of seconds")
 
-    return Config(path=path, mirror=m, members=tuple(members), journal=j, server=s, limits=lim)
+    return Config(
+        path=path,
+        mirror=m,
+        members=tuple(members),
+        journal=j,
+        server=s,
+        limits=lim,
+        hooks=h,
+    )
 
 
 def load(path: str | os.PathLike[str], environ: dict[str, str] | None = None) -> Config:
