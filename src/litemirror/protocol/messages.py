@@ -25,6 +25,7 @@ from typing import Any
 
 import msgspec
 
+from .peer import PeerHello
 from .replication import ReplHello
 
 PROTOCOL_VERSION = 1
@@ -184,6 +185,6 @@ ClientMessage = (
     Hello | Execute | Script | Begin | Commit | Rollback | Ping | StatusRequest | AdminRequest
 )
 #: What may open a connection to a member: a client ``Hello`` or a member's ``ReplHello``.
-OpeningMessage = ClientMessage | ReplHello
+OpeningMessage = ClientMessage | ReplHello | PeerHello
 ServerMessage = Welcome | Result | Ok | Error
 AnyMessage = ClientMessage | ServerMessage

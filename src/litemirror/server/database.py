@@ -383,7 +383,19 @@ class Database:
         if self._replicate is not None:
             # Synchronous mirroring: the backup must hold the record at the
             # acknowledgement level before anyone (reader or client) sees it.
-            await self._replicate(record.lsn, self._group_ack)
+            try:
+                await self._replicate(record.lsn, self._group_ack)
+            except BaseException as exc:
+                # Deposed while waiting: the record never reached the member that
+                # took over, so it is not committed. It stays in this member's
+                # journal until the rejoin rolls it back (and keeps it).
+                await self._run(_rollback_quietly, w)
+                err = _as_error(exc)
+                for fut, _ in done:
+                    _fail(fut, err)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                return
 
         def commit() -> None:
             meta.write_lsn(w, record.lsn)

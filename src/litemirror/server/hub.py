@@ -47,6 +47,8 @@ class LinkState:
     connected_at: float = field(default_factory=time.time)
     seed_total: int = 0
     seed_done: int = 0
+    #: Closes the connection (set by the sender).
+    closer: Callable[[], None] | None = None
 
     def acked(self, level: str) -> int:
         return int(getattr(self, level))
@@ -59,6 +61,8 @@ class Hub:
         qos_timeout: float,
         last_lsn: Callable[[], int],
         on_event: Callable[[str, str], None] | None = None,
+        on_ack_timeout: Callable[[], None] | None = None,
+        on_caught_up: Callable[[], None] | None = None,
     ) -> None:
         self.backup = backup
         self.qos_timeout = qos_timeout
@@ -66,6 +70,12 @@ class Hub:
         self._on_event = on_event or (lambda _kind, _msg: None)
         self.links: dict[str, LinkState] = {}
         self.backup_active = False
+        #: With an arbiter, the failover agent decides when commits may stop
+        #: waiting for the backup; the hub only reports what it sees.
+        self.on_ack_timeout = on_ack_timeout
+        self.on_caught_up = on_caught_up
+        self._abort: BaseException | None = None
+        self._abort_gen = 0
         self._cond = asyncio.Condition()
         self._new_records = asyncio.Event()
         self._new_record_waiters: list[asyncio.Event] = []
@@ -104,7 +114,10 @@ class Hub:
             return
         self._event("member_disconnected", f"member {member} disconnected: {reason}")
         if member == self.backup and self.backup_active:
-            await self.set_backup_active(False, f"backup {member} disconnected ({reason})")
+            if self.on_ack_timeout is not None:
+                self.on_ack_timeout()
+            else:
+                await self.set_backup_active(False, f"backup {member} disconnected ({reason})")
 
     async def acked(self, member: str, received: int, durable: int, applied: int) -> None:
         link = self.links.get(member)
@@ -122,11 +135,22 @@ class Hub:
             and link.state == "streaming"
             and link.durable >= self._last_lsn()
         ):
+            # Switch the commit path to "wait for the backup" in the same step
+            # that it is reported.
             await self.set_backup_active(
                 True, f"backup {member} caught up at LSN {link.durable} and is active"
             )
+            if self.on_caught_up is not None:
+                self.on_caught_up()
         async with self._cond:
             self._cond.notify_all()
+
+    def drop_all(self) -> None:
+        """Close every replication connection (this member stops being primary)."""
+        for link in list(self.links.values()):
+            if link.closer is not None:
+                link.closer()
+        self.backup_active = False
 
     def heard_from(self, member: str) -> None:
         link = self.links.get(member)
@@ -147,32 +171,56 @@ class Hub:
     # ------------------------------------------------------------ commits
 
     async def wait_for(self, lsn: int, level: str) -> None:
-        """Return once the active backup has ``lsn`` at ``level``, or is no longer active."""
+        """Return once the active backup has ``lsn`` at ``level``, or is no longer active.
+
+        Raises the error given to :meth:`abort_waiters` (the member was deposed).
+        """
+        if self._abort is not None:
+            raise self._abort
         if not self.backup_active or self.backup is None:
             return
         link = self.links.get(self.backup)
-        if link is None:
+        if link is not None and link.acked(level) >= lsn:
             return
-        if link.acked(level) >= lsn:
-            return
+        gen = self._abort_gen
         deadline = time.monotonic() + self.qos_timeout
+        reported = False
         async with self._cond:
             while self.backup_active:
+                if self._abort is not None and gen != self._abort_gen:
+                    raise self._abort
                 link = self.links.get(self.backup)
-                if link is None or link.acked(level) >= lsn:
+                if link is not None and link.acked(level) >= lsn:
                     return
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    await self._mark_inactive_locked(
-                        f"backup {self.backup} marked inactive: no acknowledgement of LSN {lsn} "
-                        f"within {self.qos_timeout * 1000:.0f} ms"
-                    )
-                    return
-                timeout = remaining
+                    if self.on_ack_timeout is None:
+                        await self._mark_inactive_locked(
+                            f"backup {self.backup} marked inactive: no acknowledgement of LSN "
+                            f"{lsn} within {self.qos_timeout * 1000:.0f} ms"
+                        )
+                        return
+                    if not reported:
+                        # The agent decides (with the arbiter); commits wait meanwhile.
+                        reported = True
+                        self.on_ack_timeout()
+                    remaining = self.qos_timeout
                 try:
-                    await asyncio.wait_for(self._cond.wait(), timeout)
+                    await asyncio.wait_for(self._cond.wait(), remaining)
                 except TimeoutError:
                     pass
+            if self._abort is not None and gen != self._abort_gen:
+                raise self._abort
+
+    async def abort_waiters(self, exc: BaseException) -> None:
+        """Fail every commit waiting for the backup (the member was deposed)."""
+        self._abort = exc
+        self._abort_gen += 1
+        async with self._cond:
+            self._cond.notify_all()
+
+    def clear_abort(self) -> None:
+        self._abort = None
 
     async def _mark_inactive_locked(self, reason: str) -> None:
         self.backup_active = False

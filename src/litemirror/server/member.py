@@ -25,6 +25,7 @@ from litemirror.engine.checksum import table_checksums
 from litemirror.errors import ConfigError, Error, OperationalError, ProgrammingError
 from litemirror.journal import Journal, RecordKind
 
+from .agent import FailoverAgent
 from .events import EventLog
 from .hub import Hub
 from .journal_writer import JournalWriter
@@ -34,6 +35,7 @@ from .registry import Registry
 from .roles import StartFacts, decide_start
 from .session import ClientSession
 from .state import MemberState, load_state, save_state
+from .transitions import Transitions
 
 log = logging.getLogger("litemirror.member")
 
@@ -51,14 +53,24 @@ class MemberServer:
         self._server: asyncio.Server | None = None
         self._stop = asyncio.Event()
         self._connections = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.receiver: Receiver | None = None
+        self._receiver_task: asyncio.Task[None] | None = None
+        #: True only while this member may accept commits (primary, proven).
+        self.writable = False
+        self.agent: FailoverAgent | None = None
+        self.roles = Transitions(self)
+        self._missing_imports: list[str] = []
         #: Databases being imported with `db add --from` right now.
         self.importing: set[str] = set()
         self.role_reason = "starting"
         self.events = EventLog(self.me.data_dir / "events.jsonl", self.me.name)
         peers = [x for x in config.failover_members if x.name != self.me.name]
         self.peer: Member | None = peers[0] if peers and self.me.kind == "failover" else None
+
+    @property
+    def state_file(self) -> MemberState:
+        return self._state
 
     def event(self, kind: str, message: str, severity: str = "info", **data: Any) -> None:
         self.events.emit(kind, message, severity, **data)
@@ -136,9 +148,23 @@ class MemberServer:
                 }
                 for ln in self.hub.links.values()
             ]
+        out["writable"] = self.writable
+        out["arbiter"] = self.config.mirror.arbiter
+        if self.agent is not None:
+            v = self.agent.view
+            out["failover"] = {
+                "state": v.state.value,
+                "epoch": v.epoch,
+                "holder": v.holder,
+                "peer_up": v.peer_up,
+                "arbiter_up": v.arbiter_up,
+                "backup_active": v.backup_active,
+                "decisions": self.agent.decisions[-5:],
+            }
         if self.receiver is not None:
             out["replication"] = self.receiver.status()
-            out["state"] = self.receiver.state
+            if self.state not in ("fenced",):
+                out["state"] = self.receiver.state
         return out
 
     # ------------------------------------------------------------- startup
@@ -168,7 +194,9 @@ class MemberServer:
             rep.last_lsn,
             rep.last_epoch,
         )
-        self.epoch = max(self.journal.last_epoch, st.epoch if st else 1, 1)
+        # With an arbiter a new mirror starts at epoch 0 and claims epoch 1 there.
+        floor = 0 if self.config.mirror.arbiter is not None else 1
+        self.epoch = max(self.journal.last_epoch, st.epoch if st else floor, floor)
         self._horizon = min(st.horizon, self.journal.last_lsn) if st else 0
         self._state = MemberState(
             mirror=self.config.mirror.name,
@@ -216,6 +244,10 @@ class MemberServer:
                 kind, msg, "warning" if "inactive" in kind else "info"
             ),
         )
+        if self.config.mirror.arbiter is not None and self.me.kind == "failover":
+            self.agent = FailoverAgent(self)
+            self.hub.on_ack_timeout = self.agent.ack_timeout
+            self.hub.on_caught_up = self.agent.backup_caught_up
         self.jw.on_durable(self.hub.records_durable)
         self.role = "waiting"
         self.state = "deciding role"
@@ -225,7 +257,10 @@ class MemberServer:
             self._on_client, self.me.host, self.me.port, limit=1024 * 1024, backlog=1024
         )
         self._spawn(self._housekeeping())
-        self._spawn(self._take_role())
+        if self.agent is not None:
+            self._spawn(self.agent.run())
+        else:
+            self._spawn(self._take_role())
 
     async def _take_role(self) -> None:
         from litemirror.cli.control import member_status
@@ -267,11 +302,12 @@ class MemberServer:
                 if not self.registry.exists(name):
                     await self.create_database(name)
             self.state = "active"
+            self.writable = True
         else:
             self.state = "connecting"
             self.receiver = Receiver(self)
             self.receiver.missing_imports = list(self._missing_imports)
-            self._spawn(self.receiver.run())
+            self._receiver_task = asyncio.get_running_loop().create_task(self.receiver.run())
         self.role = role
         self.event("role", f"member {self.me.name} is {role}: {reason}")
         log.info(
@@ -303,7 +339,10 @@ class MemberServer:
         return await self.receiver.wait_applied(lsn, timeout)
 
     def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
+        self.spawned(asyncio.get_running_loop().create_task(coro))
+
+    def spawned(self, task: asyncio.Task[Any]) -> None:
+        """Keep a reference to a background task until it ends."""
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

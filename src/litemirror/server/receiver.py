@@ -137,6 +137,9 @@ class Receiver:
     # ------------------------------------------------------------ session
 
     def _send(self, msg: Any) -> None:
+        if isinstance(msg, r.ReplAck) and not self.m.roles.may_acknowledge():
+            # Taking over (or waiting): acknowledge nothing of the old primary.
+            return
         if self._writer is not None:
             self._writer.write(encode(msg))
 
@@ -185,6 +188,14 @@ class Receiver:
             if isinstance(msg, m.Error):
                 raise Error(f"primary {target.name} refused replication: {msg.message}")
             if isinstance(msg, r.ReplWelcome):
+                if msg.mode == "rewind":
+                    await self._rewind(msg.start_lsn - 1)
+                    if self.seed_marker.exists():
+                        raise StreamReset(
+                            "diverged records could not be undone; a base copy follows"
+                        )
+                if msg.epoch > self.m.epoch:
+                    self.m.roles.newer_epoch_seen(msg.epoch, msg.primary)
                 self.primary_lsn = msg.last_lsn
                 self.state = "seeding" if msg.mode == "seed" else "catching up"
                 log.info(
@@ -255,6 +266,8 @@ class Receiver:
                     f"record {rec.lsn} is from epoch {rec.epoch}, older than "
                     f"epoch {j.last_epoch} already seen; refused"
                 )
+        if self.primary is not None and recs[-1].epoch > self.m.epoch:
+            self.m.roles.newer_epoch_seen(recs[-1].epoch, self.primary.name)
         self.received = recs[-1].lsn
         self._send(r.ReplAck(received=self.received, durable=j.last_lsn, applied=self.applied))
         loop = asyncio.get_running_loop()
@@ -265,6 +278,42 @@ class Receiver:
         self.primary_lsn = max(self.primary_lsn, self.received)
         for rec in recs:
             self._apply_q.put_nowait(rec)
+
+    async def _rewind(self, common: int) -> None:
+        from .rejoin import CannotRollBack, rollback_divergent
+
+        loop = asyncio.get_running_loop()
+        self.state = "rolling back"
+        self._drain_queue()
+        await self.m.registry.close_all()
+        await loop.run_in_executor(self.m.executor, self._close_conns)
+        try:
+            rep = await loop.run_in_executor(
+                self.journal_thread,
+                rollback_divergent,
+                self.m.journal,
+                self.m.registry,
+                common,
+                self.m.me.data_dir / "diverged",
+            )
+        except CannotRollBack as exc:
+            self.m.event(
+                "rejoin_reseed",
+                f"{exc.message}; re-seeding from the primary "
+                "(the diverged records are kept in the data dir)",
+                "warning",
+            )
+            await loop.run_in_executor(None, self.seed_marker.touch)
+            return
+        self.received = self.applied = min(self.applied, common)
+        if rep.removed:
+            self.m.event(
+                "rejoin_rolled_back",
+                rep.sentence(),
+                "warning",
+                kept_file=str(rep.kept_file),
+                tables=rep.databases,
+            )
 
     # ------------------------------------------------------------ applying
 

@@ -49,7 +49,9 @@ class Sender:
         self.hello = hello
         self.peer = peer
         self.seq = 0
-        self.link = LinkState(member=hello.member, kind=hello.kind, address=peer)
+        self.link = LinkState(
+            member=hello.member, kind=hello.kind, address=peer, closer=writer.close
+        )
         self._live: deque[Record] = deque()
         self._wake = asyncio.Event()
 
@@ -97,32 +99,58 @@ class Sender:
                 f"this primary's {self.m.epoch}"
             )
 
-    def _needs_seed(self) -> bool:
+    def _epoch_at(self, lsn: int) -> int:
+        rec = next(iter(self.m.journal.read_from(lsn)), None)
+        return rec.epoch if rec is not None else -1
+
+    def _plan(self) -> tuple[str, int]:
+        """Where the member's stream starts: ("stream" | "rewind" | "seed", start LSN).
+
+        Like Raft's log matching: the member's history agrees with ours up to
+        the last record before our first record of a newer epoch than the
+        member's last. Records it holds past that point were never ours: it
+        rolls them back ("rewind") and streams from there.
+        """
         j = self.m.journal
-        last = self.hello.last_lsn
-        if self.hello.reseed or last > j.last_lsn:
-            return True
+        last, epoch = self.hello.last_lsn, self.hello.last_epoch
         first = j.first_lsn
-        if first is None:
-            return last != j.last_lsn
-        if last + 1 < first:
-            return True
-        if last >= first:
-            rec = next(iter(j.read_from(last)), None)
-            if rec is None or rec.epoch != self.hello.last_epoch:
-                return True
-        return False
+        if self.hello.reseed:
+            return "seed", 0
+        if first is None:  # nothing held: only a member exactly at our end can stream
+            return ("stream", last + 1) if last == j.last_lsn else ("seed", 0)
+        # First LSN of ours whose epoch is newer than the member's last (binary search:
+        # epochs never decrease along the journal).
+        lo, hi, newer = first, j.last_lsn, None
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            if self._epoch_at(mid) > epoch:
+                newer, hi = mid, mid - 1
+            else:
+                lo = mid + 1
+        common = min(last, j.last_lsn if newer is None else newer - 1)
+        if common + 1 < first:
+            return "seed", 0
+        if common >= first and self._epoch_at(common) > epoch:
+            return "seed", 0
+        return ("stream" if common == last else "rewind"), common + 1
 
     # --------------------------------------------------------------- run
 
     async def run(self) -> None:
         self._validate()
-        seed = await asyncio.get_running_loop().run_in_executor(self.m.executor, self._needs_seed)
+        mode, start = await asyncio.get_running_loop().run_in_executor(self.m.executor, self._plan)
+        seed = mode == "seed"
         j = self.m.journal
         hub = self.m.hub
         hub.connected(self.link)
         hub.subscribe(self.link.member, self._push)
-        start = self.hello.last_lsn + 1
+        if mode == "rewind":
+            log.info(
+                "member %s holds records after LSN %d that this primary never had; "
+                "it rolls them back",
+                self.link.member,
+                start - 1,
+            )
         self._send(
             r.ReplWelcome(
                 mirror=self.m.config.mirror.name,
@@ -130,7 +158,7 @@ class Sender:
                 epoch=self.m.epoch,
                 first_lsn=j.first_lsn or 0,
                 last_lsn=j.last_lsn,
-                mode="seed" if seed else "stream",
+                mode=mode,
                 start_lsn=start,
             )
         )

@@ -34,6 +34,7 @@ from litemirror.errors import (
 )
 from litemirror.protocol import messages as m
 from litemirror.protocol.framing import FrameDecoder, encode
+from litemirror.protocol.peer import PeerHello
 from litemirror.protocol.replication import ReplHello
 
 from .database import ACK_LEVELS, Database
@@ -105,6 +106,10 @@ class ClientSession:
                 log.info("client %s: no Hello within the handshake timeout; closed", self.peer)
                 return
             if hello is None:
+                return
+            if isinstance(hello, PeerHello):
+                if self.member.agent is not None:
+                    await self.member.agent.peer_inbound(self.reader, self.decoder, hello)
                 return
             if isinstance(hello, ReplHello):
                 try:
@@ -252,7 +257,13 @@ class ClientSession:
 
     def _check_writable(self) -> None:
         mem = self.member
-        if mem.role != "primary":
+        if mem.role == "primary" and not mem.writable:
+            raise UnavailableError(
+                f"primary {mem.me.name} is {mem.state} and does not commit now "
+                f"({mem.role_reason}); retry",
+                primary=mem.me.address,
+            )
+        if mem.role != "primary" or not mem.writable:
             raise NotPrimaryError(
                 f"member {mem.me.name} is {mem.role} and read-only; send writes to the primary",
                 primary=mem.primary_address,
