@@ -79,6 +79,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(rows=args.rows, keep=args.keep)
 
 
+def cmd_arbiter(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from litemirror.server.arbiter import run_arbiter
+
+    _setup_logging(args.log_level)
+    return asyncio.run(
+        run_arbiter(args.listen, Path(args.data_dir), args.mirror, args.qos_timeout_ms)
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="litemirror", description="High-availability mirroring for SQLite."
@@ -127,6 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rows", type=int, default=2000)
     s.add_argument("--keep", action="store_true", help="keep the demo directory")
     s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("arbiter", help="run the arbiter of a mirror (on a third host)")
+    s.add_argument("--listen", required=True, metavar="HOST:PORT")
+    s.add_argument("--data-dir", required=True, metavar="DIR")
+    s.add_argument("--mirror", help="mirror name (default: learned from the first member)")
+    s.add_argument("--qos-timeout-ms", type=int, default=2000)
+    s.add_argument("--log-level", default=os.environ.get("LITEMIRROR_LOG_LEVEL", "info"))
+    s.set_defaults(func=cmd_arbiter)
     return p
 
 
