@@ -32,5 +32,8 @@ check: venv
 bench: venv
 	$(BIN)/python -m bench.run $(ARGS)
 
+faults: venv
+	$(BIN)/python -m litemirror.testing.trials $(if $(SEED),--seed $(SEED)) $(if $(TRIALS),--trials $(TRIALS)) $(ARGS)
+
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
