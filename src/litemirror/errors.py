@@ -24,6 +24,7 @@ for :mod:`sqlite3` catches the same things::
             ├── NotPrimaryError            write sent to a member that is not primary
             ├── ConnectionLostError        the member went away mid-request (retryable)
             ├── TransactionAbortedError    transaction in flight lost its member (retryable)
+            ├── CommitUnknownError         the member lost its role mid-commit: outcome unknown
             └── UnavailableError           no member could be reached / in trouble
 
 ``retryable`` tells the driver (and the application) whether running the same
@@ -136,6 +137,14 @@ class TransactionAbortedError(OperationalError):
     retryable = True
 
 
+class CommitUnknownError(OperationalError):
+    """The member stopped being primary while this commit waited for the backup.
+
+    The backup may already hold it, in which case the new primary committed it.
+    Check (read your row back) before running the transaction again.
+    """
+
+
 class UnavailableError(OperationalError):
     """No member could serve the request (all down, or the primary is in trouble)."""
 
@@ -164,6 +173,7 @@ BY_NAME: dict[str, type[Error]] = {
         NotPrimaryError,
         ConnectionLostError,
         TransactionAbortedError,
+        CommitUnknownError,
         UnavailableError,
     )
 }

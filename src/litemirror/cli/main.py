@@ -67,6 +67,27 @@ def cmd_journal_switch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_switchover(args: argparse.Namespace) -> int:
+    from .control import admin
+
+    info = admin(load(args.config), "switchover", {"to": args.to, "timeout_s": args.timeout})
+    print(
+        f"switched over from {info['from']} to {info['to']} at epoch {info['epoch']}; "
+        f"writes paused {info['pause_ms']:.0f} ms"
+    )
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from .control import admin
+
+    info = admin(load(args.config), "promote", {"to_primary": True}, member=args.member)
+    for sentence in info.get("decisions") or [info["reason"]]:
+        print(f"member {info['member']}: {sentence}")
+    print(f"member {info['member']} is now {info['state']}")
+    return 0 if info["state"] in ("primary", "primary alone") else 1
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from .verify import verify
 
@@ -129,6 +150,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", required=True)
     s.add_argument("--member")
     s.set_defaults(func=cmd_journal_switch)
+
+    s = sub.add_parser("switchover", help="planned switchover to the backup, no data lost")
+    s.add_argument("--to", required=True, metavar="MEMBER")
+    s.add_argument("--config", required=True)
+    s.add_argument("--timeout", type=float, default=30.0)
+    s.set_defaults(func=cmd_switchover)
+
+    s = sub.add_parser("promote", help="make a DR member primary (no failover member left)")
+    s.add_argument("--member", required=True)
+    s.add_argument("--config", required=True)
+    s.set_defaults(func=cmd_promote)
 
     s = sub.add_parser("verify", help="compare every database on every member")
     s.add_argument("--config", required=True)

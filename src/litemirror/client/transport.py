@@ -210,8 +210,15 @@ def _one_pass(
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
+        # A paused or partitioned member may accept TCP and then say nothing:
+        # with other hosts to try, do not spend the whole budget on it.
+        per_host = (
+            info.connect_timeout
+            if len(info.hosts) == 1
+            else min(info.connect_timeout, max(0.5, min(2.0, info.connect_timeout / 2)))
+        )
         session, redirect = _hello(
-            info, host, port, min(remaining, info.connect_timeout), ssl_context, said, refusals
+            info, host, port, min(remaining, per_host), ssl_context, said, refusals
         )
         if redirect is not None and redirects < _MAX_REDIRECTS:
             redirects += 1

@@ -89,6 +89,13 @@ class FailoverAgent:
         self._arbiter_ok_sent = 0.0
         self._arbiter_lost_said = False
         self.decisions: list[str] = []
+        #: Decisions made since start (the list above keeps the last 20).
+        self.decision_count = 0
+
+    def decisions_since(self, count: int) -> list[str]:
+        """The decision sentences made after the ``count``-th (as many as are kept)."""
+        n = self.decision_count - count
+        return self.decisions[-n:] if n > 0 else []
 
     @property
     def state(self) -> State:
@@ -110,6 +117,7 @@ class FailoverAgent:
         self.m.role_reason = d.reason
         if d.changed or d.actions:
             self.decisions.append(d.reason)
+            self.decision_count += 1
             del self.decisions[:-20]
             self.m.event(
                 "failover",

@@ -46,7 +46,13 @@ from litemirror.engine import meta
 from litemirror.engine.capture import Capture, ExecResult
 from litemirror.engine.ops import Op, encode_ops
 from litemirror.engine.sqlerrors import translate
-from litemirror.errors import Error, InternalError, OperationalError, ProgrammingError
+from litemirror.errors import (
+    Error,
+    InternalError,
+    NotPrimaryError,
+    OperationalError,
+    ProgrammingError,
+)
 from litemirror.journal import RecordKind
 
 from .jobs import BatchJob, TxnCommand, TxnJob
@@ -90,6 +96,7 @@ class Database:
         on_commit: Callable[[str, int], None],
         replicate: Callable[[int, str], Awaitable[None]] | None = None,
         ack: str = "durable",
+        writable: Callable[[], bool] = lambda: True,
     ) -> None:
         self.name = name
         self.path = path
@@ -103,6 +110,7 @@ class Database:
         self._on_commit = on_commit
         self._replicate = replicate
         self._ack = ack
+        self._writable = writable
         self._group_ack = ack
         self._writer: apsw.Connection | None = None
         self._capture: Capture | None = None
@@ -211,6 +219,15 @@ class Database:
     async def _one_group(self) -> None:
         assert self._writer is not None
         w = self._writer
+        if not self._writable():
+            # The member stopped being primary while these waited: none may start.
+            refusal = NotPrimaryError(
+                f"the member no longer accepts writes to {self.name!r}; nothing was committed"
+            )
+            while self._queue:
+                job = self._queue.popleft()
+                _fail(job.future if isinstance(job, BatchJob) else job.started, refusal)
+            return
         try:
             await self._run(w.execute, "BEGIN IMMEDIATE")
         except BaseException as exc:
@@ -228,9 +245,9 @@ class Database:
             # Unexpected: answer everyone of this group, leave the database clean.
             log.exception("database %s: group failed", self.name)
             await self._run(_rollback_quietly, w)
-            err = _as_error(exc)
+            failure = _as_error(exc)
             for fut, _ in done:
-                _fail(fut, err)
+                _fail(fut, failure)
             if isinstance(exc, asyncio.CancelledError):
                 raise
 

@@ -58,6 +58,8 @@ class MemberServer:
         self._receiver_task: asyncio.Task[None] | None = None
         #: True only while this member may accept commits (primary, proven).
         self.writable = False
+        #: This member has led (written as primary) since it started.
+        self.led = False
         self.agent: FailoverAgent | None = None
         self.roles = Transitions(self)
         self._missing_imports: list[str] = []
@@ -223,6 +225,7 @@ class MemberServer:
             on_commit=self._committed,
             replicate=self._replicate,
             ack=self.config.mirror.ack,
+            writable=lambda: self.writable,
         )
         res = await loop.run_in_executor(
             self.executor, recover, self.journal, self.registry, self._horizon
@@ -244,7 +247,7 @@ class MemberServer:
                 kind, msg, "warning" if "inactive" in kind else "info"
             ),
         )
-        if self.config.mirror.arbiter is not None and self.me.kind == "failover":
+        if self.config.mirror.arbiter is not None and self.me.kind in ("failover", "dr"):
             self.agent = FailoverAgent(self)
             self.hub.on_ack_timeout = self.agent.ack_timeout
             self.hub.on_caught_up = self.agent.backup_caught_up
@@ -259,7 +262,7 @@ class MemberServer:
         self._spawn(self._housekeeping())
         if self.agent is not None:
             self._spawn(self.agent.run())
-        else:
+        if self.agent is None or self.me.kind != "failover":
             self._spawn(self._take_role())
 
     async def _take_role(self) -> None:
@@ -303,6 +306,7 @@ class MemberServer:
                     await self.create_database(name)
             self.state = "active"
             self.writable = True
+            self.led = True
         else:
             self.state = "connecting"
             self.receiver = Receiver(self)
@@ -484,6 +488,10 @@ class MemberServer:
             else:
                 lsn = await self.create_database(name)
             return {"database": name, "lsn": lsn}
+        if action == "switchover":
+            return await self._switchover(str(args.get("to", "")), float(args.get("timeout_s", 30)))
+        if action == "promote":
+            return await self._promote(bool(args.get("to_primary", True)))
         if action == "databases":
             return {"databases": self.registry.names()}
         if action == "checksum":
@@ -505,6 +513,89 @@ class MemberServer:
         raise ProgrammingError(f"unknown admin action {action!r}")
 
     # ------------------------------------------------------------ serving
+
+    async def _switchover(self, to: str, timeout: float) -> dict[str, Any]:
+        from litemirror.failover import State, SwitchoverRequested, SwitchoverTimeout
+
+        if self.agent is None:
+            raise OperationalError(
+                "switchover needs an arbiter (mirror.arbiter in the configuration)"
+            )
+        if self.role != "primary":
+            raise OperationalError(
+                f"member {self.me.name} is {self.role}; run switchover on the primary",
+                primary=self.primary_address,
+            )
+        if self.peer is None or to != self.peer.name:
+            raise ProgrammingError(
+                f"switchover target must be the other failover member "
+                f"({self.peer.name if self.peer else 'none configured'})"
+            )
+        t0 = time.monotonic()
+        start_epoch = self.epoch
+        self.agent.feed(SwitchoverRequested(to))
+        if self.agent.state is not State.SWITCHING_OVER:
+            raise OperationalError(f"switchover refused: {self.role_reason}")
+        told = False
+        while time.monotonic() - t0 < timeout:
+            v = self.agent.view
+            link = self.hub.links.get(to)
+            if (
+                not told
+                and v.state is State.SWITCHING_OVER
+                and link is not None
+                and link.durable >= self.journal.last_lsn
+            ):
+                # Writes are stopped and the backup holds every record: hand over.
+                told = True
+                self.agent.backup_caught_up()
+            if v.epoch > start_epoch and v.holder == to:
+                pause = time.monotonic() - t0
+                self.event(
+                    "switchover",
+                    f"switched over from {self.me.name} to {to} at epoch "
+                    f"{v.epoch} in {pause * 1000:.0f} ms",
+                )
+                return {
+                    "from": self.me.name,
+                    "to": to,
+                    "epoch": v.epoch,
+                    "pause_ms": round(pause * 1000, 1),
+                }
+            await asyncio.sleep(0.01)
+        self.agent.feed(SwitchoverTimeout())
+        raise OperationalError(
+            f"switchover to {to} did not complete within {timeout:g}s: {self.role_reason}"
+        )
+
+    async def _promote(self, to_primary: bool) -> dict[str, Any]:
+        from litemirror.failover import PromoteRequested, State
+
+        if self.agent is None:
+            raise OperationalError(
+                f"member {self.me.name} ({self.me.kind}) cannot be promoted: only a dr member "
+                "of a mirror with an arbiter can"
+            )
+        behind = None
+        if self.receiver is not None:
+            behind = max(0, self.receiver.primary_lsn - self.receiver.applied)
+        seen = self.agent.decision_count
+        self.agent.feed(PromoteRequested(to_primary=to_primary, records_behind=behind))
+        for _ in range(300):
+            if self.agent.state in (
+                State.PRIMARY,
+                State.PRIMARY_ALONE,
+                State.ASYNC,
+                State.BACKUP_CATCHING_UP,
+            ):
+                break
+            await asyncio.sleep(0.05)
+        return {
+            "member": self.me.name,
+            "state": self.agent.state.value,
+            "reason": self.role_reason,
+            "decisions": self.agent.decisions_since(seen),
+        }
 
     def reload_config(self) -> bool:
         """Re-read the config file (SIGHUP, or an unknown member connecting).

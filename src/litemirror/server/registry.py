@@ -48,6 +48,7 @@ class Registry:
         on_commit: Callable[[str, int], None],
         replicate: Callable[[int, str], Awaitable[None]] | None = None,
         ack: str = "durable",
+        writable: Callable[[], bool] = lambda: True,
     ) -> None:
         self.dir = data_dir / "databases"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -58,6 +59,7 @@ class Registry:
         self._on_commit = on_commit
         self._replicate = replicate
         self._ack = ack
+        self._writable = writable
         self._open: OrderedDict[str, Database] = OrderedDict()
         self._opening: dict[str, asyncio.Future[Database]] = {}
         self._names: set[str] = {p.name[: -len(SUFFIX)] for p in self.dir.glob("*" + SUFFIX)}
@@ -112,6 +114,7 @@ class Registry:
                 on_commit=self._on_commit,
                 replicate=self._replicate,
                 ack=self._ack,
+                writable=self._writable,
             )
             await db.open()
             self._open[name] = db

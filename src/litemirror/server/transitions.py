@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from litemirror.errors import NotPrimaryError, OperationalError
+from litemirror.errors import CommitUnknownError, OperationalError
 from litemirror.failover import State
 from litemirror.journal import RecordKind
 
@@ -58,11 +58,21 @@ class Transitions:
 
     async def open_writes(self, epoch: int, wait_for_backup: bool) -> None:
         loop = asyncio.get_running_loop()
+        m = self.m
+        how = "waiting for" if wait_for_backup else "without"
+        if m.role == "primary" and m.epoch == epoch and m.journal.last_epoch >= epoch:
+            # Already leading at this epoch: only whether commits wait changes.
+            await m.hub.set_backup_active(
+                wait_for_backup, f"commits at epoch {epoch} now go on {how} the backup"
+            )
+            m.writable = True
+            m.state = "active"
+            return
+        rcv = m.receiver
+        horizon = rcv.applied if rcv is not None else m.current_horizon()
         await self._stop_following()
         # Every durable record must be in the databases before anyone writes.
-        res = await loop.run_in_executor(
-            self.m.executor, recover, self.m.journal, self.m.registry, 0
-        )
+        res = await loop.run_in_executor(m.executor, recover, m.journal, m.registry, horizon)
         if res.replayed:
             log.info("applied %d journal record(s) before opening writes", res.replayed)
         self.m.epoch = epoch
@@ -70,18 +80,19 @@ class Transitions:
         if self.m.journal.last_epoch < epoch:
             payload = msgspec.msgpack.encode({"epoch_start": epoch, "member": self.m.me.name})
             await self.m.jw.append(epoch, RecordKind.MARKER, "", payload)
-        self.m.hub.backup_active = wait_for_backup
+        for name in self.m.config.mirror.databases:
+            if not self.m.registry.exists(name):
+                await self.m.create_database(name)
+        await self.m.hub.set_backup_active(wait_for_backup, f"opening writes at epoch {epoch}")
         self.m.role = "primary"
         self.m.state = "active"
         self.m.writable = True
+        self.m.led = True
         self.m.state_file.last_role = "primary"
         self.m.state_file.last_primary = self.m.me.name
         await loop.run_in_executor(
             self.m.executor, save_state, self.m.me.data_dir, self.m.state_file
         )
-        for name in self.m.config.mirror.databases:
-            if not self.m.registry.exists(name):
-                await self.m.create_database(name)
         self.m.event(
             "writes_open",
             f"member {self.m.me.name} accepts writes at epoch {epoch} "
@@ -94,9 +105,10 @@ class Transitions:
             addr = self._address_of(primary)
             self.m.state = "fenced"
             await self.m.hub.abort_waiters(
-                NotPrimaryError(
-                    f"member {self.m.me.name} was deposed: {primary} holds a newer epoch; the "
-                    "transaction was not committed",
+                CommitUnknownError(
+                    f"member {self.m.me.name} was deposed ({primary} holds a newer epoch) "
+                    "while this commit waited for the backup; the new primary may hold it: "
+                    "check before running it again",
                     primary=addr,
                 )
             )
@@ -105,21 +117,29 @@ class Transitions:
             self.m.state = "in trouble"
 
     async def follow_primary(self, primary: str, epoch: int) -> None:
-        was_primary = self.m.role == "primary"
+        was_primary = self.m.led
+        self.m.led = False
         self.m.writable = False
         self.m.role = "backup" if self.m.me.kind == "failover" else self.m.me.kind
         self.m.epoch = max(self.m.epoch, epoch)
         if was_primary:
+            horizon = self.m.current_horizon()
             await self.m.hub.abort_waiters(
-                NotPrimaryError(
-                    f"member {self.m.me.name} now follows {primary}; the transaction was not "
-                    "committed",
+                CommitUnknownError(
+                    f"member {self.m.me.name} now follows {primary}; the new primary may "
+                    "hold this commit: check before running it again",
                     primary=self._address_of(primary),
                 )
             )
             self.m.hub.drop_all()
             await self.m.registry.close_all()
             await self.m.jw.call(lambda _j: None)  # the journal writer is idle from here on
+            # Commits cut short above are in the journal but not in the databases;
+            # the journal is the truth (the new primary may hold them): apply them.
+            # Records the new primary never had are undone when the stream starts.
+            await asyncio.get_running_loop().run_in_executor(
+                self.m.executor, recover, self.m.journal, self.m.registry, horizon
+            )
             await self.release_vip()
         self.m.state_file.last_role = self.m.role
         self.m.state_file.last_primary = primary

@@ -175,6 +175,88 @@ class MemberProcess:
         return "\n".join(text.splitlines()[-lines:])
 
 
+@dataclass
+class ArbiterProcess:
+    """A real ``litemirror arbiter`` process."""
+
+    port: int
+    data_dir: Path
+    log_path: Path
+    mirror: str
+    host: str = "127.0.0.1"
+    qos_timeout_ms: int = 2000
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout: float = 20.0) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "litemirror.cli.main",
+                "arbiter",
+                "--listen",
+                self.address,
+                "--data-dir",
+                str(self.data_dir),
+                "--mirror",
+                self.mirror,
+                "--qos-timeout-ms",
+                str(self.qos_timeout_ms),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"arbiter exited:\n{self.log_tail()}")
+            try:
+                socket.create_connection((self.host, self.port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"arbiter not listening after {timeout}s:\n{self.log_tail()}")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def pause(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
 class Cluster:
     """A mirror of real member processes described by a generated config file."""
 
@@ -187,6 +269,7 @@ class Cluster:
         mirror: dict[str, Any] | None = None,
         name: str = "test",
         distinct_hosts: bool = False,
+        arbiter: bool = False,
     ) -> None:
         self.base = Path(base)
         self.base.mkdir(parents=True, exist_ok=True)
@@ -196,6 +279,7 @@ class Cluster:
         self.sections = sections or {}
         self.mirror_extra = mirror or {}
         self.members: dict[str, MemberProcess] = {}
+        self.arbiter: ArbiterProcess | None = None
         #: Give each member its own loopback address (127.0.0.10, .11, ...), so a
         #: proxy or firewall can tell members apart by source address.
         self.distinct_hosts = distinct_hosts
@@ -209,6 +293,17 @@ class Cluster:
                 data_dir=self.base / "data" / mname,
                 config_path=self.config_path,
                 log_path=self.base / f"{mname}.log",
+            )
+        if arbiter:
+            host = "127.0.0.9" if distinct_hosts else "127.0.0.1"
+            qos = int((mirror or {}).get("qos_timeout_ms", 2000))
+            self.arbiter = ArbiterProcess(
+                port=free_port(host),
+                host=host,
+                data_dir=self.base / "data" / "arbiter",
+                log_path=self.base / "arbiter.log",
+                mirror=name,
+                qos_timeout_ms=qos,
             )
         self.write_config()
 
@@ -224,6 +319,8 @@ class Cluster:
             f"databases = {_toml_value(self.databases)}",
         ]
         lines += [f"{k} = {_toml_value(v)}" for k, v in self.mirror_extra.items()]
+        if self.arbiter is not None:
+            lines.append(f"arbiter = {_toml_value(self.arbiter.address)}")
         for sec, values in self.sections.items():
             lines += ["", f"[{sec}]"] + [f"{k} = {_toml_value(v)}" for k, v in values.items()]
         for mp in self.members.values():
@@ -241,6 +338,8 @@ class Cluster:
         return self.members[name]
 
     def start(self, *names: str) -> None:
+        if not names and self.arbiter is not None and not self.arbiter.running:
+            self.arbiter.start()
         for n in names or tuple(self.members):
             self.members[n].start(wait=False)
         for n in names or tuple(self.members):
@@ -304,14 +403,25 @@ class Cluster:
         for mp in self.members.values():
             with contextlib.suppress(Exception):
                 mp.stop()
+        if self.arbiter is not None:
+            with contextlib.suppress(Exception):
+                self.arbiter.stop()
 
     def kill_all(self) -> None:
         for mp in self.members.values():
             with contextlib.suppress(Exception):
+                mp.resume()
                 mp.kill()
+        if self.arbiter is not None:
+            with contextlib.suppress(Exception):
+                self.arbiter.resume()
+                self.arbiter.kill()
 
     def logs(self) -> str:
-        return "\n".join(f"--- {n} ---\n{mp.log_tail()}" for n, mp in self.members.items())
+        out = "\n".join(f"--- {n} ---\n{mp.log_tail()}" for n, mp in self.members.items())
+        if self.arbiter is not None:
+            out += f"\n--- arbiter ---\n{self.arbiter.log_tail()}"
+        return out
 
 
 @contextlib.contextmanager

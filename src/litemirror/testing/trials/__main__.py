@@ -28,6 +28,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="require writes to resume during faults on the primary (needs failover)",
     )
+    p.add_argument(
+        "--no-autocommit-retry",
+        action="store_true",
+        help="autocommit writes without retry (avoids the driver's known resend ambiguity)",
+    )
+    p.add_argument("--no-arbiter", action="store_true", help="do not start an arbiter")
     p.add_argument("--out", type=Path, default=None, help="where trial directories go")
     p.add_argument("--keep", action="store_true", help="keep passing trials' directories too")
     a = p.parse_args(argv)
@@ -38,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         workers=a.workers,
         expect_takeover=a.expect_takeover,
         keep=a.keep,
+        autocommit_retry=not a.no_autocommit_retry,
+        arbiter=not a.no_arbiter,
     )
     totals = {"faults": 0, "acknowledged": 0, "lost": 0, "failed": 0}
     started = time.monotonic()
