@@ -51,9 +51,22 @@ def member_status(member: Member, timeout: float = 2.0) -> dict[str, Any]:
         }
 
 
+def arbiter_status(address: str, timeout: float = 2.0) -> dict[str, Any]:
+    from litemirror.config import parse_address
+
+    host, port = parse_address("mirror.arbiter", address)
+    try:
+        return call(host, port, m.StatusRequest(id=1), timeout=timeout)
+    except errors.Error as exc:
+        return {"role": "arbiter", "address": address, "state": "down", "error": exc.message}
+
+
 def mirror_status(config: Config) -> dict[str, Any]:
     members = [member_status(mb) for mb in config.members]
-    return {"mirror": config.mirror.name, "members": members}
+    out: dict[str, Any] = {"mirror": config.mirror.name, "members": members}
+    if config.mirror.arbiter is not None:
+        out["arbiter"] = arbiter_status(config.mirror.arbiter)
+    return out
 
 
 def find_primary(config: Config) -> Member:

@@ -34,9 +34,30 @@ def render(status: dict[str, Any], console: Console) -> None:
             str(mb.get("address", "")),
         )
     console.print(table)
+    arb = status.get("arbiter")
+    if arb is not None:
+        if arb.get("state") == "down":
+            console.print(f"arbiter {arb.get('address')}: [bold red]down[/] ({arb.get('error')})")
+        else:
+            rec = arb.get("record") or {}
+            backup = "active" if rec.get("backup_active") else "inactive"
+            console.print(
+                f"arbiter {arb.get('address')}: epoch {rec.get('epoch')} held by "
+                f"{rec.get('holder')} (backup {backup});"
+                f" in contact with {', '.join(arb.get('in_contact') or []) or 'nobody'}"
+            )
     for mb in status["members"]:
         if mb.get("error"):
             console.print(f"[red]{mb['member']}[/]: {mb['error']}")
+        elif mb.get("reason"):
+            console.print(f"[bold]{mb['member']}[/]: {mb['reason']}")
+        for rep in mb.get("replicas") or []:
+            lag = rep.get("lag") or {}
+            console.print(
+                f"  → {rep['member']} ({rep['kind']}): {rep['state']}, applied LSN "
+                f"{rep['applied_lsn']}, lag {lag.get('records')} records / "
+                f"{lag.get('bytes')} bytes / {lag.get('seconds')} s"
+            )
 
 
 def print_status(status: dict[str, Any], as_json: bool) -> None:

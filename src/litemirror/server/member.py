@@ -27,6 +27,7 @@ from litemirror.journal import Journal, RecordKind
 
 from .agent import FailoverAgent
 from .events import EventLog
+from .hooks import Hooks
 from .hub import Hub
 from .journal_writer import JournalWriter
 from .receiver import Receiver
@@ -36,6 +37,7 @@ from .roles import StartFacts, decide_start
 from .session import ClientSession
 from .state import MemberState, load_state, save_state
 from .transitions import Transitions
+from .vip import VirtualIP
 
 log = logging.getLogger("litemirror.member")
 
@@ -62,6 +64,11 @@ class MemberServer:
         self.led = False
         self.agent: FailoverAgent | None = None
         self.roles = Transitions(self)
+        self.hooks = Hooks(config.hooks)
+        self.vip: VirtualIP | None = None
+        if config.mirror.vip is not None and self.me.vip_interface is not None:
+            self.vip = VirtualIP(config.mirror.vip, self.me.vip_interface)
+        self._vip_server: asyncio.Server | None = None
         self._missing_imports: list[str] = []
         #: Databases being imported with `db add --from` right now.
         self.importing: set[str] = set()
@@ -257,7 +264,7 @@ class MemberServer:
         # Listen first: the other failover member may need our status to
         # decide its own role, and operators want `status` to answer.
         self._server = await asyncio.start_server(
-            self._on_client, self.me.host, self.me.port, limit=1024 * 1024, backlog=1024
+            self.on_client, self.me.host, self.me.port, limit=1024 * 1024, backlog=1024
         )
         self._spawn(self._housekeeping())
         if self.agent is not None:
@@ -440,7 +447,7 @@ class MemberServer:
 
     # ------------------------------------------------------------ clients
 
-    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._connections >= self.config.limits.max_connections:
             log.warning(
                 "refusing connection: limit of %d connections reached",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -209,14 +209,15 @@ class Transitions:
             self.m.agent.newer_epoch(epoch, holder)
 
     async def run_hook(self, point: str, epoch: int, error: str | None = None) -> bool:
-        hooks: Any = getattr(self.m, "hooks", None)
-        if hooks is None:
-            return True
-        result = await hooks.run(
-            point, mirror=self.m.config.mirror.name, member=self.m.me.name, epoch=epoch, error=error
+        m = self.m
+        result = await m.hooks.run(
+            point,
+            mirror=m.config.mirror.name,
+            member=m.me.name,
+            epoch=epoch,
+            error=error,
+            extra={"previous_primary": m.state_file.last_primary},
         )
-        if not result.ok:
-            self.m.event("hook_failed", f"hook {point} failed: {result.reason}", "error")
         return bool(result.ok)
 
     def notify_hook(self, point: str, epoch: int, error: str | None = None) -> None:
@@ -225,16 +226,27 @@ class Transitions:
         self.m.spawned(task)
 
     async def take_vip(self) -> None:
-        vip: Any = getattr(self.m, "vip", None)
-        if vip is not None:
-            await vip.acquire()
-            self.m.event("vip", f"took the virtual IP {vip.address}")
+        m = self.m
+        if m.vip is None:
+            return
+        await m.vip.acquire()
+        # Clients that know only the virtual IP reach the primary on it.
+        ip = m.vip.address.split("/")[0]
+        if m._vip_server is None and ip != m.me.host:
+            m._vip_server = await asyncio.start_server(
+                m.on_client, ip, m.me.port, limit=1024 * 1024, backlog=1024
+            )
+        m.event("vip", f"took the virtual IP {m.vip.address} on {m.me.vip_interface}")
 
     async def release_vip(self) -> None:
-        vip: Any = getattr(self.m, "vip", None)
-        if vip is not None:
-            try:
-                await vip.release()
-                self.m.event("vip", f"released the virtual IP {vip.address}")
-            except Exception as exc:
-                self.m.event("vip", f"could not release the virtual IP: {exc}", "error")
+        m = self.m
+        if m.vip is None:
+            return
+        if m._vip_server is not None:
+            m._vip_server.close()
+            m._vip_server = None
+        try:
+            await m.vip.release()
+            m.event("vip", f"released the virtual IP {m.vip.address}")
+        except Exception as exc:
+            m.event("vip", f"could not release the virtual IP: {exc}", "error")
