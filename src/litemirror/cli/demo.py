@@ -1,11 +1,13 @@
 """``litemirror demo``: a local mirror on loopback, a workload, and what happens to it.
 
-Three members on loopback — primary ``a``, backup ``b`` (synchronous,
-``durable``) and reporting member ``r`` — and a writer that keeps inserting
-through the DB-API driver. The demo shows rows arriving on the other
+Three members and an arbiter on loopback — two failover members (one
+primary, one synchronous ``durable`` backup) and a reporting member ``r`` —
+and a writer that keeps inserting through the DB-API driver with the host
+list of both failover members. The demo shows rows arriving on the other
 members, kills the backup (the primary goes on alone), brings it back (it
-catches up), kills the primary with SIGKILL and restarts it (no
-acknowledged row lost), runs ``verify``, and finally opens a data file with
+catches up), kills the *primary* with SIGKILL (the backup takes over and the
+writer carries on), restarts the old primary (it rejoins as backup), does a
+planned switchover back, runs ``verify``, and finally opens a data file with
 Python's own ``sqlite3`` module.
 """
 
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -78,6 +82,10 @@ def _show(con: Console, cluster: Cluster, label: str) -> None:
     con.print(f"  [dim]{label:<28}[/] rows: " + "  ".join(parts))
 
 
+def _other(name: str) -> str:
+    return "b" if name == "a" else "a"
+
+
 def run_demo(rows: int = 2000, keep: bool = False) -> int:
     con = Console()
     base = Path(tempfile.mkdtemp(prefix="litemirror-demo-"))
@@ -86,16 +94,23 @@ def run_demo(rows: int = 2000, keep: bool = False) -> int:
         members=[("a", "failover"), ("b", "failover"), ("r", "reporting")],
         databases=["app"],
         name="demo",
+        arbiter=True,
+        mirror={"qos_timeout_ms": 2000, "heartbeat_ms": 250},
     )
     con.rule("[bold]litemirror demo")
     con.print(f"directory: {base}")
     writer: Writer | None = None
     try:
         cluster.start()
+        p = cluster.primary().name
+        b = _other(p)
+        cluster[b].wait_until(lambda s: s["failover"]["state"] == "backup active", 30)
         for n, mp in cluster.members.items():
             st = mp.status()
             con.print(f"member [bold]{n}[/] ({mp.kind}) is [bold]{st['role']}[/] at {mp.address}")
-        conn = litemirror.connect(cluster.url("app", members=["a"]))
+        assert cluster.arbiter is not None
+        con.print(f"arbiter at {cluster.arbiter.address}; {cluster[p].status()['reason']}")
+        conn = litemirror.connect(cluster.url("app", members=[p]))
         conn.execute(
             "CREATE TABLE visits (id INTEGER PRIMARY KEY, patient TEXT, "
             "at TEXT DEFAULT (datetime('now')), token BLOB)"
@@ -103,7 +118,7 @@ def run_demo(rows: int = 2000, keep: bool = False) -> int:
         conn.commit()
         conn.close()
 
-        url = cluster.url("app", members=["a", "b"], retry=3)
+        url = cluster.url("app", members=["a", "b"], retry=3, timeout=3)
         writer = Writer(url)
         writer.thread.start()
         con.print("\n[bold]1. writes on the primary arrive on the backup and the reporting member")
@@ -111,57 +126,81 @@ def run_demo(rows: int = 2000, keep: bool = False) -> int:
             time.sleep(0.5)
             _show(con, cluster, "writing")
 
-        con.print("\n[bold]2. kill -9 the backup: the primary goes on alone")
-        cluster["b"].kill()
-        time.sleep(1.0)
-        st = cluster["a"].status()
-        con.print(
-            f"  primary says backup_active={st['backup_active']}; last event: {st['events'][-1]}"
-        )
+        con.print(f"\n[bold]2. kill -9 the backup {b}: the primary goes on alone")
+        cluster[b].kill()
+        st = cluster[p].wait_until(lambda s: s["failover"]["state"] == "primary alone", 15)
+        con.print(f"  {p}: {st['reason']}")
         _show(con, cluster, "backup down")
-        cluster["b"].start()
-        cluster["a"].wait_until(lambda s: s.get("backup_active") is True, 30)
-        con.print("  backup restarted: it caught up and is active again")
-        _show(con, cluster, "backup back")
+        cluster[b].start()
+        cluster[b].wait_until(lambda s: s["failover"]["state"] == "backup active", 30)
+        con.print(f"  {b} restarted: it caught up and is active again")
 
-        con.print("\n[bold]3. kill -9 the primary mid-stream, then restart it")
+        con.print(f"\n[bold]3. kill -9 the primary {p}: automatic failover")
         before = len(writer.acked)
-        cluster["a"].kill()
-        time.sleep(0.3)
-        cluster["a"].start()
-        cluster["a"].wait_until(lambda s: s.get("backup_active") is True, 30)
-        time.sleep(0.5)
+        t_kill = time.monotonic()
+        cluster[p].kill()
+        st = cluster[b].wait_until(lambda s: s.get("role") == "primary" and s.get("writable"), 20)
+        while len(writer.acked) == before and time.monotonic() - t_kill < 20:
+            time.sleep(0.005)
+        con.print(f"  {b}: {st['reason']}")
         con.print(
-            f"  a restarted as {cluster['a'].status()['role']} (b confirmed no failover "
-            f"happened); {before} rows were acknowledged before the kill"
+            f"  the writer carried on: first acknowledged write "
+            f"{time.monotonic() - t_kill:.2f}s after the kill"
         )
+        _show(con, cluster, "after failover")
+
+        con.print(f"\n[bold]4. restart {p}: it rejoins as backup of {b}")
+        cluster[p].start()
+        cluster[p].wait_until(lambda s: s["failover"]["state"] == "backup active", 30)
+        con.print(f"  {p}: {cluster[p].status()['reason']}")
+
+        con.print(f"\n[bold]5. planned switchover back to {p}")
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "litemirror.cli.main",
+                "switchover",
+                "--to",
+                p,
+                "--config",
+                str(cluster.config_path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        con.print("  " + (r.stdout.strip() or r.stderr.strip()))
         while len(writer.acked) < rows:
             time.sleep(0.1)
         writer.stop.set()
         writer.thread.join(10)
-        lsn = cluster["a"].status()["lsn"]
-        for n in ("b", "r"):
-            cluster[n].wait_applied(lsn)
+        prim = cluster.primary()
+        lsn = prim.status()["lsn"]
+        for n in cluster.members:
+            if n != prim.name:
+                cluster[n].wait_applied(lsn)
         _show(con, cluster, "writer stopped")
 
-        c = litemirror.connect(cluster.url("app", members=["a"]))
+        c = litemirror.connect(cluster.url("app", members=[prim.name]))
         present = {r[0] for r in c.execute("SELECT id FROM visits")}
         c.close()
         missing = [i for i in writer.acked if i not in present]
         con.print(
-            f"\n[bold]4. checks[/]: {len(writer.acked)} rows acknowledged, "
+            f"\n[bold]6. checks[/]: {len(writer.acked)} rows acknowledged, "
             f"[{'red' if missing else 'green'}]{len(missing)} missing[/]"
         )
-        r = cluster.verify()
-        con.print(r.stdout.rstrip())
+        v = cluster.verify()
+        con.print(v.stdout.rstrip())
         cluster.stop()
-        path = cluster["b"].data_dir / "databases" / "app.db"
+        path = cluster["r"].data_dir / "databases" / "app.db"
         with sqlite3.connect(path) as plain:
             count = plain.execute("SELECT count(*) FROM visits").fetchone()[0]
         con.print(
-            f"members stopped; Python's own sqlite3 opens the backup's {path.name}: {count} rows"
+            f"members stopped; Python's own sqlite3 opens the reporting member's "
+            f"{path.name}: {count} rows"
         )
-        ok = not missing and r.returncode == 0
+        ok = not missing and v.returncode == 0
         con.rule(
             "[green]no acknowledged write lost; all members identical" if ok else "[red]PROBLEM"
         )
