@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# System tools some tests use (network namespaces, gratuitous ARP, a headless
+# browser, firewall rules for partitions). Run as root; each installer is
+# idempotent and a missing tool only makes its tests skip with the reason.
+set -uo pipefail
+cd "$(dirname "$0")"
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup-test-tools: not root; tests that need system tools will skip"
+  exit 0
+fi
+for script in install-netns-tools.sh install-browser.sh install-fault-tools.sh; do
+  if [ -x "./$script" ] || [ -f "./$script" ]; then
+    bash "./$script" || echo "setup-test-tools: $script failed; its tests will skip"
+  fi
+done
+exit 0
