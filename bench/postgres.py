@@ -84,12 +84,13 @@ def _bindirs() -> list[Path]:
 class PostgresSyncRep:
     """A primary and one synchronous standby (``synchronous_commit`` on or remote_apply)."""
 
-    def __init__(self, base: Path, synchronous_commit: str = "on") -> None:
+    def __init__(self, base: Path, synchronous_commit: str = "on", *, prefill: bool = True) -> None:
         if synchronous_commit not in ("on", "remote_apply"):
             raise ValueError(
                 f"synchronous_commit must be 'on' or 'remote_apply', not {synchronous_commit!r}"
             )
         self.synchronous_commit = synchronous_commit
+        self.prefill = prefill
         self.name = (
             "postgresql (sync on)"
             if synchronous_commit == "on"
@@ -158,14 +159,19 @@ class PostgresSyncRep:
                 "primary_conninfo": (
                     f"host=127.0.0.1 port={self.port} user={USER} application_name={STANDBY_NAME}"
                 ),
+                **self.standby_settings(),
             },
         )
         self._pg_ctl_start(self.standby)
         self._wait_sync()
         with psycopg.connect(self.dsn, autocommit=True) as c:
             self.version = str(c.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
-            for stmt in POSTGRES.schema + POSTGRES.prefill:
+            for stmt in POSTGRES.schema + (POSTGRES.prefill if self.prefill else ()):
                 c.execute(stmt)
+
+    def standby_settings(self) -> dict[str, object]:
+        """Extra settings for the standby's postgresql.auto.conf (none here)."""
+        return {}
 
     def stop(self) -> None:
         for datadir in reversed(self._started):
@@ -269,7 +275,8 @@ class PostgresSyncRep:
 
     def _pg_ctl_start(self, datadir: Path) -> None:
         log = datadir.parent / f"{datadir.name}.log"
-        self._started.append(datadir)
+        if datadir not in self._started:
+            self._started.append(datadir)
         proc = self._run(
             "pg_ctl", "-D", str(datadir), "-l", str(log), "-w", "-t", "60", "start", check=False
         )

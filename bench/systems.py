@@ -43,6 +43,10 @@ BLOB_BYTES = 1 << 20
 
 INSERT_DDL = "CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, c INTEGER, v TEXT)"
 
+SINGLE = "litemirror (1 member)"
+MIRROR = "litemirror primary+backup (durable)"
+MIRROR_ARBITER = "litemirror primary+backup+arbiter"
+
 
 @dataclass(frozen=True)
 class Dialect:
@@ -255,19 +259,50 @@ class SQLiteSystem:
         return make
 
 
-class LitemirrorSingle:
-    """One litemirror member on loopback; durable = journal fsync before commit."""
+class Litemirror:
+    """litemirror members on loopback, started by the bench; clients use a host-list URL.
 
-    name = "litemirror (1 member)"
+    ``members=1``: one member, ``durable`` = journal fsync before commit.
+    ``members=2``: primary + backup (two failover members), commits wait until
+    the backup has the record fsynced (``ack = "durable"``); with
+    ``arbiter=True`` an arbiter runs too, so automatic failover is on.
+    """
 
-    def __init__(self, base: Path, databases: int = 1) -> None:
+    def __init__(
+        self,
+        base: Path,
+        databases: int = 1,
+        *,
+        members: int = 1,
+        arbiter: bool = False,
+        mirror: dict[str, Any] | None = None,
+    ) -> None:
         self.dbs = ["app"] if databases == 1 else [f"t{i:04d}" for i in range(databases)]
+        self.members = members
+        if members == 1:
+            self.name, sub = SINGLE, "lm1"
+        elif arbiter:
+            self.name, sub = MIRROR_ARBITER, "lm-pba"
+        else:
+            self.name, sub = MIRROR, "lm-pb"
+        names = [("a", "failover"), ("b", "failover")][:members]
         self.cluster = Cluster(
-            base / "lm1", members=[("a", "failover")], databases=self.dbs, name="bench"
+            base / sub,
+            members=names,
+            databases=self.dbs,
+            name="bench",
+            arbiter=arbiter,
+            mirror={"ack": "durable", **(mirror or {})},
         )
 
     def start(self) -> None:
         self.cluster.start()
+        if self.members > 1:
+            # Until the backup is active the primary commits alone: measure
+            # only once every commit waits for the backup.
+            self.cluster.primary().wait_until(
+                lambda s: s.get("backup_active") is True, 60, "backup active"
+            )
         if len(self.dbs) == 1:
             c = litemirror.connect(self.cluster.url(self.dbs[0]), isolation_level=None)
             for stmt in SQLITE.schema + SQLITE.prefill:
@@ -288,6 +323,12 @@ class LitemirrorSingle:
         for stmt in SQLITE.empty_blobs:
             c.execute(stmt)
         c.close()
+
+    def backup_active(self) -> bool | None:
+        """Whether the primary still counts its backup active (None: single member)."""
+        if self.members == 1:
+            return None
+        return bool(self.cluster.primary().status().get("backup_active"))
 
     def process_stats(self) -> dict[str, Any]:
         proc = self.cluster["a"].proc
