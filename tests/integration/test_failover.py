@@ -70,7 +70,12 @@ def _mirror(factory: Any, *extra: tuple[str, str], **kw: Any) -> Cluster:
     )
     c.start()
     p = c.primary()
-    c[p.name].wait_until(lambda s: s.get("backup_active") is True, 30, "backup active")
+    c[p.name].wait_until(
+        lambda s: s.get("backup_active") is True and s.get("writable"), 30, "backup active"
+    )
+    c[_other(p.name)].wait_until(
+        lambda s: s["failover"]["state"] == "backup active", 30, "backup knows it is active"
+    )
     conn = litemirror.connect(c.url("app"))
     conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)")
     conn.commit()

@@ -88,6 +88,8 @@ class FailoverAgent:
         self._peer_out: asyncio.StreamWriter | None = None
         self._arbiter_ok_sent = 0.0
         self._arbiter_lost_said = False
+        #: Consecutive failed attempts to lead (hooks said no, VIP not taken).
+        self._lead_failures = 0
         self.decisions: list[str] = []
         #: Decisions made since start (the list above keeps the last 20).
         self.decision_count = 0

@@ -64,6 +64,11 @@ log = logging.getLogger("litemirror.database")
 #: Acknowledgement levels, weakest first.
 ACK_LEVELS = ("received", "durable", "applied")
 T = TypeVar("T")
+#: Groups whose journal payload is at most this size commit on the event loop
+#: instead of a worker thread. Dirty pages beyond SQLite's page cache are spilled
+#: while the jobs run (in the worker), so even a small payload with many dirty
+#: pages (an index built by DDL) writes at most one cache's worth here.
+INLINE_COMMIT_BYTES = 16 * 1024
 
 
 def open_writer(path: str) -> apsw.Connection:
@@ -228,19 +233,19 @@ class Database:
                 job = self._queue.popleft()
                 _fail(job.future if isinstance(job, BatchJob) else job.started, refusal)
             return
-        try:
-            await self._run(w.execute, "BEGIN IMMEDIATE")
-        except BaseException as exc:
-            err = _as_error(exc)
-            log.error("database %s: cannot open a write transaction: %s", self.name, err)
-            while self._queue:
-                job = self._queue.popleft()
-                _fail(job.future if isinstance(job, BatchJob) else job.started, err)
-            return
         done: list[tuple[asyncio.Future[Any] | None, Any]] = []  # answered after commit
         self._group_ack = self._ack
         try:
             await self._fill_group(done)
+        except _CannotBegin as exc:
+            # Nothing ran: fail what was taken for this hop and everything queued.
+            err = _as_error(exc.__cause__ or exc)
+            log.error("database %s: cannot open a write transaction: %s", self.name, err)
+            for fut in exc.futures:
+                _fail(fut, err)
+            while self._queue:
+                job = self._queue.popleft()
+                _fail(job.future if isinstance(job, BatchJob) else job.started, err)
         except BaseException as exc:
             # Unexpected: answer everyone of this group, leave the database clean.
             log.exception("database %s: group failed", self.name)
@@ -290,10 +295,24 @@ class Database:
                     count += 1
         await self._finish_group(ops, done)
 
+    def _open_group(self, futures: list[asyncio.Future[Any] | None]) -> None:
+        """Open the group's write transaction in the first worker hop of the group.
+
+        Folding ``BEGIN IMMEDIATE`` into the hop that runs the first job saves
+        one thread round trip per group (see docs/performance.md).
+        """
+        assert self._writer is not None
+        if self._writer.get_autocommit():
+            try:
+                self._writer.execute("BEGIN IMMEDIATE")
+            except BaseException as exc:
+                raise _CannotBegin(futures) from exc
+
     def _exec_batch(
         self, cap: Capture, batch: list[BatchJob]
     ) -> list[tuple[ExecResult | None, list[Op], Error | None]]:
         assert self._writer is not None
+        self._open_group([job.future for job in batch])
         out: list[tuple[ExecResult | None, list[Op], Error | None]] = []
         for job in batch:
             self._writer.execute("SAVEPOINT lm_job")
@@ -321,6 +340,7 @@ class Database:
         cap, w = self._capture, self._writer
 
         def start() -> None:
+            self._open_group([txn.started])
             w.execute("SAVEPOINT lm_txn")
             cap.begin_job()
 
@@ -337,7 +357,10 @@ class Database:
         txn.started.set_result(None)
         while True:
             try:
-                cmd: TxnCommand = await asyncio.wait_for(txn.commands.get(), self._txn_idle_timeout)
+                # asyncio.timeout arms one timer; wait_for would also wrap the
+                # get() in a new task, for every statement of the transaction.
+                async with asyncio.timeout(self._txn_idle_timeout):
+                    cmd: TxnCommand = await txn.commands.get()
             except TimeoutError:
                 txn.finished = True
                 txn.abort_reason = (
@@ -379,9 +402,21 @@ class Database:
     ) -> None:
         assert self._writer is not None
         w = self._writer
+        if w.get_autocommit():
+            # SQLite ended the group's transaction on its own (an I/O error
+            # rolls the whole transaction back): whatever the jobs captured is
+            # gone from the database, so it must not reach the journal either.
+            err: Error = OperationalError(
+                f"database {self.name!r}: SQLite rolled the write transaction back "
+                "(see the member log); nothing of it was committed; retry"
+            )
+            for fut, _ in done:
+                _fail(fut, err)
+            return
         if not ops:
             # Nothing changed (reads in a transaction, no-op updates): no record.
-            await self._run(w.execute, "COMMIT")
+            # Committing a transaction that wrote nothing is cheap: run it here.
+            w.execute("COMMIT")
             for fut, res in done:
                 _ok(fut, (res, 0) if res is not None else 0)
             return
@@ -419,7 +454,14 @@ class Database:
             w.execute("COMMIT")
 
         try:
-            await self._run(commit)
+            if len(payload) <= INLINE_COMMIT_BYTES:
+                # A small group's COMMIT writes a few pages to the WAL and does
+                # not fsync (synchronous=NORMAL; the journal is the durable
+                # copy). That costs less than a round trip to a worker thread,
+                # and the writer connection is not in use anywhere else now.
+                commit()
+            else:
+                await self._run(commit)
         except BaseException as exc:
             # The record is durable: the change *is* committed. Make the
             # database catch up through the recovery path before answering.
@@ -473,6 +515,14 @@ class Database:
                 log.warning("database %s: checkpoint failed: %s", self.name, exc)
 
         await self._run(ckpt)
+
+
+class _CannotBegin(Exception):
+    """BEGIN IMMEDIATE failed; ``futures`` are the jobs taken for that hop."""
+
+    def __init__(self, futures: list[asyncio.Future[Any] | None]) -> None:
+        super().__init__("cannot open a write transaction")
+        self.futures = futures
 
 
 def _rollback_quietly(conn: apsw.Connection) -> None:

@@ -184,7 +184,7 @@ class ClientSession:
                 ),
             )
             return False
-        if mem.role != "primary" and not mem.registry.exists(hello.database):
+        if (mem.role != "primary" or not mem.writable) and not mem.registry.exists(hello.database):
             # A member still catching up may not have a new database yet.
             self._send_error(
                 0,

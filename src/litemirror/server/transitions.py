@@ -140,7 +140,9 @@ class Transitions:
             await asyncio.get_running_loop().run_in_executor(
                 self.m.executor, recover, self.m.journal, self.m.registry, horizon
             )
-            await self.release_vip()
+        # A member that held the virtual IP before a crash still has it on its
+        # interface (the kernel outlived the process): a follower never holds it.
+        await self.release_vip()
         self.m.state_file.last_role = self.m.role
         self.m.state_file.last_primary = primary
         await asyncio.get_running_loop().run_in_executor(
@@ -246,6 +248,8 @@ class Transitions:
             m._vip_server.close()
             m._vip_server = None
         try:
+            if not await m.vip.held():
+                return
             await m.vip.release()
             m.event("vip", f"released the virtual IP {m.vip.address}")
         except Exception as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -24,6 +25,20 @@ from litemirror import errors
 
 
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on, below the kernel's ephemeral range.
+
+    Ports handed out by binding to port 0 come from the ephemeral range, which
+    outgoing connections also draw from; under load one of them can take the
+    port before the member binds it. Picking below that range avoids it.
+    """
+    for _ in range(200):
+        port = random.randint(20000, 32000)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
@@ -95,7 +110,10 @@ class MemberProcess:
                 )
             try:
                 st = call(self.host, self.port, m.StatusRequest(id=1), timeout=1.0)
-                if st.get("role") not in (None, "starting", "waiting"):
+                role = st.get("role")
+                if role not in (None, "starting", "waiting") and (
+                    role != "primary" or st.get("writable")
+                ):
                     return
             except errors.Error:
                 pass

@@ -100,12 +100,15 @@ class LagTracker:
         self.caught_up_at = time.monotonic()
 
     def lag_ms(self, member: MemberServer) -> float | None:
+        now = time.monotonic()
         if member.role == "primary":
+            # Up to date by definition; a primary that becomes a replica
+            # counts its staleness from the moment it stopped leading.
+            self.caught_up_at = now
             return 0.0
         if member.receiver is None:
             return None
         rs = member.receiver.status()
-        now = time.monotonic()
         contact = rs.get("last_contact_s")
         if rs.get("lag_records") == 0 and contact is not None:
             self.caught_up_at = now - float(contact)

@@ -63,11 +63,10 @@ function renderBanner(v) {
   if (!fo) {
     mode = "No arbiter configured: automatic failover is off.";
   } else if (fo.backup_active) {
-    mode = `Automatic failover ready: backup active, arbiter ${fo.arbiter_up ? "in contact" : "LOST"}` +
-      ` (failover state ${fo.state}).`;
+    mode = `Automatic failover ready: the backup is active and the arbiter ${fo.arbiter_up ? "in contact" : "LOST"}.`;
     if (!fo.arbiter_up && level === "ok") level = "warn";
   } else {
-    mode = `Automatic failover NOT possible: no active backup (failover state ${fo.state}).`;
+    mode = `Automatic failover NOT possible: no active backup (failover state: ${fo.state}).`;
     if (level === "ok") level = "warn";
   }
   if (down.length) {
@@ -153,11 +152,16 @@ function renderDatabases(v) {
 
 function renderChart(v) {
   const hist = v.lag_history || { series: {} };
-  document.getElementById("lag-seen-by").textContent = `as measured by ${hist.seen_by}, last 5 minutes`;
   const W = 640, H = 190, L = 56, R = 10, T = 10, B = 24;
-  const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", role: "img" });
+  const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "replication lag chart" });
   const names = Object.keys(hist.series).sort();
-  const now = v.generated_at, span = 300;
+  const now = v.generated_at;
+  // The window grows with the history, from one minute to five.
+  let oldest = now;
+  for (const n of names) if (hist.series[n].length) oldest = Math.min(oldest, hist.series[n][0][0]);
+  const span = Math.min(300, Math.max(60, Math.ceil((now - oldest) / 60) * 60));
+  document.getElementById("lag-seen-by").textContent =
+    `as measured by ${hist.seen_by}, last ${span / 60} min`;
   let max = 10;
   for (const n of names) for (const p of hist.series[n]) if (now - p[0] <= span) max = Math.max(max, p[1]);
   const step = [10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000, 300000]
@@ -170,8 +174,10 @@ function renderChart(v) {
     root.append(svg("line", { x1: L, x2: W - R, y1: y(val), y2: y(val), class: "axis" }));
     root.append(svg("text", { x: L - 6, y: y(val) + 4, "text-anchor": "end" }, fmtMs(val)));
   }
-  for (const m of [300, 240, 180, 120, 60, 0]) {
-    root.append(svg("text", { x: x(now - m), y: H - 6, "text-anchor": "middle" }, m ? `-${m / 60}m` : "now"));
+  for (let i = 5; i >= 0; i--) {
+    const ago = (span * i) / 5;
+    const label = ago === 0 ? "now" : ago % 60 === 0 ? `-${ago / 60}m` : `-${ago}s`;
+    root.append(svg("text", { x: x(now - ago), y: H - 6, "text-anchor": i === 5 ? "start" : i === 0 ? "end" : "middle" }, label));
   }
   const legend = [];
   names.forEach((n, i) => {
