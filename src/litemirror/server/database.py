@@ -57,7 +57,7 @@ from litemirror.journal import RecordKind
 
 from .jobs import BatchJob, TxnCommand, TxnJob
 from .journal_writer import JournalWriter
-from .reads import NeedsWriter, open_reader, run_read
+from .reads import Deferred, NeedsWriter, open_reader, run_read, run_read_inline
 
 log = logging.getLogger("litemirror.database")
 
@@ -69,6 +69,8 @@ T = TypeVar("T")
 #: while the jobs run (in the worker), so even a small payload with many dirty
 #: pages (an index built by DDL) writes at most one cache's worth here.
 INLINE_COMMIT_BYTES = 16 * 1024
+#: How many statements too slow for an inline read are remembered per database.
+_SLOW_READS_KEPT = 256
 
 
 def open_writer(path: str) -> apsw.Connection:
@@ -122,6 +124,8 @@ class Database:
         self._readers: list[apsw.Connection] = []
         self._reader_count = 0
         self._reader_sem = asyncio.Semaphore(readers)
+        #: Statements that outran the inline read budget (insertion-ordered, bounded).
+        self._slow_reads: dict[str, None] = {}
         self._queue: deque[BatchJob | TxnJob] = deque()
         self._loop_task: asyncio.Task[None] | None = None
         self.applied_lsn = 0
@@ -167,6 +171,17 @@ class Database:
     async def read(self, sql: str, params: Any) -> ExecResult | None:
         """Run a read-only statement on a reader; None if it turned out to write."""
         self.last_used = time.monotonic()
+        if self._readers and not self.closed and sql not in self._slow_reads:
+            # Cheap reads answer from the event loop: no thread round trip.
+            idle = self._readers.pop()
+            try:
+                return run_read_inline(idle, sql, params)
+            except NeedsWriter:
+                return None
+            except Deferred:
+                self._note_slow(sql)
+            finally:
+                self._readers.append(idle)
         async with self._reader_sem:
             conn = self._readers.pop() if self._readers else None
             try:
@@ -182,6 +197,12 @@ class Database:
                         await self._run(conn.close)
                     else:
                         self._readers.append(conn)
+
+    def _note_slow(self, sql: str) -> None:
+        """Remember a statement that outran the inline budget: it goes to a worker next time."""
+        if len(self._slow_reads) >= _SLOW_READS_KEPT:
+            self._slow_reads.pop(next(iter(self._slow_reads)))
+        self._slow_reads[sql] = None
 
     # --------------------------------------------------------------- writes
 

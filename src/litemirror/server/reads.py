@@ -4,10 +4,21 @@ A statement outside a transaction is tried here first when it looks like a
 query. SQLite tells us, after preparing and before running, whether the
 statement is read-only (``is_readonly`` in the exec tracer); a writing
 statement is stopped there, untouched, and sent to the writer instead.
+
+Short reads run on the event loop itself (:func:`run_read_inline`): a point
+query costs less than the round trip to a worker thread. The loop must never
+wait long, so the inline attempt has a budget: a progress handler interrupts
+the statement once it has run longer than ``INLINE_BUDGET_S``, and a busy
+database is not waited for; either way :class:`Deferred` tells the caller to
+run the read again on a worker thread. Interrupting a read-only statement
+leaves nothing behind (SQLite rolls nothing back for it), and the partial
+rows are thrown away, so the retry answers exactly as if it had run there
+first.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import apsw
@@ -16,11 +27,22 @@ from litemirror.engine.capture import ExecResult
 from litemirror.engine.sqlerrors import translate
 from litemirror.errors import ProgrammingError
 
+BUSY_TIMEOUT_MS = 5000
 _QUERY_WORDS = ("select", "with", "values", "explain", "pragma")
+
+
+#: How long a read may run on the event loop before it is moved to a worker.
+INLINE_BUDGET_S = 0.0002
+#: SQLite virtual-machine steps between two looks at the clock.
+_CHECK_STEPS = 200
 
 
 class NeedsWriter(Exception):
     """The statement writes; run it on the writer."""
+
+
+class Deferred(Exception):
+    """The inline attempt ran out of budget (or met a lock); run it on a worker."""
 
 
 def looks_like_query(sql: str) -> bool:
@@ -36,9 +58,32 @@ def looks_like_query(sql: str) -> bool:
 
 def open_reader(path: str) -> apsw.Connection:
     conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READWRITE)
-    conn.set_busy_timeout(5000)
+    conn.set_busy_timeout(BUSY_TIMEOUT_MS)
     conn.execute("PRAGMA query_only=1")
     return conn
+
+
+def run_read_inline(conn: apsw.Connection, sql: str, params: Any) -> ExecResult:
+    """Like :func:`run_read`, within a time budget, for the event loop; raises Deferred."""
+    deadline = time.perf_counter() + INLINE_BUDGET_S
+    stopped = False
+
+    def over_budget() -> bool:
+        nonlocal stopped
+        stopped = time.perf_counter() > deadline
+        return stopped
+
+    conn.set_progress_handler(over_budget, _CHECK_STEPS)
+    conn.set_busy_timeout(0)
+    try:
+        return run_read(conn, sql, params)
+    except Exception as exc:
+        if stopped or getattr(exc, "sqlite_code", None) in (apsw.SQLITE_BUSY, apsw.SQLITE_LOCKED):
+            raise Deferred() from exc
+        raise
+    finally:
+        conn.set_busy_timeout(BUSY_TIMEOUT_MS)
+        conn.set_progress_handler(None)
 
 
 def run_read(conn: apsw.Connection, sql: str, params: Any) -> ExecResult:
