@@ -45,6 +45,7 @@ DB_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 AckLevel = Literal["received", "durable", "applied"]
 MemberKind = Literal["failover", "dr", "reporting"]
+Compression = Literal["off", "on", "auto"]
 
 
 class _Frozen(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -69,6 +70,9 @@ class MemberSection(_Frozen, frozen=True):
     data_dir: str
     kind: MemberKind = "failover"
     http: str | None = None
+    #: Compress the replication stream to this member (zstd): "auto" compresses
+    #: for dr members (often across a WAN) and not for the others.
+    compression: Compression = "auto"
     #: Network interface that takes ``mirror.vip`` when this member is primary.
     vip_interface: str | None = None
 
@@ -157,6 +161,14 @@ class Member(_Frozen, frozen=True):
     kind: MemberKind
     http: str | None
     vip_interface: str | None = None
+    compression: Compression = "auto"
+
+    @property
+    def compress_stream(self) -> bool:
+        """Whether the primary compresses the replication stream sent to this member."""
+        if self.compression == "auto":
+            return self.kind == "dr"
+        return self.compression == "on"
 
     @property
     def address(self) -> str:
@@ -345,6 +357,7 @@ def build(
                 kind=ms.kind,
                 http=ms.http,
                 vip_interface=ms.vip_interface,
+                compression=ms.compression,
             )
         )
     failover = [x for x in members if x.kind == "failover"]

@@ -152,6 +152,9 @@ def test_new_dr_member_with_empty_data_dir_is_seeded_while_writes_go_on(
         t.join(30)
     d.wait_applied(c["a"].status()["lsn"])
     assert set(acked) <= _ids(c.url("app", members=["d"], read_only=True))
+    # A dr member gets a compressed stream by default; the backup does not.
+    reps = {x["member"]: x for x in c["a"].status()["replicas"]}
+    assert reps["d"]["compression"] == "zstd" and reps["b"]["compression"] == "off"
     _verify_ok(c)
 
 

@@ -122,6 +122,13 @@ def test_replica_refuses_damaged_gapped_and_stale_frames(cluster_factory: Any) -
         [_frame(1, 3, 3, gap)],
         [_frame(1, 2, 2, stale)],
         [_frame(2, 2, 2, good)],  # a sequence gap: frame 1 never came
+        [
+            encode(
+                r.ReplRecords(
+                    seq=1, first_lsn=2, last_lsn=2, data=b"\x28\xb5\x2f\xfd junk", compressed=True
+                )
+            )
+        ],
         [_frame(1, 2, 2, good)],
     ]
     fake = FakePrimary(c["a"].port, scripts)
@@ -130,7 +137,7 @@ def test_replica_refuses_damaged_gapped_and_stale_frames(cluster_factory: Any) -
         st = c["r"].wait_until(
             lambda s: (s.get("replication") or {}).get("applied_lsn") == 2, 60, "good record"
         )
-        assert st["replication"]["frames_refused"] == 4
+        assert st["replication"]["frames_refused"] == 5
     finally:
         fake.close()
     c["r"].stop()
@@ -139,6 +146,7 @@ def test_replica_refuses_damaged_gapped_and_stale_frames(cluster_factory: Any) -
     assert "LSN gap: record 3 arrived where 2 was expected" in log
     assert "is from epoch 0, older than epoch 1" in log
     assert "frame 2 arrived where 1 was expected" in log
+    assert "does not decompress" in log
     # Nothing of the refused frames is anywhere: journal holds 1 and 2 only.
     with Journal.open(c["r"].data_dir / "journal") as j:
         assert [x.lsn for x in j.read_from(1)] == [1, 2]
@@ -148,7 +156,7 @@ def test_replica_refuses_damaged_gapped_and_stale_frames(cluster_factory: Any) -
         names = {n for (n,) in db.execute("SELECT name FROM sqlite_schema WHERE type='table'")}
     assert "x" in names and not names & {"gap", "old"}
     # Each reconnect said where the member really was.
-    assert [h.last_lsn for h in fake.hellos] == [0, 1, 1, 1, 1]
+    assert [h.last_lsn for h in fake.hellos] == [0, 1, 1, 1, 1, 1]
 
 
 def _repl_hello(port: int, **kw: Any) -> Any:

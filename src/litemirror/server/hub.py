@@ -47,6 +47,9 @@ class LinkState:
     connected_at: float = field(default_factory=time.time)
     seed_total: int = 0
     seed_done: int = 0
+    #: Bytes of record frames sent (after compression).
+    bytes_sent: int = 0
+    compression: str = "off"
     #: Closes the connection (set by the sender).
     closer: Callable[[], None] | None = None
 

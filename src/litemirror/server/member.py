@@ -154,10 +154,16 @@ class MemberServer:
                     "last_contact_s": round(time.monotonic() - ln.last_contact, 3),
                     "lag": self.hub.lag(ln, now_ms),
                     "seed_progress": [ln.seed_done, ln.seed_total] if ln.seed_total else None,
+                    "compression": ln.compression,
+                    "bytes_sent": ln.bytes_sent,
                 }
                 for ln in self.hub.links.values()
             ]
         out["writable"] = self.writable
+        out["database_states"] = [
+            {"name": db.name, "lsn": db.applied_lsn, "state": "open"}
+            for db in self.registry.open_databases()
+        ]
         out["arbiter"] = self.config.mirror.arbiter
         if self.agent is not None:
             v = self.agent.view

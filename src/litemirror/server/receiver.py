@@ -162,6 +162,7 @@ class Receiver:
                 last_lsn=j.last_lsn,
                 last_epoch=j.last_epoch,
                 reseed=reseed,
+                compression="zstd",
             )
         )
         dec: FrameDecoder[Any] = FrameDecoder(
@@ -239,8 +240,21 @@ class Receiver:
 
     async def _records(self, msg: r.ReplRecords) -> None:
         j = self.m.journal
-        res = scan(msg.data)
-        if res.problem is not None or res.good_end != len(msg.data) or not res.records:
+        data = msg.data
+        if msg.compressed:
+            import zstandard
+
+            try:
+                data = zstandard.ZstdDecompressor().decompress(
+                    data, max_output_size=self.m.config.limits.max_frame_bytes
+                )
+            except zstandard.ZstdError as exc:
+                self.refused += 1
+                raise StreamReset(
+                    f"frame {msg.seq} does not decompress ({exc}); nothing of it was applied"
+                ) from None
+        res = scan(data)
+        if res.problem is not None or res.good_end != len(data) or not res.records:
             self.refused += 1
             raise StreamReset(
                 f"frame {msg.seq} holds a damaged record ({res.problem}); nothing of it was applied"

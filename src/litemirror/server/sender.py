@@ -53,6 +53,7 @@ class Sender:
             member=hello.member, kind=hello.kind, address=peer, closer=writer.close
         )
         self._live: deque[Record] = deque()
+        self._zstd: Any = None
         self._wake = asyncio.Event()
 
     # ------------------------------------------------------------ checks
@@ -138,6 +139,11 @@ class Sender:
 
     async def run(self) -> None:
         self._validate()
+        if self.hello.compression == "zstd" and self._member_config().compress_stream:
+            import zstandard
+
+            self._zstd = zstandard.ZstdCompressor(level=1)
+            self.link.compression = "zstd"
         mode, start = await asyncio.get_running_loop().run_in_executor(self.m.executor, self._plan)
         seed = mode == "seed"
         j = self.m.journal
@@ -159,6 +165,7 @@ class Sender:
                 first_lsn=j.first_lsn or 0,
                 last_lsn=j.last_lsn,
                 mode=mode,
+                compression="zstd" if self._zstd is not None else "off",
                 start_lsn=start,
             )
         )
@@ -258,12 +265,25 @@ class Sender:
             raise
         return out
 
+    def _member_config(self) -> Any:
+        return self.m.config.member(self.hello.member)
+
     async def _send_records(self, records: list[Record]) -> None:
         self.seq += 1
         data = b"".join(encode_record(x) for x in records)
+        compressed = False
+        if self._zstd is not None and len(data) > 512:
+            packed = self._zstd.compress(data)
+            if len(packed) < len(data):
+                data, compressed = packed, True
+        self.link.bytes_sent += len(data)
         self._send(
             r.ReplRecords(
-                seq=self.seq, first_lsn=records[0].lsn, last_lsn=records[-1].lsn, data=data
+                seq=self.seq,
+                first_lsn=records[0].lsn,
+                last_lsn=records[-1].lsn,
+                data=data,
+                compressed=compressed,
             )
         )
         await self.writer.drain()
