@@ -342,8 +342,12 @@ def test_killed_member_and_loopback_rule(tmp_path: Path) -> None:
 
         wait_for(shows_down, what="backup shown down")
         # The primary goes on alone (it still has the arbiter) and keeps answering 200.
-        wait_for(lambda: get_json(f"{P}/primary")[0] == 200, what="primary alone commits")
-        assert get_json(f"{P}/status")[1]["backup_active"] is False
+        wait_for(
+            lambda: get_json(f"{P}/status")[1]["backup_active"] is False,
+            what="backup marked inactive",
+        )
+        assert get_json(f"{P}/primary")[0] == 200
+        assert get_json(f"{P}/mirror")[1]["databases"][0]["members"][b] == "unknown"
         # No token configured here: admin only from loopback.
         code, raw, _ = request(f"{P}/admin/journal_switch", "POST", b"{}")
         assert code == 200, raw

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -117,7 +119,7 @@ def test_monitor_shows_the_mirror_and_a_switchover(tmp_path: Path, browser_page:
             deadline = time.monotonic() + 20
             while load.done < 50 and time.monotonic() < deadline:
                 time.sleep(0.2)
-            page.wait_for_selector("#lag-chart svg path", timeout=15000)
+            page.wait_for_selector("#lag-chart svg path", state="attached", timeout=15000)
 
             proc = subprocess.run(
                 [
@@ -162,5 +164,48 @@ def test_monitor_shows_the_mirror_and_a_switchover(tmp_path: Path, browser_page:
         page.wait_for_selector('#banner[data-level="warn"]', timeout=15000)
         assert "Down: r" in page.locator("#failover-mode").inner_text()
         page.screenshot(path=str(ARTIFACTS / "monitor-member-down.png"), full_page=True)
+    finally:
+        c.kill_all()
+
+
+def test_status_watch_redraws_the_same_view(tmp_path: Path) -> None:
+    """``litemirror status --watch`` keeps redrawing until Ctrl-C and shows a member going down."""
+    c = HttpCluster(
+        tmp_path,
+        members=[("a", "failover"), ("b", "failover"), ("r", "reporting")],
+        arbiter=True,
+        mirror=FAST,
+    )
+    c.start()
+    try:
+        primary, _ = roles(c)
+        watch = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "litemirror.cli.main",
+                "status",
+                "--watch",
+                "--interval",
+                "0.5",
+                "--config",
+                str(c.config_path),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "COLUMNS": "140"},
+        )
+        time.sleep(2)
+        c["r"].kill()
+        time.sleep(3)
+        assert watch.poll() is None, "status --watch stopped on its own"
+        watch.send_signal(signal.SIGINT)
+        out, err = watch.communicate(timeout=20)
+        assert watch.returncode == 0, err
+        # Not a terminal: rich prints the last frame when the watch ends.
+        assert f"Primary {primary} accepts writes" in out
+        assert "Down: r" in out and "unreachable" in out
+        assert "refreshing every 0.5s" in out
     finally:
         c.kill_all()

@@ -37,10 +37,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from .control import mirror_status
-    from .status import print_status
+    from .status import print_status, watch
 
-    status = mirror_status(load(args.config))
-    print_status(status, args.json)
+    cfg = load(args.config)
+    if args.watch:
+        if args.json:
+            raise errors.ConfigError("status: --watch and --json cannot be used together")
+        return watch(cfg, args.interval)
+    status = mirror_status(cfg)
+    print_status(status, args.json, cfg)
     return 0 if any(mb.get("role") != "down" for mb in status["members"]) else 3
 
 
@@ -127,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("status", help="show every member of the mirror")
     s.add_argument("--config", required=True)
     s.add_argument("--json", action="store_true")
+    s.add_argument("--watch", action="store_true", help="redraw every second until Ctrl-C")
+    s.add_argument("--interval", type=float, default=1.0, help="seconds between redraws")
     s.set_defaults(func=cmd_status)
 
     s = sub.add_parser("shell", help="SQL prompt on a member")

@@ -138,8 +138,10 @@ class MirrorView:
                 lag = m.hub.lag(ln, now_ms)
                 points[ln.member] = (float(lag["seconds"]) * 1000, float(lag["records"]))
         elif m.receiver is not None:
-            own = self.lag.lag_ms(m) or 0.0
-            points[m.me.name] = (own, float(m.receiver.status()["lag_records"]))
+            # Caught up counts as no lag here; the staleness bound is for /replica.
+            behind = float(m.receiver.status()["lag_records"])
+            own = (self.lag.lag_ms(m) or 0.0) if behind else 0.0
+            points[m.me.name] = (own, behind)
         for name, (ms, records) in points.items():
             series = self.history.setdefault(name, deque(maxlen=HISTORY_POINTS))
             series.append([ts, round(ms, 1), records])
@@ -156,8 +158,11 @@ class MirrorView:
     async def _databases(self, mb: Member, reachable: bool) -> list[str] | None:
         if mb.name == self.m.me.name:
             return self.m.registry.names()
+        if not reachable:
+            self._dbs.pop(mb.name, None)
+            return None
         at, names = self._dbs.get(mb.name, (0.0, None))
-        if reachable and time.monotonic() - at > DATABASES_TTL_S:
+        if time.monotonic() - at > DATABASES_TTL_S:
             try:
                 info = await asyncio.to_thread(
                     control.call,

@@ -91,7 +91,7 @@ function renderMembers(v) {
   const rows = v.members.map((r) => {
     const lag = lagOf(r);
     const lagClass = lag === null ? null : lag > 5000 ? "lag-bad" : lag > 1000 ? "lag-warn" : null;
-    const lagText = r.role === "primary" ? "—" :
+    const lagText = r.role === "primary" || r.role === "down" ? "—" :
       `${fmt(r.lag_records)} rec · ${fmtMs(lag)}`;
     return el("tr", { "data-member": r.member, "data-role": r.role, class: r.role === "down" ? "down" : null },
       el("td", {}, el("span", { class: "member-name" }, r.member),
