@@ -124,8 +124,10 @@ class Receiver:
 
         loop = asyncio.get_running_loop()
         best: tuple[int, Member] | None = None
-        for mb in self.m.config.failover_members:
-            if mb.name == self.m.me.name:
+        # Any member may be primary: failover members normally, a promoted dr member
+        # after a disaster. The highest epoch wins.
+        for mb in self.m.config.members:
+            if mb.name == self.m.me.name or mb.kind == "reporting":
                 continue
             st = await loop.run_in_executor(None, member_status, mb, 1.0)
             if st.get("role") == "primary":
