@@ -99,6 +99,9 @@ class ServerSection(_Frozen, frozen=True):
     readers_per_database: int = 2
     #: An open interactive transaction idle longer than this is rolled back.
     transaction_idle_timeout_s: float = 30.0
+    #: Bearer token required by the HTTP admin endpoints; without one they accept
+    #: requests from loopback only.
+    http_token: str | None = None
     #: WAL pages before the writer checkpoints (PASSIVE).
     checkpoint_pages: int = 4000
 

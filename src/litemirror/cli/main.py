@@ -56,12 +56,18 @@ def cmd_shell(args: argparse.Namespace) -> int:
 
 
 def cmd_db_add(args: argparse.Namespace) -> int:
-    from .control import admin
+    from .control import admin, find_primary
+    from .progress import follow_to_members
 
+    cfg = load(args.config)
     frm = os.path.abspath(args.from_) if args.from_ else None
-    info = admin(load(args.config), "db_add", {"name": args.name, "from": frm}, member=args.member)
-    print(f"database {info['database']} added at LSN {info['lsn']}")
-    return 0
+    primary = args.member or find_primary(cfg).name
+    info = admin(cfg, "db_add", {"name": args.name, "from": frm}, member=primary)
+    print(f"database {info['database']} added at LSN {info['lsn']} on {primary}")
+    if args.no_wait:
+        return 0
+    ok = follow_to_members(cfg, primary, int(info["lsn"]), timeout=args.timeout)
+    return 0 if ok else 1
 
 
 def cmd_journal_switch(args: argparse.Namespace) -> int:
@@ -148,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--from", dest="from_", metavar="FILE")
     s.add_argument("--config", required=True)
     s.add_argument("--member", help="member to send it to (default: the primary)")
+    s.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="do not wait for (and show) the copy reaching the other members",
+    )
+    s.add_argument("--timeout", type=float, default=600.0)
     s.set_defaults(func=cmd_db_add)
 
     j = sub.add_parser("journal", help="journal management").add_subparsers(
@@ -185,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--qos-timeout-ms", type=int, default=2000)
     s.add_argument("--log-level", default=os.environ.get("LITEMIRROR_LOG_LEVEL", "info"))
     s.set_defaults(func=cmd_arbiter)
+
+    from .certs import add_parser as add_certs_parser
+
+    add_certs_parser(sub)
     return p
 
 

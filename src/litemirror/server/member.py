@@ -69,6 +69,7 @@ class MemberServer:
         if config.mirror.vip is not None and self.me.vip_interface is not None:
             self.vip = VirtualIP(config.mirror.vip, self.me.vip_interface)
         self._vip_server: asyncio.Server | None = None
+        self._http: asyncio.AbstractServer | None = None
         self._missing_imports: list[str] = []
         #: Databases being imported with `db add --from` right now.
         self.importing: set[str] = set()
@@ -272,6 +273,9 @@ class MemberServer:
         self._server = await asyncio.start_server(
             self.on_client, self.me.host, self.me.port, limit=1024 * 1024, backlog=1024
         )
+        from .http_api import start_http
+
+        self._http = await start_http(self)
         self._spawn(self._housekeeping())
         if self.agent is not None:
             self._spawn(self.agent.run())
@@ -654,6 +658,8 @@ class MemberServer:
         self._stop.set()
         if self._server is not None:
             self._server.close()
+        if self._http is not None:
+            self._http.close()
         await self.registry.close_all()
         self.jw.close()
         self.journal.close()
