@@ -199,6 +199,8 @@ class Receiver:
                         )
                 if msg.epoch > self.m.epoch:
                     self.m.roles.newer_epoch_seen(msg.epoch, msg.primary)
+                    if self.m.agent is None:
+                        self.m.epoch = msg.epoch
                 self.primary_lsn = msg.last_lsn
                 self.state = "seeding" if msg.mode == "seed" else "catching up"
                 log.info(
@@ -284,6 +286,8 @@ class Receiver:
                 )
         if self.primary is not None and recs[-1].epoch > self.m.epoch:
             self.m.roles.newer_epoch_seen(recs[-1].epoch, self.primary.name)
+            if self.m.agent is None:
+                self.m.epoch = recs[-1].epoch  # no agent: just keep track of it
         self.received = recs[-1].lsn
         self._send(r.ReplAck(received=self.received, durable=j.last_lsn, applied=self.applied))
         loop = asyncio.get_running_loop()
