@@ -52,6 +52,7 @@ from litemirror.errors import (
     NotPrimaryError,
     OperationalError,
     ProgrammingError,
+    TransactionAbortedError,
 )
 from litemirror.journal import RecordKind
 
@@ -124,6 +125,10 @@ class Database:
         self._readers: list[apsw.Connection] = []
         self._reader_count = 0
         self._reader_sem = asyncio.Semaphore(readers)
+        #: The running interactive transaction (one at a time: it holds the writer)
+        #: has a statement on a worker thread / last finished one at this loop time.
+        self._txn_busy = False
+        self._txn_seen = 0.0
         #: Statements that outran the inline read budget (insertion-ordered, bounded).
         self._slow_reads: dict[str, None] = {}
         self._queue: deque[BatchJob | TxnJob] = deque()
@@ -375,14 +380,21 @@ class Database:
             return []
 
         await self._run(start)
+        loop = asyncio.get_running_loop()
+        self._txn_seen = loop.time()
         txn.started.set_result(None)
         while True:
             try:
-                # asyncio.timeout arms one timer; wait_for would also wrap the
-                # get() in a new task, for every statement of the transaction.
-                async with asyncio.timeout(self._txn_idle_timeout):
+                # Statements arrive through txn_execute(); only the end of the
+                # transaction comes through the queue. asyncio.timeout arms one
+                # timer, where wait_for would also wrap get() in a new task.
+                # A statement still running counts as activity: look again later.
+                since = loop.time() if self._txn_busy else self._txn_seen
+                async with asyncio.timeout_at(since + self._txn_idle_timeout):
                     cmd: TxnCommand = await txn.commands.get()
             except TimeoutError:
+                if self._txn_busy or loop.time() < self._txn_seen + self._txn_idle_timeout:
+                    continue  # a statement is running or ran since: not idle
                 txn.finished = True
                 txn.abort_reason = (
                     f"transaction idle for more than {self._txn_idle_timeout:g}s was rolled back"
@@ -392,12 +404,9 @@ class Database:
                 return None
             if cmd.kind in ("exec", "many"):
                 try:
-                    if cmd.kind == "exec":
-                        res = await self._run(cap.execute, cmd.sql, cmd.params)
-                    else:
-                        res = await self._run(cap.executemany, cmd.sql, cmd.many or [])
-                except BaseException as exc:
-                    _fail(cmd.future, _as_error(exc))
+                    res = await self.txn_execute(txn, cmd.kind, cmd.sql, cmd.params, cmd.many)
+                except Error as exc:
+                    _fail(cmd.future, exc)
                 else:
                     _ok(cmd.future, res)
                 continue
@@ -417,6 +426,45 @@ class Database:
             await self._run(stop, False)
             _ok(cmd.future, 0)
             return None
+
+    async def txn_execute(
+        self, txn: TxnJob, kind: str, sql: str, params: Any, many: list[Any] | None
+    ) -> ExecResult:
+        """Run one statement of ``txn``, which holds the writer, straight from the session.
+
+        The writer task is parked in ``_interactive`` until the transaction
+        ends; handing each statement to it through the command queue would
+        cost two more event-loop turns per statement for nothing. The caller
+        sends one statement at a time, and ``_txn_busy`` keeps the idle
+        timeout from rolling back under a running statement.
+        """
+        assert self._capture is not None
+        if txn.finished or self._txn_busy:
+            raise TransactionAbortedError(txn.abort_reason or "the transaction was rolled back")
+        cap = self._capture
+        loop = asyncio.get_running_loop()
+
+        def run() -> ExecResult:
+            try:
+                if kind == "many":
+                    return cap.executemany(sql, many or [])
+                return cap.execute(sql, params)
+            finally:
+                # From the worker, once the connection is free again, even if
+                # the awaiting session was cancelled meanwhile.
+                loop.call_soon_threadsafe(self._txn_statement_done)
+
+        self._txn_busy = True
+        try:
+            return await asyncio.shield(loop.run_in_executor(self._executor, run))
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            raise _as_error(exc) from exc
+
+    def _txn_statement_done(self) -> None:
+        self._txn_busy = False
+        self._txn_seen = asyncio.get_running_loop().time()
 
     async def _finish_group(
         self, ops: list[Op], done: list[tuple[asyncio.Future[Any] | None, Any]]

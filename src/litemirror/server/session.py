@@ -297,10 +297,14 @@ class ClientSession:
             return
         if self.txn is None:
             await self._begin()
+        txn = self.txn
+        assert txn is not None and self.db is not None
         kind = "many" if msg.many is not None else "exec"
-        res = await self._txn_call(
-            TxnCommand(kind=kind, sql=msg.sql, params=msg.params, many=msg.many)
-        )
+        try:
+            res = await self.db.txn_execute(txn, kind, msg.sql, msg.params, msg.many)
+        finally:
+            if txn.finished:
+                self.txn = None
         self._send_result(msg.id, res, 0)
 
     async def _begin(self) -> None:
