@@ -1,0 +1,1 @@
+"""Security: certificate tooling and TLS contexts (the wiring lives in ``server``)."""
