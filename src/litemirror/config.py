@@ -18,6 +18,16 @@ the bad value. Example::
     # can_start_become_primary = "/etc/litemirror/can-start --strict"
     # check_become_primary_ok = "python:mysite.hooks:check"
     # timeout_s = 10.0
+    # [canary]                    # heartbeat through the whole pipeline
+    # interval_s = 5.0            # 0: off
+    # stale_after_s = 30.0
+    # [notify]                    # docs/operations.md, "Notifications"
+    # [notify.email]
+    # host = "smtp.example.com"
+    # from = "litemirror@example.com"
+    # to = ["oncall@example.com"]
+    # [[notify.webhooks]]
+    # url = "https://hooks.example.com/litemirror"
 
 Environment overrides use ``LITEMIRROR_<SECTION>_<KEY>`` for scalar keys of
 the ``mirror``, ``journal``, ``server`` and ``limits`` sections, e.g.
@@ -147,6 +157,59 @@ PYTHON_HOOK_RE = re.compile(
 IFNAME_RE = re.compile(r"^[^\s/:]{1,15}$")
 
 
+Severity = Literal["info", "warning", "error", "critical"]
+#: Event severities, lowest first; a notification target gets events at or
+#: above its ``min_severity``.
+SEVERITIES: tuple[Severity, ...] = ("info", "warning", "error", "critical")
+
+
+class EmailSection(_Frozen, frozen=True, kw_only=True):
+    """SMTP delivery of event notifications (``[notify.email]``)."""
+
+    host: str
+    port: int = 587
+    #: Upgrade the connection with STARTTLS before authenticating (port 587).
+    starttls: bool = True
+    username: str | None = None
+    password: str | None = None
+    from_: str = msgspec.field(name="from")
+    to: list[str]
+    min_severity: Severity = "warning"
+    #: CA certificates (PEM) that sign the server's certificate; None: the
+    #: system's trust store.
+    ca_file: str | None = None
+    #: Attempts after the first one; the waits between them double from 0.5 s.
+    retries: int = 3
+    timeout_s: float = 10.0
+
+
+class WebhookSection(_Frozen, frozen=True):
+    """One HTTP endpoint that receives each event as a JSON POST (``[[notify.webhooks]]``)."""
+
+    url: str
+    min_severity: Severity = "warning"
+    headers: dict[str, str] = {}
+    #: Attempts after the first one; the waits between them double from 0.5 s.
+    retries: int = 5
+    timeout_s: float = 10.0
+
+
+class NotifySection(_Frozen, frozen=True):
+    email: EmailSection | None = None
+    webhooks: list[WebhookSection] = []
+    #: Events waiting to be sent; when full the oldest is dropped (and counted).
+    queue_size: int = 1000
+
+
+class CanarySection(_Frozen, frozen=True):
+    """Heartbeat records the primary writes through the whole pipeline."""
+
+    #: Seconds between canary writes on the primary; 0 turns canaries off.
+    interval_s: float = 0.0
+    #: A member whose last applied canary is older than this raises ``canary_stale``.
+    stale_after_s: float = 30.0
+
+
 class _FileConfig(_Frozen, frozen=True):
     mirror: MirrorSection
     members: list[MemberSection]
@@ -154,6 +217,8 @@ class _FileConfig(_Frozen, frozen=True):
     server: ServerSection = ServerSection()
     limits: LimitsSection = LimitsSection()
     hooks: HooksSection = HooksSection()
+    notify: NotifySection = NotifySection()
+    canary: CanarySection = CanarySection()
 
 
 class Member(_Frozen, frozen=True):
@@ -188,6 +253,8 @@ class Config(_Frozen, frozen=True):
     server: ServerSection
     limits: LimitsSection
     hooks: HooksSection = HooksSection()
+    notify: NotifySection = NotifySection()
+    canary: CanarySection = CanarySection()
 
     def member(self, name: str) -> Member:
         for m in self.members:
@@ -242,6 +309,63 @@ def _check_hook(key: str, value: str) -> None:
         raise ConfigError(f"{key}: {value!r} is not a valid command line: {exc}") from None
     if not argv:
         raise ConfigError(f"{key}: {value!r} is empty; leave the key out for no hook")
+
+
+EMAIL_RE = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
+
+
+def _positive(key: str, value: float) -> None:
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{key}: {value!r} must be a positive number of seconds")
+
+
+def _check_notify(n: NotifySection) -> None:
+    if n.queue_size < 1:
+        raise ConfigError(f"notify.queue_size: {n.queue_size} must be >= 1")
+    e = n.email
+    if e is not None:
+        if not e.host or any(c.isspace() for c in e.host):
+            raise ConfigError(f"notify.email.host: {e.host!r} is not a host name")
+        if not 0 < e.port < 65536:
+            raise ConfigError(f"notify.email.port: {e.port} is out of range 1-65535")
+        for key, addr in [("from", e.from_)] + [(f"to[{i}]", a) for i, a in enumerate(e.to)]:
+            if not EMAIL_RE.match(addr):
+                raise ConfigError(f"notify.email.{key}: {addr!r} is not an email address")
+        if not e.to:
+            raise ConfigError("notify.email.to: [] names no recipient; add at least one")
+        if (e.username is None) != (e.password is None):
+            raise ConfigError(
+                "notify.email.username/password: set both for SMTP AUTH, or neither "
+                f"(username is {e.username!r})"
+            )
+        if e.username is not None and not e.starttls:
+            raise ConfigError(
+                "notify.email.starttls: false together with a username would send the "
+                "password in clear; set starttls = true"
+            )
+        if not 0 <= e.retries <= 20:
+            raise ConfigError(f"notify.email.retries: {e.retries} must be between 0 and 20")
+        _positive("notify.email.timeout_s", e.timeout_s)
+    for i, w in enumerate(n.webhooks):
+        key = f"notify.webhooks[{i}]"
+        if not re.match(r"^https?://[^\s/]+", w.url):
+            raise ConfigError(f"{key}.url: {w.url!r} is not an http:// or https:// URL")
+        if not 0 <= w.retries <= 20:
+            raise ConfigError(f"{key}.retries: {w.retries} must be between 0 and 20")
+        _positive(f"{key}.timeout_s", w.timeout_s)
+
+
+def _check_canary(c: CanarySection) -> None:
+    if not (math.isfinite(c.interval_s) and c.interval_s >= 0):
+        raise ConfigError(
+            f"canary.interval_s: {c.interval_s!r} must be 0 (off) or a positive number of seconds"
+        )
+    _positive("canary.stale_after_s", c.stale_after_s)
+    if c.interval_s > 0 and c.stale_after_s < 2 * c.interval_s:
+        raise ConfigError(
+            f"canary.stale_after_s: {c.stale_after_s} must be at least twice "
+            f"canary.interval_s ({c.interval_s}) so one late canary raises no alarm"
+        )
 
 
 def _env_overrides(data: dict[str, Any], environ: dict[str, str]) -> None:
@@ -397,6 +521,9 @@ def build(
     if not (math.isfinite(h.timeout_s) and h.timeout_s > 0):
         raise ConfigError(f"hooks.timeout_s: {h.timeout_s} must be a positive number of seconds")
 
+    _check_notify(fc.notify)
+    _check_canary(fc.canary)
+
     return Config(
         path=path,
         mirror=m,
@@ -405,6 +532,8 @@ def build(
         server=s,
         limits=lim,
         hooks=h,
+        notify=fc.notify,
+        canary=fc.canary,
     )
 
 

@@ -2,6 +2,10 @@
 
 Every event is also logged. Writing the event log never blocks or fails
 the database: an I/O error is logged and the event dropped.
+
+Subscribers (:meth:`EventLog.subscribe`) see every event as it is emitted,
+on the thread that emitted it. They must only hand the event on (put it in
+a queue) and return; one that raises is logged and kept.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +44,17 @@ class EventLog:
         self.member = member
         self.recent: deque[Event] = deque(maxlen=keep)
         self._enc = msgspec.json.Encoder()
+        self._subscribers: list[Callable[[Event], None]] = []
+
+    def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
+        """Call ``callback(event)`` for every event emitted from now on; returns an unsubscriber."""
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._subscribers:
+                self._subscribers.remove(callback)
+
+        return unsubscribe
 
     def emit(self, kind: str, message: str, severity: str = "info", **data: Any) -> Event:
         ev = Event(
@@ -56,4 +72,9 @@ class EventLog:
                 f.write(self._enc.encode(ev) + b"\n")
         except OSError as exc:
             log.warning("could not write the event log %s: %s", self.path, exc)
+        for callback in list(self._subscribers):
+            try:
+                callback(ev)
+            except Exception:
+                log.exception("event subscriber %r failed on %s", callback, kind)
         return ev

@@ -26,6 +26,7 @@ from litemirror.errors import ConfigError, Error, OperationalError, ProgrammingE
 from litemirror.journal import Journal, RecordKind
 
 from .agent import FailoverAgent
+from .canary import status_fields as canary_status_fields
 from .events import EventLog
 from .hooks import Hooks
 from .hub import Hub
@@ -177,6 +178,7 @@ class MemberServer:
                 "backup_active": v.backup_active,
                 "decisions": self.agent.decisions[-5:],
             }
+        out.update(canary_status_fields(self))
         if self.receiver is not None:
             out["replication"] = self.receiver.status()
             if self.state not in ("fenced",):
@@ -276,6 +278,13 @@ class MemberServer:
         from .http_api import start_http
 
         self._http = await start_http(self)
+        from .canary import Canary
+        from .notify import Notifier
+
+        self.notifier = Notifier(self.config.notify, self)
+        self.notifier.start()
+        self.canary = Canary(self)
+        self.canary.start()
         self._spawn(self._housekeeping())
         if self.agent is not None:
             self._spawn(self.agent.run())
@@ -660,6 +669,9 @@ class MemberServer:
             self._server.close()
         if self._http is not None:
             self._http.close()
+        if hasattr(self, "canary"):
+            await self.canary.stop()
+            await self.notifier.close()
         await self.registry.close_all()
         self.jw.close()
         self.journal.close()

@@ -37,6 +37,7 @@ from litemirror.protocol import messages as m
 from litemirror.protocol import replication as r
 from litemirror.protocol.framing import FrameDecoder, encode
 
+from .canary import canary_applied
 from .seeding import FileReceiver
 
 if TYPE_CHECKING:
@@ -373,6 +374,8 @@ class Receiver:
             reg.create_file(rec.db)
             reg.set_lsn(rec.db, rec.lsn)
             reg.add_name(rec.db)
+        elif rec.kind == RecordKind.MARKER:
+            canary_applied(self.m, rec.payload)
 
     async def _applier(self) -> None:
         loop = asyncio.get_running_loop()
