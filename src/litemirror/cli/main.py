@@ -201,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .certs import add_parser as add_certs_parser
 
     add_certs_parser(sub)
+    from .events import add_parser as add_events_parser
+
+    add_events_parser(sub)
     return p
 
 

@@ -58,7 +58,7 @@ BACKOFF_MAX_S = 30.0
 def rank(severity: str) -> int:
     """Position of ``severity`` in :data:`SEVERITIES` (unknown ones count as info)."""
     try:
-        return SEVERITIES.index(severity)  # type: ignore[arg-type,unused-ignore]
+        return SEVERITIES.index(severity)
     except ValueError:
         return 0
 
