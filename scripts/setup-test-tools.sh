@@ -8,7 +8,7 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "setup-test-tools: not root; tests that need system tools will skip"
   exit 0
 fi
-for script in install-netns-tools.sh install-browser.sh install-fault-tools.sh; do
+for script in install-netns-tools.sh install-browser.sh install-fault-tools.sh install-haproxy.sh; do
   if [ -x "./$script" ] || [ -f "./$script" ]; then
     bash "./$script" || echo "setup-test-tools: $script failed; its tests will skip"
   fi
