@@ -21,7 +21,7 @@ the bad value. Example::
     # [canary]                    # heartbeat through the whole pipeline
     # interval_s = 5.0            # 0: off
     # stale_after_s = 30.0
-    # [notify]                    # docs/operations.md, "Notifications"
+    # [notify]                    # docs/operations-events.md
     # [notify.email]
     # host = "smtp.example.com"
     # from = "litemirror@example.com"
