@@ -31,6 +31,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .canary import CanaryCollector
+
 if TYPE_CHECKING:
     from litemirror.journal.record import Record
 
@@ -190,6 +192,7 @@ class Metrics:
         )
         self.takeovers.labels(member.me.name)
         self.registry.register(_MemberCollector(member, _CommitTally()))
+        self.registry.register(CanaryCollector(member))
         # Events emitted before the metrics existed are not counted: the
         # counter starts at zero with the HTTP server, like a process restart.
         self._last: Event | None = member.events.recent[-1] if member.events.recent else None
