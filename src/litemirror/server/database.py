@@ -262,6 +262,11 @@ class Database:
         done: list[tuple[asyncio.Future[Any] | None, Any]] = []  # answered after commit
         self._group_ack = self._ack
         try:
+            if len(self._queue) > 1:
+                # Under load, open the transaction in a hop of its own: the jobs
+                # that arrive meanwhile join this group, so groups grow and
+                # fsyncs per commit fall. Alone, a job opens it in its own hop.
+                await self._run(self._open_group, [])
             await self._fill_group(done)
         except _CannotBegin as exc:
             # Nothing ran: fail what was taken for this hop and everything queued.
@@ -325,7 +330,8 @@ class Database:
         """Open the group's write transaction in the first worker hop of the group.
 
         Folding ``BEGIN IMMEDIATE`` into the hop that runs the first job saves
-        one thread round trip per group (see docs/performance.md).
+        one thread round trip per group when there is no queue to gather
+        (see docs/performance.md).
         """
         assert self._writer is not None
         if self._writer.get_autocommit():
@@ -523,11 +529,13 @@ class Database:
             w.execute("COMMIT")
 
         try:
-            if len(payload) <= INLINE_COMMIT_BYTES:
+            if len(payload) <= INLINE_COMMIT_BYTES and not self._queue:
                 # A small group's COMMIT writes a few pages to the WAL and does
                 # not fsync (synchronous=NORMAL; the journal is the durable
                 # copy). That costs less than a round trip to a worker thread,
                 # and the writer connection is not in use anywhere else now.
+                # Under load (jobs already waiting) the worker does it instead,
+                # so the event loop keeps reading requests meanwhile.
                 commit()
             else:
                 await self._run(commit)
