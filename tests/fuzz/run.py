@@ -213,7 +213,8 @@ def run_atheris(target: str, iterations: int, timeout: float) -> None:
             out = atheris.Mutate(data, max_size)
         else:
             out = mutate(data, pool, rnd, max_size)
-        return fixup(target, out, rnd) if rnd.random() < 0.5 else out
+        # A repair may add a frame header: stay within what libFuzzer allows.
+        return (fixup(target, out, rnd) if rnd.random() < 0.5 else out)[:max_size]
 
     atheris.instrument_all()
     # New coverage goes to a scratch directory; the committed corpus is only read.
