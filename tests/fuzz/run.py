@@ -48,7 +48,7 @@ KNOWN: dict[str, tuple[str, ...]] = {
     # skips a value; neither is translated to the documented error yet.
     "frames": ("RecursionError@framing.py", "UnicodeDecodeError@framing.py"),
     "records": (),
-    "ops": ("RecursionError@ops.py", "UnicodeDecodeError@ops.py"),
+    "ops": (),
 }
 
 

@@ -50,7 +50,14 @@ def decode_ops(payload: bytes) -> list[Op]:
     """
     try:
         return _decoder.decode(payload)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    # msgspec raises UnicodeDecodeError for invalid UTF-8 in a str and
+    # RecursionError for absurdly nested input; both are just "does not decode".
+    except (
+        msgspec.DecodeError,
+        msgspec.ValidationError,
+        UnicodeDecodeError,
+        RecursionError,
+    ) as exc:
         raise JournalCorruptError(
             f"a journal record payload ({len(payload)} bytes) does not decode as "
             f"replicated operations: {exc}. Nothing was applied; re-seed this member "

@@ -94,7 +94,11 @@ class Receiver:
                     continue
                 try:
                     await self._session(target)
-                except (StreamReset, Error, ConnectionError, OSError) as exc:
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - the receiver must outlive any frame
+                    if not isinstance(exc, (StreamReset, Error, ConnectionError, OSError)):
+                        log.exception("replication from %s failed unexpectedly", target.name)
                     msg = exc.message if isinstance(exc, Error) else str(exc)
                     self.last_error = msg
                     self.resets += 1
