@@ -21,9 +21,9 @@ functions, to see what the driver itself costs.
 from __future__ import annotations
 
 import argparse
-import os
 import collections
 import cProfile
+import os
 import pstats
 import shutil
 import statistics
@@ -31,10 +31,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import litemirror
-from bench.harness import CellResult, run_cell
+from bench.harness import CellResult, Factory, run_cell
 from bench.systems import SQLITE, make_step
 from litemirror.testing.cluster import Cluster
 
@@ -55,8 +56,8 @@ def start(base: Path, members: int) -> Cluster:
     return cluster
 
 
-def factory(url: str, workload: str):  # type: ignore[no-untyped-def]
-    def make(index: int):  # type: ignore[no-untyped-def]
+def factory(url: str, workload: str) -> Factory:
+    def make(index: int) -> Callable[[int], None]:
         conn = litemirror.connect(url, isolation_level=None if workload != "tpcb" else "")
         return make_step(workload, conn, index, SQLITE)
 
@@ -165,7 +166,8 @@ def main() -> int:
                 summary.append(
                     f"{args.members}m {workload:12s} {clients:2d}c  median TPS {tps:8.1f}  "
                     f"p50 {p50:.3f} ms  p99 {p99:.3f} ms  "
-                    f"CPU {statistics.median(cpu_us):.0f} us/txn  ({args.repeat} x {args.duration:g}s)"
+                    f"CPU {statistics.median(cpu_us):.0f} us/txn  "
+                    f"({args.repeat} x {args.duration:g}s)"
                 )
                 print(summary[-1], flush=True)
             if args.client_profile:
