@@ -46,7 +46,7 @@ KNOWN: dict[str, tuple[str, ...]] = {
     # msgspec raises UnicodeDecodeError for a str that is not UTF-8 (msgspec
     # issue #714) and RecursionError for deep nesting, even where it only
     # skips a value; neither is translated to the documented error yet.
-    "frames": ("RecursionError@framing.py", "UnicodeDecodeError@framing.py"),
+    "frames": (),
     "records": (),
     "ops": (),
 }

@@ -49,6 +49,21 @@ paramstyle = "qmark"
 _ISOLATION_LEVELS = ("", "DEFERRED", "IMMEDIATE", "EXCLUSIVE")
 _CLOSED = "Cannot operate on a closed database."
 _PAUSE = 0.1
+_QUERY_WORDS = ("select", "values", "explain")
+
+
+def _safe_to_resend(request: m.ClientMessage) -> bool:
+    """Whether running ``request`` twice is harmless (it changes nothing)."""
+    if isinstance(request, (m.Ping, m.StatusRequest, m.Begin, m.Rollback)):
+        return True
+    if isinstance(request, m.Execute):
+        if request.begin:
+            return True
+        words = request.sql.lstrip(" \t\r\n(").split(None, 1)
+        first = words[0].lower() if words else ""
+        return first in _QUERY_WORDS or (first == "pragma" and "=" not in request.sql)
+    return False
+
 
 Row = tuple[Any, ...]
 RowFactory = Callable[["Cursor", Row], Any]
@@ -217,18 +232,41 @@ class Connection:
             hint: str | None = None
             while True:
                 was_in_transaction = self._in_transaction
+                if self._transport is not None and self._transport.peer_closed():
+                    # The member went away while we were idle; nothing was sent yet.
+                    self._drop()
+                    if was_in_transaction:
+                        raise self._aborted(
+                            m.Ping(id=0),
+                            errors.ConnectionLostError(
+                                "the member closed the connection during the transaction"
+                            ),
+                        )
                 transport = self._transport or self._open(hint)
                 request = build(self._next_id)
                 self._next_id += 1
+                sent = False
                 try:
+                    transport.send(request)
+                    sent = True
                     answer = self._exchange(transport, request)
                 except (errors.ConnectionLostError, errors.ProtocolError) as exc:
                     self._drop()
                     if was_in_transaction:
                         raise self._aborted(request, exc) from exc
-                    if retries > 0 and isinstance(exc, errors.ConnectionLostError):
+                    # Resend only what cannot have changed anything: a request that never
+                    # left, a read, or the statement that opens a transaction (which died
+                    # with the connection). A write sent without an answer may be committed.
+                    safe = not sent or _safe_to_resend(request)
+                    if retries > 0 and safe and isinstance(exc, errors.ConnectionLostError):
                         retries -= 1
                         continue
+                    if not safe and isinstance(exc, errors.ConnectionLostError):
+                        raise errors.ConnectionLostError(
+                            f"{exc.message}; the statement had been sent, so it may have been "
+                            "committed: check before running it again",
+                            retryable=False,
+                        ) from exc
                     raise
                 if isinstance(answer, m.Error):
                     self._in_transaction = answer.in_transaction
@@ -255,7 +293,7 @@ class Connection:
     def _exchange(
         self, transport: Transport, request: m.ClientMessage
     ) -> m.Result | m.Ok | m.Error:
-        transport.send(request)
+        """Read the answer to ``request`` (already sent)."""
         rid = request.id  # type: ignore[union-attr]
         parts: list[m.Result] = []
         while True:

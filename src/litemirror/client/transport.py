@@ -20,6 +20,7 @@ host said. A read-only connection accepts any member, but with
 
 from __future__ import annotations
 
+import select
 import socket
 import ssl
 import time
@@ -32,7 +33,7 @@ from litemirror.protocol.framing import FrameDecoder, encode
 from .url import ConnectInfo, format_address, parse_address
 
 _RECV_SIZE = 256 * 1024
-_FIRST_PAUSE = 0.05
+_FIRST_PAUSE = 0.02
 _MAX_PAUSE = 0.5
 #: A member may redirect us to another; more hops than this means a loop.
 _MAX_REDIRECTS = 3
@@ -76,6 +77,26 @@ class Transport:
     @property
     def closed(self) -> bool:
         return self._sock is None
+
+    def peer_closed(self) -> bool:
+        """True when the member already closed this connection (checked without waiting).
+
+        A member that died while the connection sat idle leaves an end-of-file
+        waiting to be read; noticing it before sending means a statement is never
+        written into a dead connection, where its fate would be unknown.
+        """
+        sock = self._sock
+        if sock is None:
+            return True
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+            if not readable:
+                return False
+            if isinstance(sock, ssl.SSLSocket):
+                return False  # TLS records cannot be peeked; the send path will tell
+            return sock.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
 
     def settimeout(self, timeout: float | None) -> None:
         if self._sock is not None:
@@ -182,7 +203,7 @@ def dial(
                 f"{info.connect_timeout} s ({report}); check that the mirror has a primary"
             )
         time.sleep(min(pause, remaining))
-        pause = min(pause * 2, _MAX_PAUSE)
+        pause = min(pause * 1.5, _MAX_PAUSE)
         hint = None
 
 

@@ -86,5 +86,12 @@ class FrameDecoder(Generic[T]):
                 )
         try:
             return self._decoder.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        # msgspec raises UnicodeDecodeError for a str that is not UTF-8 and
+        # RecursionError for absurd nesting (both found by fuzzing): malformed too.
+        except (
+            msgspec.DecodeError,
+            msgspec.ValidationError,
+            UnicodeDecodeError,
+            RecursionError,
+        ) as exc:
             raise ProtocolError(f"malformed frame: {exc}") from exc

@@ -96,7 +96,7 @@ class Receiver:
                     await self._session(target)
                 except asyncio.CancelledError:
                     raise
-                except Exception as exc:  # noqa: BLE001 - the receiver must outlive any frame
+                except Exception as exc:  # the receiver must outlive any frame
                     if not isinstance(exc, (StreamReset, Error, ConnectionError, OSError)):
                         log.exception("replication from %s failed unexpectedly", target.name)
                     msg = exc.message if isinstance(exc, Error) else str(exc)
