@@ -162,17 +162,7 @@ class ClientSession:
         if not hello.database:
             # A control connection (status, admin): no database attached.
             self.read_only = True
-            self._send(
-                m.Welcome(
-                    version=m.PROTOCOL_VERSION,
-                    mirror=mem.config.mirror.name,
-                    member=mem.me.name,
-                    role=mem.role,
-                    epoch=mem.epoch,
-                    lsn=mem.last_lsn,
-                    primary=mem.primary_address,
-                )
-            )
+            self._welcome()
             return True
         if not hello.read_only and mem.role != "primary":
             self._send_error(
@@ -202,6 +192,11 @@ class ClientSession:
             return False
         self.db.sessions += 1
         self.read_only = hello.read_only
+        self._welcome()
+        return True
+
+    def _welcome(self) -> None:
+        mem = self.member
         self._send(
             m.Welcome(
                 version=m.PROTOCOL_VERSION,
@@ -213,7 +208,6 @@ class ClientSession:
                 primary=mem.primary_address,
             )
         )
-        return True
 
     async def _dispatch(self, msg: m.ClientMessage) -> None:
         req = getattr(msg, "id", 0)

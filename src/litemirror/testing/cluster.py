@@ -44,6 +44,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def run_verify(config_path: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``litemirror verify`` on a mirror's config; the caller checks the exit code."""
+    return subprocess.run(
+        [sys.executable, "-m", "litemirror.cli.main", "verify", "--config", str(config_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def _toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -389,19 +399,7 @@ class Cluster:
         raise AssertionError("no member is primary")
 
     def verify(self) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "litemirror.cli.main",
-                "verify",
-                "--config",
-                str(self.config_path),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        return run_verify(self.config_path)
 
     def url(self, db: str = "app", *, members: Sequence[str] | None = None, **query: Any) -> str:
         hosts = ",".join(self.members[n].address for n in (members or list(self.members)))

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from litemirror.testing.cluster import Cluster, MemberProcess, free_port
+from litemirror.testing.cluster import Cluster, MemberProcess, free_port, run_verify
 from litemirror.testing.proxy import FaultProxy
 
 CLIENT_IP = "127.0.0.1"
@@ -182,19 +182,7 @@ class TrialMirror:
         return f"litemirror://{hosts}/{db}" + (f"?{q}" if q else "")
 
     def verify(self) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "litemirror.cli.main",
-                "verify",
-                "--config",
-                str(self.config_path),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        return run_verify(self.config_path)
 
     def close(self) -> None:
         """Kill everything, stop the proxy, unmount the tmpfs. Safe to call twice."""
