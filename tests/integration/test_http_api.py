@@ -241,6 +241,7 @@ def test_metrics_move_under_load(mirror: HttpCluster) -> None:
         "litemirror_commits_total",
         "litemirror_journal_records_total",
         "litemirror_journal_write_seconds_count",
+        "litemirror_commit_seconds_count",
         "litemirror_lsn",
     ):
         assert metric(after, name) >= metric(before, name) + 200, name

@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
@@ -71,6 +72,9 @@ class MemberServer:
             self.vip = VirtualIP(config.mirror.vip, self.me.vip_interface)
         self._vip_server: asyncio.Server | None = None
         self._http: asyncio.AbstractServer | None = None
+        #: Called with each commit's latency in seconds, as seen by the member
+        #: (one-shot write: from arrival to answer; transaction: its COMMIT).
+        self.commit_observers: list[Callable[[float], None]] = []
         self._missing_imports: list[str] = []
         #: Databases being imported with `db add --from` right now.
         self.importing: set[str] = set()
@@ -78,6 +82,10 @@ class MemberServer:
         self.events = EventLog(self.me.data_dir / "events.jsonl", self.me.name)
         peers = [x for x in config.failover_members if x.name != self.me.name]
         self.peer: Member | None = peers[0] if peers and self.me.kind == "failover" else None
+
+    def observe_commit(self, seconds: float) -> None:
+        for observe in self.commit_observers:
+            observe(seconds)
 
     @property
     def state_file(self) -> MemberState:

@@ -178,6 +178,15 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.commit = Histogram(
+            "litemirror_commit_seconds",
+            "Commit latency seen by the member: a one-shot write from arrival to answer, "
+            "a transaction's COMMIT from arrival to answer (journal fsync, backup "
+            "acknowledgement and SQLite commit included).",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        member.commit_observers.append(self.commit.observe)
         self.events = Counter(
             "litemirror_events",
             "Events of this member's event log, by kind and severity.",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from litemirror.engine.capture import ExecResult
@@ -222,7 +223,10 @@ class ClientSession:
                 await self._begin()
                 self._send(m.Ok(id=req, in_transaction=True))
             elif isinstance(msg, m.Commit):
+                t0 = time.monotonic()
                 lsn = await self._end("commit", msg.ack)
+                if lsn:
+                    self.member.observe_commit(time.monotonic() - t0)
                 self._send(m.Ok(id=req, lsn=lsn))
             elif isinstance(msg, m.Rollback):
                 await self._end("rollback")
@@ -283,10 +287,13 @@ class ClientSession:
                     self._send_result(msg.id, res, 0)
                     return
             self._check_writable()
+            t0 = time.monotonic()
             if msg.many is not None:
                 res, lsn = await self.db.write("many", msg.sql, many=msg.many)
             else:
                 res, lsn = await self.db.write("exec", msg.sql, msg.params)
+            if lsn:
+                self.member.observe_commit(time.monotonic() - t0)
             self._send_result(msg.id, res, lsn)
             return
         if self.txn is None:
