@@ -32,10 +32,11 @@ import apsw
 from litemirror.config import Member
 from litemirror.engine import apply as engine_apply
 from litemirror.errors import Error, ProtocolError
-from litemirror.journal import Record, RecordKind, scan
+from litemirror.journal import Record, RecordKind
 from litemirror.protocol import messages as m
 from litemirror.protocol import replication as r
 from litemirror.protocol.framing import FrameDecoder, encode
+from litemirror.replication import check_frame
 
 from .canary import canary_applied
 from .seeding import FileReceiver
@@ -219,14 +220,8 @@ class Receiver:
                 for db in [*self.missing_imports, *self._seed_waiters]:
                     self._send(r.SeedRequest(db=db))
             elif isinstance(msg, r.ReplRecords):
-                if msg.seq != expected_seq:
-                    self.refused += 1
-                    raise StreamReset(
-                        f"frame {msg.seq} arrived where {expected_seq} was "
-                        "expected; nothing of it was applied"
-                    )
+                await self._records(msg, expected_seq)
                 expected_seq += 1
-                await self._records(msg)
             elif isinstance(msg, r.Heartbeat):
                 self.primary_lsn = max(self.primary_lsn, msg.lsn)
                 if self.state == "catching up" and self.received >= msg.lsn:
@@ -247,7 +242,7 @@ class Receiver:
 
     # ------------------------------------------------------------ records
 
-    async def _records(self, msg: r.ReplRecords) -> None:
+    async def _records(self, msg: r.ReplRecords, expected_seq: int) -> None:
         j = self.m.journal
         data = msg.data
         if msg.compressed:
@@ -262,33 +257,19 @@ class Receiver:
                 raise StreamReset(
                     f"frame {msg.seq} does not decompress ({exc}); nothing of it was applied"
                 ) from None
-        res = scan(data)
-        if res.problem is not None or res.good_end != len(data) or not res.records:
+        verdict = check_frame(
+            seq=msg.seq,
+            expected_seq=expected_seq,
+            first_lsn=msg.first_lsn,
+            last_lsn=msg.last_lsn,
+            data=data,
+            journal_last_lsn=j.last_lsn,
+            journal_last_epoch=j.last_epoch,
+        )
+        if verdict.refused is not None:
             self.refused += 1
-            raise StreamReset(
-                f"frame {msg.seq} holds a damaged record ({res.problem}); nothing of it was applied"
-            )
-        recs = res.records
-        if recs[0].lsn != msg.first_lsn or recs[-1].lsn != msg.last_lsn:
-            self.refused += 1
-            raise StreamReset(
-                f"frame {msg.seq} says LSN {msg.first_lsn}..{msg.last_lsn} but "
-                f"holds {recs[0].lsn}..{recs[-1].lsn}"
-            )
-        expected = j.last_lsn + 1
-        for i, rec in enumerate(recs):
-            if rec.lsn != expected + i:
-                self.refused += 1
-                raise StreamReset(
-                    f"LSN gap: record {rec.lsn} arrived where {expected + i} "
-                    "was expected; nothing of the frame was applied"
-                )
-            if rec.epoch < j.last_epoch or (i and rec.epoch < recs[i - 1].epoch):
-                self.refused += 1
-                raise StreamReset(
-                    f"record {rec.lsn} is from epoch {rec.epoch}, older than "
-                    f"epoch {j.last_epoch} already seen; refused"
-                )
+            raise StreamReset(verdict.refused)
+        recs = list(verdict.records)
         if self.primary is not None and recs[-1].epoch > self.m.epoch:
             self.m.roles.newer_epoch_seen(recs[-1].epoch, self.primary.name)
             if self.m.agent is None:
