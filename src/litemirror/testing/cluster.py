@@ -54,7 +54,19 @@ def run_verify(config_path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _toml_value(v: Any) -> str:
+def _signal(proc: subprocess.Popen[bytes] | None, sig: int) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(sig)
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):
@@ -62,7 +74,7 @@ def _toml_value(v: Any) -> str:
     if isinstance(v, str):
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
     raise TypeError(f"cannot write {v!r} as TOML")
 
 
@@ -188,19 +200,13 @@ class MemberProcess:
         return self.proc.returncode
 
     def pause(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGSTOP)
+        _signal(self.proc, signal.SIGSTOP)
 
     def resume(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGCONT)
+        _signal(self.proc, signal.SIGCONT)
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
+        return _tail(self.log_path, lines)
 
 
 @dataclass
@@ -271,18 +277,13 @@ class ArbiterProcess:
                 self.proc.wait(10)
 
     def pause(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGSTOP)
+        _signal(self.proc, signal.SIGSTOP)
 
     def resume(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGCONT)
+        _signal(self.proc, signal.SIGCONT)
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return _tail(self.log_path, lines)
 
 
 class Cluster:
@@ -343,22 +344,22 @@ class Cluster:
     def write_config(self) -> None:
         lines = [
             "[mirror]",
-            f"name = {_toml_value(self.name)}",
-            f"databases = {_toml_value(self.databases)}",
+            f"name = {toml_value(self.name)}",
+            f"databases = {toml_value(self.databases)}",
         ]
-        lines += [f"{k} = {_toml_value(v)}" for k, v in self.mirror_extra.items()]
+        lines += [f"{k} = {toml_value(v)}" for k, v in self.mirror_extra.items()]
         if self.arbiter is not None:
-            lines.append(f"arbiter = {_toml_value(self.arbiter.address)}")
+            lines.append(f"arbiter = {toml_value(self.arbiter.address)}")
         for sec, values in self.sections.items():
-            lines += ["", f"[{sec}]"] + [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+            lines += ["", f"[{sec}]"] + [f"{k} = {toml_value(v)}" for k, v in values.items()]
         for mp in self.members.values():
             lines += [
                 "",
                 "[[members]]",
-                f"name = {_toml_value(mp.name)}",
-                f"address = {_toml_value(mp.address)}",
-                f"data_dir = {_toml_value(str(mp.data_dir))}",
-                f"kind = {_toml_value(mp.kind)}",
+                f"name = {toml_value(mp.name)}",
+                f"address = {toml_value(mp.address)}",
+                f"data_dir = {toml_value(str(mp.data_dir))}",
+                f"kind = {toml_value(mp.kind)}",
             ]
         self.config_path.write_text("\n".join(lines) + "\n")
 

@@ -23,22 +23,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from litemirror.testing.cluster import Cluster, MemberProcess, free_port, run_verify
+from litemirror.testing.cluster import (
+    Cluster,
+    MemberProcess,
+    free_port,
+    run_verify,
+    toml_value,
+)
 from litemirror.testing.proxy import FaultProxy
 
 CLIENT_IP = "127.0.0.1"
-
-
-def _toml(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml(x) for x in v) + "]"
-    raise TypeError(f"cannot write {v!r} as TOML")
 
 
 def arbiter_command() -> list[str] | None:
@@ -117,20 +111,20 @@ class TrialMirror:
         return f"{self.cluster[name].host}:{self.public[name]}"
 
     def _config_text(self, own: str | None) -> str:
-        lines = ["[mirror]", f"name = {_toml(self.cluster.name)}"]
-        lines.append(f"databases = {_toml(self.cluster.databases)}")
-        lines += [f"{k} = {_toml(v)}" for k, v in self.mirror.items()]
+        lines = ["[mirror]", f"name = {toml_value(self.cluster.name)}"]
+        lines.append(f"databases = {toml_value(self.cluster.databases)}")
+        lines += [f"{k} = {toml_value(v)}" for k, v in self.mirror.items()]
         for sec, values in self.sections.items():
-            lines += ["", f"[{sec}]"] + [f"{k} = {_toml(v)}" for k, v in values.items()]
+            lines += ["", f"[{sec}]"] + [f"{k} = {toml_value(v)}" for k, v in values.items()]
         for name, mp in self.cluster.members.items():
             address = mp.address if name == own else self.public_address(name)
             lines += [
                 "",
                 "[[members]]",
-                f"name = {_toml(name)}",
-                f"address = {_toml(address)}",
-                f"data_dir = {_toml(str(mp.data_dir))}",
-                f"kind = {_toml(mp.kind)}",
+                f"name = {toml_value(name)}",
+                f"address = {toml_value(address)}",
+                f"data_dir = {toml_value(str(mp.data_dir))}",
+                f"kind = {toml_value(mp.kind)}",
             ]
         return "\n".join(lines) + "\n"
 
