@@ -18,6 +18,13 @@ the bad value. Example::
     # can_start_become_primary = "/etc/litemirror/can-start --strict"
     # check_become_primary_ok = "python:mysite.hooks:check"
     # timeout_s = 10.0
+    # [tls]                       # docs/security.md
+    # ca = "certs/ca.crt"
+    # cert = "certs/members/{name}.crt"
+    # key = "certs/members/{name}.key"
+    # require = true
+    # [auth]
+    # require = true              # clients log in; roles read | write | admin
     # [canary]                    # heartbeat through the whole pipeline
     # interval_s = 5.0            # 0: off
     # stale_after_s = 30.0
@@ -30,7 +37,7 @@ the bad value. Example::
     # url = "https://hooks.example.com/litemirror"
 
 Environment overrides use ``LITEMIRROR_<SECTION>_<KEY>`` for scalar keys of
-the ``mirror``, ``journal``, ``server`` and ``limits`` sections, e.g.
+the ``mirror``, ``journal``, ``server``, ``limits``, ``tls`` and ``auth`` sections, e.g.
 ``LITEMIRROR_SERVER_THREADS=8``. Relative ``data_dir`` paths are resolved
 against the directory holding the config file.
 """
@@ -85,6 +92,41 @@ class MemberSection(_Frozen, frozen=True):
     compression: Compression = "auto"
     #: Network interface that takes ``mirror.vip`` when this member is primary.
     vip_interface: str | None = None
+    #: This member's certificate and key when they are not where ``tls.cert``
+    #: and ``tls.key`` say.
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    #: The certificate subject (RFC 4514, e.g. "CN=a,OU=member,O=litemirror")
+    #: authorised to act as this member; default: CN = member name, OU = member.
+    tls_subject: str | None = None
+
+
+class TlsSection(_Frozen, frozen=True):
+    """Mutual TLS for every port (see docs/security.md)."""
+
+    #: CA certificate (or bundle of several) that every peer's certificate must chain to.
+    ca: str | None = None
+    #: Certificate and key of the process; ``{name}`` becomes the member's name
+    #: (or ``arbiter`` for the arbiter): "certs/members/{name}.crt".
+    cert: str | None = None
+    key: str | None = None
+    #: Refuse plaintext connections on the member, arbiter and HTTP ports.
+    #: Member-to-member and member-to-arbiter traffic uses TLS whenever the
+    #: section is configured, whatever this says.
+    require: bool = False
+    #: CN of the arbiter's certificate, checked by members when they dial it.
+    arbiter_name: str = "arbiter"
+
+
+class AuthSection(_Frozen, frozen=True):
+    """Client authentication and roles (see docs/security.md)."""
+
+    #: Clients must log in with a user's password or a client certificate
+    #: mapped to a user; their role (read, write, admin) limits what they do.
+    require: bool = False
+    #: While no admin user exists, a connection from loopback may act as
+    #: admin, so that the first ``litemirror user add`` can run.
+    localhost_bootstrap: bool = True
 
 
 class JournalSection(_Frozen, frozen=True):
@@ -124,6 +166,8 @@ class LimitsSection(_Frozen, frozen=True):
     result_chunk_rows: int = 2000
     #: How long a read with ``min_lsn`` waits for this member to apply that LSN.
     read_wait_s: float = 10.0
+    #: A client connection that sends nothing for this long is closed (0: never).
+    idle_timeout_s: float = 3600.0
 
 
 class HooksSection(_Frozen, frozen=True):
@@ -219,6 +263,8 @@ class _FileConfig(_Frozen, frozen=True):
     hooks: HooksSection = HooksSection()
     notify: NotifySection = NotifySection()
     canary: CanarySection = CanarySection()
+    tls: TlsSection = TlsSection()
+    auth: AuthSection = AuthSection()
 
 
 class Member(_Frozen, frozen=True):
@@ -230,6 +276,9 @@ class Member(_Frozen, frozen=True):
     http: str | None
     vip_interface: str | None = None
     compression: Compression = "auto"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_subject: str | None = None
 
     @property
     def compress_stream(self) -> bool:
@@ -241,6 +290,25 @@ class Member(_Frozen, frozen=True):
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+
+class Tls(_Frozen, frozen=True):
+    """The resolved ``[tls]`` section: absolute paths, templates kept."""
+
+    ca: Path
+    cert: str
+    key: str
+    require: bool
+    arbiter_name: str
+
+    def files_for(self, name: str, member: Member | None = None) -> tuple[Path, Path]:
+        """Certificate and key of ``name`` (a member name or the arbiter's)."""
+        cert = member.tls_cert if member is not None and member.tls_cert else None
+        key = member.tls_key if member is not None and member.tls_key else None
+        return (
+            cert or Path(self.cert.replace("{name}", name)),
+            key or Path(self.key.replace("{name}", name)),
+        )
 
 
 class Config(_Frozen, frozen=True):
@@ -255,6 +323,8 @@ class Config(_Frozen, frozen=True):
     hooks: HooksSection = HooksSection()
     notify: NotifySection = NotifySection()
     canary: CanarySection = CanarySection()
+    tls: Tls | None = None
+    auth: AuthSection = AuthSection()
 
     def member(self, name: str) -> Member:
         for m in self.members:
@@ -368,8 +438,63 @@ def _check_canary(c: CanarySection) -> None:
         )
 
 
+def _path(base: Path, value: str | None) -> Path | None:
+    if value is None:
+        return None
+    p = Path(value)
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+SUBJECT_ATTR_RE = re.compile(r"^[A-Za-z][A-Za-z0-9.]*=.+$")
+
+
+def _check_subject(key: str, value: str | None) -> str | None:
+    """An RFC 4514 subject, checked for shape here and compared exactly at run time."""
+    if value is None:
+        return None
+    parts = [p.strip() for p in re.split(r"(?<!\\),", value)]
+    if not parts or not all(SUBJECT_ATTR_RE.match(p) for p in parts):
+        raise ConfigError(
+            f"{key}: {value!r} is not a certificate subject; write it like "
+            "'CN=a,OU=member,O=litemirror'"
+        )
+    return value
+
+
+def _check_tls(t: TlsSection, base: Path, members: list[Member]) -> Tls | None:
+    given = {k: getattr(t, k) for k in ("ca", "cert", "key") if getattr(t, k) is not None}
+    if not given:
+        if t.require:
+            raise ConfigError(
+                "tls.require: true needs tls.ca, tls.cert and tls.key (see docs/security.md)"
+            )
+        return None
+    missing = [k for k in ("ca", "cert", "key") if getattr(t, k) is None]
+    if missing:
+        raise ConfigError(
+            f"tls: {', '.join('tls.' + k for k in missing)} missing; give ca, cert and key "
+            "together (cert and key may use {name} for the member's name)"
+        )
+    if not MEMBER_RE.match(t.arbiter_name):
+        raise ConfigError(f"tls.arbiter_name: {t.arbiter_name!r} is not a valid name")
+    assert t.ca is not None and t.cert is not None and t.key is not None
+    ca = _path(base, t.ca)
+    assert ca is not None
+
+    def template(v: str) -> str:
+        return v if Path(v).is_absolute() else str(base / v)
+
+    return Tls(
+        ca=ca,
+        cert=template(t.cert),
+        key=template(t.key),
+        require=t.require,
+        arbiter_name=t.arbiter_name,
+    )
+
+
 def _env_overrides(data: dict[str, Any], environ: dict[str, str]) -> None:
-    for section in ("mirror", "journal", "server", "limits"):
+    for section in ("mirror", "journal", "server", "limits", "tls", "auth"):
         prefix = f"LITEMIRROR_{section.upper()}_"
         for key, raw in environ.items():
             if not key.startswith(prefix):
@@ -485,6 +610,9 @@ def build(
                 http=ms.http,
                 vip_interface=ms.vip_interface,
                 compression=ms.compression,
+                tls_cert=_path(base, ms.tls_cert),
+                tls_key=_path(base, ms.tls_key),
+                tls_subject=_check_subject(f"{key}.tls_subject", ms.tls_subject),
             )
         )
     failover = [x for x in members if x.kind == "failover"]
@@ -521,8 +649,14 @@ def build(
     if not (math.isfinite(h.timeout_s) and h.timeout_s > 0):
         raise ConfigError(f"hooks.timeout_s: {h.timeout_s} must be a positive number of seconds")
 
+    if not (math.isfinite(lim.idle_timeout_s) and lim.idle_timeout_s >= 0):
+        raise ConfigError(
+            f"limits.idle_timeout_s: {lim.idle_timeout_s!r} must be 0 (never) or a number of seconds"
+        )
+    _positive("limits.handshake_timeout_s", lim.handshake_timeout_s)
     _check_notify(fc.notify)
     _check_canary(fc.canary)
+    tls = _check_tls(fc.tls, base, members)
 
     return Config(
         path=path,
@@ -534,6 +668,8 @@ def build(
         hooks=h,
         notify=fc.notify,
         canary=fc.canary,
+        tls=tls,
+        auth=fc.auth,
     )
 
 

@@ -37,6 +37,9 @@ from litemirror.protocol import messages as m
 from litemirror.protocol.framing import FrameDecoder, encode
 from litemirror.protocol.peer import PeerHello
 from litemirror.protocol.replication import ReplHello
+from litemirror.security.certs import PeerIdentity
+
+from .tls_listener import identity_of
 
 from .database import ACK_LEVELS, Database
 from .jobs import TxnCommand, TxnJob
@@ -61,6 +64,9 @@ class ClientSession:
         self.decoder: FrameDecoder[Any] = FrameDecoder(
             m.OpeningMessage, max_frame=member.config.limits.max_frame_bytes
         )
+        #: The verified certificate's (CN, OU) when the connection is TLS and the
+        #: peer presented one; None otherwise.
+        self.identity: PeerIdentity | None = identity_of(writer)
         self.db: Database | None = None
         self.read_only = False
         self.txn: TxnJob | None = None
