@@ -21,6 +21,8 @@ BANNED = {"asyncio", "socket", "time", "threading", "subprocess", "selectors"}
 PURE = [
     "litemirror.journal.record",
     "litemirror.protocol",
+    # Named on its own as well: the listeners' first check of every connection.
+    "litemirror.protocol.handshake",
     "litemirror.failover",
     "litemirror.replication",
 ]

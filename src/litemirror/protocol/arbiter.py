@@ -40,6 +40,7 @@ from litemirror.failover.events import (
 )
 
 from . import messages as m
+from .fields import Count, Name, Sentence, Version
 
 ARB_VERSION = 1
 #: Frame size limit on arbiter connections, both directions.
@@ -54,22 +55,22 @@ class ArbMessage(msgspec.Struct, tag_field="t", frozen=True, forbid_unknown_fiel
 
 
 class WireClaim(ArbMessage, tag="aclaim", frozen=True):
-    member: str
-    epoch: int
-    over_epoch: int
+    member: Name
+    epoch: Count
+    over_epoch: Count
     force: bool = False
 
 
 class WireSetBackup(ArbMessage, tag="asetbackup", frozen=True):
-    member: str
-    epoch: int
+    member: Name
+    epoch: Count
     active: bool
 
 
 class WireHandOver(ArbMessage, tag="ahandover", frozen=True):
-    member: str
-    epoch: int
-    to: str
+    member: Name
+    epoch: Count
+    to: Name
 
 
 WireRequest = WireClaim | WireSetBackup | WireHandOver
@@ -79,25 +80,25 @@ WireRequest = WireClaim | WireSetBackup | WireHandOver
 
 
 class ArbHello(ArbMessage, tag="ahello", frozen=True):
-    version: int
-    mirror: str
-    member: str
+    version: Version
+    mirror: Name
+    member: Name
 
 
 class ArbBeat(ArbMessage, tag="abeat", frozen=True):
-    seq: int
+    seq: Count
     request: WireRequest | None = None
 
 
 class ArbAnswer(ArbMessage, tag="aanswer", frozen=True):
-    seq: int
-    epoch: int
-    holder: str | None
+    seq: Count
+    epoch: Count
+    holder: Name | None
     backup_active: bool
-    handover_to: str | None
-    in_contact: list[str]
+    handover_to: Name | None
+    in_contact: list[Name]
     answered: WireRequest | None = None
-    refused: str | None = None
+    refused: Sentence | None = None
 
 
 #: What may open a connection to the arbiter: a member's session or a control query.

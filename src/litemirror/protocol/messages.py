@@ -15,16 +15,21 @@ last one with ``done=True``.
 Authentication (user, password) is carried in ``Hello`` already so that TLS
 and roles can be added without changing frames.
 
+Names, user, password, SQL text, ids and LSNs have bounds checked when a
+frame is decoded (:mod:`litemirror.protocol.fields`); the opening message's
+names are checked in full by :mod:`litemirror.protocol.handshake`.
+
 SQLite values map to MessagePack natively: NULL, 64-bit INTEGER, REAL, TEXT
 and BLOB (bin). Parameters are a list (qmark) or a map (named).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
+from .fields import ARGS_MAX, Address, Count, Name, Password, Sql, User, Version, Word
 from .peer import PeerHello
 from .replication import ReplHello
 
@@ -72,22 +77,23 @@ class Message(msgspec.Struct, tag_field="t", frozen=True, forbid_unknown_fields=
 
 
 class Hello(Message, tag="hello", frozen=True):
-    version: int
-    database: str
-    client: str = "litemirror-python"
+    version: Version
+    #: "" for a control connection (status, admin actions).
+    database: Name
+    client: Name = "litemirror-python"
     read_only: bool = False
-    user: str | None = None
-    password: str | None = None
+    user: User | None = None
+    password: Password | None = None
 
 
 class Welcome(Message, tag="welcome", frozen=True):
-    version: int
-    mirror: str
-    member: str
-    role: str
-    epoch: int
-    lsn: int
-    primary: str | None = None
+    version: Version
+    mirror: Name
+    member: Name
+    role: Word
+    epoch: Count
+    lsn: Count
+    primary: Address | None = None
 
 
 # ----------------------------------------------------------------- requests
@@ -101,48 +107,48 @@ class Execute(Message, tag="exec", frozen=True):
     transaction first, as :mod:`sqlite3` does implicitly before DML.
     """
 
-    id: int
-    sql: str
+    id: Count
+    sql: Sql
     params: Params = None
     many: list[Any] | None = None
     begin: bool = False
-    min_lsn: int = 0
+    min_lsn: Count = 0
 
 
 class Script(Message, tag="script", frozen=True):
     """Run several statements separated by ``;`` as one transaction."""
 
-    id: int
-    sql: str
+    id: Count
+    sql: Sql
 
 
 class Begin(Message, tag="begin", frozen=True):
-    id: int
+    id: Count
 
 
 class Commit(Message, tag="commit", frozen=True):
-    id: int
-    ack: str | None = None
+    id: Count
+    ack: Word | None = None
 
 
 class Rollback(Message, tag="rollback", frozen=True):
-    id: int
+    id: Count
 
 
 class Ping(Message, tag="ping", frozen=True):
-    id: int
+    id: Count
 
 
 class StatusRequest(Message, tag="status", frozen=True):
-    id: int
+    id: Count
 
 
 class AdminRequest(Message, tag="admin", frozen=True):
     """An administrative action: ``journal_switch``, ``db_add``."""
 
-    id: int
-    action: str
-    args: dict[str, Any] = {}
+    id: Count
+    action: Name
+    args: Annotated[dict[Name, Any], msgspec.Meta(max_length=ARGS_MAX)] = {}
 
 
 # ------------------------------------------------------------------ answers
@@ -154,30 +160,30 @@ class Column(Message, tag="col", frozen=True):
 
 
 class Result(Message, tag="result", frozen=True):
-    id: int
+    id: Count
     columns: list[Column] | None = None
     rows: list[list[Value]] = []
     rowcount: int = -1
     lastrowid: int | None = None
-    lsn: int = 0
+    lsn: Count = 0
     in_transaction: bool = False
     done: bool = True
 
 
 class Ok(Message, tag="ok", frozen=True):
-    id: int
-    lsn: int = 0
+    id: Count
+    lsn: Count = 0
     in_transaction: bool = False
     info: dict[str, Any] = {}
 
 
 class Error(Message, tag="error", frozen=True):
-    id: int
-    kind: str
+    id: Count
+    kind: Name
     message: str
     sqlite_code: int | None = None
     retryable: bool = False
-    primary: str | None = None
+    primary: Address | None = None
     in_transaction: bool = False
 
 

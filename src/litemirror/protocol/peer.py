@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import msgspec
 
+from .fields import Count, Name, Version, Word
+
 PEER_VERSION = 1
 
 
@@ -21,20 +23,20 @@ class PeerMessage(msgspec.Struct, tag_field="t", frozen=True, forbid_unknown_fie
 
 
 class PeerHello(PeerMessage, tag="phello", frozen=True):
-    version: int
-    mirror: str
-    member: str
+    version: Version
+    mirror: Name
+    member: Name
 
 
 class PeerBeat(PeerMessage, tag="pbeat", frozen=True):
-    state: str
-    epoch: int
-    holder: str | None
+    state: Word
+    epoch: Count
+    holder: Name | None
     backup_active: bool = False
 
 
 class PeerTakeOver(PeerMessage, tag="ptake", frozen=True):
-    epoch: int
+    epoch: Count
 
 
 FromPeer = PeerBeat | PeerTakeOver

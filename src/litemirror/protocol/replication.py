@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import msgspec
 
+from .fields import Count, Digest, Name, Version, Word
+
 REPL_VERSION = 1
 
 
@@ -45,76 +47,76 @@ class ReplMessage(msgspec.Struct, tag_field="t", frozen=True, forbid_unknown_fie
 
 
 class ReplHello(ReplMessage, tag="rhello", frozen=True):
-    version: int
-    mirror: str
-    member: str
-    kind: str
-    last_lsn: int
-    last_epoch: int
-    compression: str = "off"
+    version: Version
+    mirror: Name
+    member: Name
+    kind: Word
+    last_lsn: Count
+    last_epoch: Count
+    compression: Word = "off"
     #: The member's copy cannot be trusted (an interrupted base copy, a failed
     #: apply): send a fresh base copy whatever its LSN says.
     reseed: bool = False
 
 
 class ReplWelcome(ReplMessage, tag="rwelcome", frozen=True):
-    mirror: str
-    primary: str
-    epoch: int
-    first_lsn: int
-    last_lsn: int
+    mirror: Name
+    primary: Name
+    epoch: Count
+    first_lsn: Count
+    last_lsn: Count
     #: "stream" (records follow from ``start_lsn``) or "seed" (a base copy follows).
-    mode: str
-    start_lsn: int
-    compression: str = "off"
+    mode: Word
+    start_lsn: Count
+    compression: Word = "off"
 
 
 class ReplRecords(ReplMessage, tag="rrec", frozen=True):
-    seq: int
-    first_lsn: int
-    last_lsn: int
+    seq: Count
+    first_lsn: Count
+    last_lsn: Count
     #: Journal records in their on-disk encoding, back to back (maybe compressed).
     data: bytes
     compressed: bool = False
 
 
 class ReplAck(ReplMessage, tag="rack", frozen=True):
-    received: int
-    durable: int
-    applied: int
+    received: Count
+    durable: Count
+    applied: Count
 
 
 class Heartbeat(ReplMessage, tag="rbeat", frozen=True):
-    lsn: int
-    epoch: int
-    ts_ms: int
+    lsn: Count
+    epoch: Count
+    ts_ms: Count
 
 
 class SeedBegin(ReplMessage, tag="sbegin", frozen=True):
-    start_lsn: int
-    epoch: int
-    databases: list[str]
+    start_lsn: Count
+    epoch: Count
+    databases: list[Name]
 
 
 class SeedFile(ReplMessage, tag="sfile", frozen=True):
-    db: str
-    offset: int
+    db: Name
+    offset: Count
     data: bytes
     #: Set on the last chunk of the file.
     last: bool = False
-    size: int = 0
+    size: Count = 0
     #: xxh3_64 hex digest of the whole file, on the last chunk.
-    checksum: str = ""
+    checksum: Digest = ""
     #: The database's own LSN inside the copy, on the last chunk.
-    lsn: int = 0
+    lsn: Count = 0
 
 
 class SeedEnd(ReplMessage, tag="send", frozen=True):
-    start_lsn: int
+    start_lsn: Count
 
 
 class SeedRequest(ReplMessage, tag="sreq", frozen=True):
-    db: str
+    db: Name
 
 
 FromPrimary = ReplWelcome | ReplRecords | Heartbeat | SeedBegin | SeedFile | SeedEnd
