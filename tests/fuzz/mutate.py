@@ -17,6 +17,8 @@ import xxhash
 
 from litemirror.journal import record as rec
 
+from . import tls_hello
+
 INTERESTING = [0, 1, 0x7F, 0x80, 0xFF, 0x100, 0x7FFF, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF]
 TOKENS = [
     b"\xc1",  # never used in MessagePack
@@ -83,7 +85,10 @@ def mutate(data: bytes, pool: list[bytes], rnd: random.Random, max_len: int) -> 
 
 def fixup(target: str, data: bytes, rnd: random.Random) -> bytes:
     """Repair length prefixes and checksums so the mutation reaches deeper checks."""
-    if target == "frames" and len(data) >= 6:
+    if target == "tls_clienthello":
+        return tls_hello.fixup(data, rnd)
+    # The handshake targets share the frames layout: 2 selector bytes, then frames.
+    if target in ("frames", "handshake", "arbiter_handshake") and len(data) >= 6:
         body_len = len(data) - 6
         if rnd.random() < 0.5:
             return data[:2] + struct.pack(">I", body_len) + data[6:]

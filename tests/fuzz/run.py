@@ -12,7 +12,12 @@ Two engines share the targets of :mod:`.targets`:
              coverage go to $TMPDIR/litemirror-fuzz/<target>/.
 
 Each input is time-boxed (``--timeout`` seconds of CPU); going over is a
-hang finding. A finding's smallest input goes to tests/fuzz/crashes/<target>/
+hang finding. The time box is a signal, which Python handles only between
+bytecodes: a hang inside C code (OpenSSL, msgspec) is caught by a watchdog
+instead, which stops the run after ``WATCHDOG_S`` seconds without progress
+and prints where it was stuck (rerun with the same ``--seed`` to reproduce).
+
+A finding's smallest input goes to tests/fuzz/crashes/<target>/
 with a .txt saying what happened. Findings whose signature is in ``KNOWN``
 (reported, not yet fixed) are counted but not saved again.
 """
@@ -20,10 +25,12 @@ with a .txt saying what happened. Findings whose signature is in ``KNOWN``
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import hashlib
 import itertools
 import random
 import re
+import resource
 import signal
 import sys
 import tempfile
@@ -40,6 +47,8 @@ HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "corpus"
 CRASHES = HERE / "crashes"
 MAX_LEN = 8192
+#: Wall-clock seconds one input may take before the run is stopped (see above).
+WATCHDOG_S = 120.0
 #: Findings reported to the owners of the parser and not fixed yet, by
 #: signature prefix. See tests/fuzz/crashes/*/ for the inputs.
 KNOWN: dict[str, tuple[str, ...]] = {
@@ -49,6 +58,10 @@ KNOWN: dict[str, tuple[str, ...]] = {
     "frames": (),
     "records": (),
     "ops": (),
+    "handshake": (),
+    "arbiter_handshake": (),
+    "tls_clienthello": (),
+    "password_hash": (),
 }
 
 
@@ -71,10 +84,12 @@ class Report:
 
     def summary(self) -> str:
         rate = self.iterations / self.seconds if self.seconds else 0.0
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
         lines = [
             f"target {self.target}: {self.iterations} inputs in {self.seconds:.1f} s "
             f"({rate:.0f}/s), {len(self.outcomes)} distinct outcomes, "
-            f"{len(self.findings)} finding signature(s), {len(self.new_findings())} new"
+            f"{len(self.findings)} finding signature(s), {len(self.new_findings())} new, "
+            f"peak RSS {peak} MiB"
         ]
         for sig, (count, data, _) in sorted(self.findings.items()):
             tag = "known" if sig not in self.new_findings() else "NEW"
@@ -136,11 +151,15 @@ def fuzz(
     report = Report(target)
     saved = 0
     old = signal.signal(signal.SIGVTALRM, _on_alarm)
-    start = time.monotonic()
+    start = armed = time.monotonic()
+    faulthandler.dump_traceback_later(WATCHDOG_S, exit=True)
     try:
         # Lazily: inputs() must see the pool grow as new outcomes are found.
         for data in itertools.chain(list(pool), _take(inputs(target, seed, pool), iterations)):
             report.iterations += 1
+            if (now := time.monotonic()) - armed > 1.0:  # re-arm about once a second
+                faulthandler.dump_traceback_later(WATCHDOG_S, exit=True)
+                armed = now
             try:
                 outcome = run_one(fn, data, timeout)
             except Finding as f:
@@ -161,6 +180,7 @@ def fuzz(
                 report.seconds = time.monotonic() - start
                 progress(report)
     finally:
+        faulthandler.cancel_dump_traceback_later()
         signal.signal(signal.SIGVTALRM, old)
         report.seconds = time.monotonic() - start
     return report

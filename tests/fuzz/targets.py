@@ -16,13 +16,22 @@ Targets:
              offset scan reports, find_next_record, and segfile.read_records
              over the same bytes as a file; byte 0 picks the variant.
 ``ops``      the engine's ops decoder (a journal record's payload).
+``handshake``          a member port's first bytes: classify_first_bytes, the
+                       opening decoder, check_opening, then what the connection
+                       reads next (see :mod:`.openings`).
+``arbiter_handshake``  the same at the arbiter's port.
+``tls_clienthello``    a member's TLS server side fed mutated and synthetic
+                       ClientHellos (see :mod:`.tls_hello`).
+``password_hash``      the parser of stored password hashes (see
+                       :mod:`.password_hash`); registered when
+                       ``litemirror.security.passwords`` exists.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import random
-import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +44,12 @@ from litemirror.journal import segfile
 from litemirror.protocol import arbiter, peer, replication
 from litemirror.protocol import messages as m
 from litemirror.protocol.framing import HEADER, FrameDecoder, encode
+
+from . import openings, tls_hello
+from .contract import Finding, _roundtrip, _shape, _unexpected
+
+#: The password target needs the password module (it came later than the others).
+HAVE_PASSWORDS = importlib.util.find_spec("litemirror.security.passwords") is not None
 
 #: The unions a FrameDecoder is used with (see server/ and client/).
 UNIONS: list[tuple[str, Any]] = [
@@ -51,42 +66,6 @@ UNIONS: list[tuple[str, Any]] = [
     ("replication.FromPrimary | Error", replication.FromPrimary | m.Error),  # the receiver's
 ]
 FRAME_LIMITS = [arbiter.MAX_FRAME, 1 << 20, 16]
-
-
-class Finding(Exception):
-    """A parser broke its contract on this input."""
-
-    def __init__(self, what: str, signature: str) -> None:
-        super().__init__(what)
-        self.what = what
-        #: Short and stable: the same bug found twice has the same signature.
-        self.signature = signature
-
-
-def _unexpected(exc: BaseException) -> Finding:
-    tb = traceback.extract_tb(exc.__traceback__)
-    ours = [f for f in tb if "litemirror" in f.filename] or tb
-    where = f"{ours[-1].filename.rsplit('/', 2)[-1]}:{ours[-1].lineno}" if ours else "?"
-    detail = "".join(traceback.format_exception(exc, limit=-8))
-    return Finding(
-        f"undocumented {type(exc).__name__} at {where}\n{detail}", f"{type(exc).__name__}@{where}"
-    )
-
-
-def _roundtrip(value: Any, decode: Callable[[bytes], Any], encode_: Callable[[Any], bytes]) -> None:
-    first = encode_(value)
-    try:
-        again = encode_(decode(first))
-    except Exception as exc:
-        raise Finding(
-            f"{type(value).__name__} decoded from the input does not decode after re-encoding: "
-            f"{exc!r}",
-            f"roundtrip-decode:{type(value).__name__}",
-        ) from exc
-    if again != first:
-        raise Finding(
-            f"{type(value).__name__} changes on a re-encode round trip", "roundtrip-differs"
-        )
 
 
 # ------------------------------------------------------------------- frames
@@ -118,12 +97,6 @@ def frames(data: bytes) -> str:
     except Exception as exc:
         raise _unexpected(exc) from exc
     return f"{name}:ok:{','.join(got[:4])}"
-
-
-def _shape(exc: BaseException) -> str:
-    """The message without numbers, cut short: the kind of refusal, not the instance."""
-    text = "".join("#" if c.isdigit() else c for c in str(exc))
-    return text[:48]
 
 
 # ------------------------------------------------------------------ records
@@ -206,7 +179,14 @@ TARGETS: dict[str, Callable[[bytes], str]] = {
     "frames": frames,
     "records": records,
     "ops": ops_target,
+    "handshake": openings.member_handshake,
+    "arbiter_handshake": openings.arbiter_handshake,
+    "tls_clienthello": tls_hello.tls_clienthello,
 }
+if HAVE_PASSWORDS:
+    from . import password_hash
+
+    TARGETS["password_hash"] = password_hash.password_hash
 
 
 # -------------------------------------------------------------------- seeds
@@ -298,11 +278,23 @@ def seeds(target: str) -> list[bytes]:
         return [b"\x00" + body, b"\x01" + header + body, b"\x02" + body[:-3]]
     if target == "ops":
         return _sample_ops()
+    if target in ("handshake", "arbiter_handshake"):
+        return openings.seeds(target)
+    if target == "tls_clienthello":
+        return tls_hello.seeds()
+    if target == "password_hash":
+        return password_hash.seeds()
     raise KeyError(target)
 
 
 def random_structured(target: str, rnd: random.Random) -> bytes:
     """A fresh input built from the formats' structure with random field values."""
+    if target in ("handshake", "arbiter_handshake"):
+        return openings.random_structured(target, rnd)
+    if target == "tls_clienthello":
+        return tls_hello.synthetic_client_hello(rnd)
+    if target == "password_hash":
+        return password_hash.random_structured(rnd)
     if target == "frames":
         msg = rnd.choice(_sample_messages())
         fields = msgspec.structs.asdict(msg)
