@@ -651,7 +651,8 @@ def build(
 
     if not (math.isfinite(lim.idle_timeout_s) and lim.idle_timeout_s >= 0):
         raise ConfigError(
-            f"limits.idle_timeout_s: {lim.idle_timeout_s!r} must be 0 (never) or a number of seconds"
+            f"limits.idle_timeout_s: {lim.idle_timeout_s!r} must be 0 (never) or a number "
+            "of seconds"
         )
     _positive("limits.handshake_timeout_s", lim.handshake_timeout_s)
     _check_notify(fc.notify)

@@ -15,52 +15,9 @@ import pytest
 import litemirror
 from litemirror import errors
 from litemirror.testing.cluster import Cluster
+from litemirror.testing.workload import Workload
 
 FAST = {"qos_timeout_ms": 1000, "heartbeat_ms": 200}
-
-
-class Workload:
-    """Inserts rows through a host-list URL, recording what was acknowledged and by whom."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.acked: list[tuple[int, float, str]] = []  # (id, time, member)
-        self.attempted: list[int] = []
-        self.errors: list[str] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        conn = None
-        i = 0
-        while not self.stop.is_set():
-            i += 1
-            self.attempted.append(i)
-            try:
-                if conn is None:
-                    conn = litemirror.connect(self.url, isolation_level=None, connect_timeout=15)
-                conn.execute("INSERT INTO t (id, v) VALUES (?, randomblob(16))", (i,))
-                self.acked.append((i, time.monotonic(), conn.member))
-            except errors.IntegrityError:
-                pass  # a retried insert whose first try committed: present, never acked
-            except errors.Error as exc:
-                self.errors.append(f"{type(exc).__name__}: {exc}")
-                conn = None
-            time.sleep(0.003)
-
-    def __enter__(self) -> Workload:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(30)
-
-    def wait_acks(self, n: int, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.acked) < n:
-            assert time.monotonic() < deadline, f"only {len(self.acked)} acks: {self.errors[-3:]}"
-            time.sleep(0.01)
 
 
 def _mirror(factory: Any, *extra: tuple[str, str], **kw: Any) -> Cluster:

@@ -1,22 +1,70 @@
-"""Control connections from the command line to members: status and admin actions."""
+"""Control connections from the command line to members: status and admin actions.
+
+Status asks need no login (the HTTP port shows the same to anyone). Admin
+actions log in as the user given with ``--user`` or ``LITEMIRROR_USER``, with
+the password from ``LITEMIRROR_PASSWORD`` or, on a terminal, a prompt (asked
+once per command). Without a user they go without credentials, which a
+member with ``auth.require`` refuses (unless no admin user exists yet and
+the command runs on the member's host: the bootstrap rule).
+"""
 
 from __future__ import annotations
 
+import getpass
+import os
+import sys
 from typing import Any
 
 from litemirror import errors
+from litemirror.client.credentials import control_context
 from litemirror.client.transport import Transport
 from litemirror.config import Config, Member
 from litemirror.protocol import messages as m
 
+Login = tuple[str, str | None]
+_user: str | None = None
+_password: str | None = None
 
-def call(host: str, port: int, request: m.ClientMessage, *, timeout: float = 5.0) -> dict[str, Any]:
+
+def use_user(user: str | None) -> None:
+    """Log in as ``user`` (the command line's ``--user``; None: LITEMIRROR_USER or nobody)."""
+    global _user, _password
+    _user, _password = user, None
+
+
+def login() -> Login | None:
+    """(user, password) for admin actions, or None to send no credentials."""
+    global _password
+    user = _user or os.environ.get("LITEMIRROR_USER") or None
+    if user is None:
+        return None
+    password = os.environ.get("LITEMIRROR_PASSWORD")
+    if password is None:
+        if _password is None and sys.stdin.isatty():
+            _password = getpass.getpass(f"password of litemirror user {user}: ")
+        password = _password
+    return user, password
+
+
+def call(
+    host: str,
+    port: int,
+    request: m.ClientMessage,
+    *,
+    timeout: float = 5.0,
+    credentials: Login | None = None,
+) -> dict[str, Any]:
     """Open a control connection, send one request, return the ``Ok.info``."""
-    t = Transport.connect(host, port, timeout if timeout > 0 else 5.0)
+    t = Transport.connect(host, port, timeout if timeout > 0 else 5.0, control_context())
     try:
         t.send(
             m.Hello(
-                version=m.PROTOCOL_VERSION, database="", read_only=True, client="litemirror-cli"
+                version=m.PROTOCOL_VERSION,
+                database="",
+                read_only=True,
+                client="litemirror-cli",
+                user=credentials[0] if credentials else None,
+                password=credentials[1] if credentials else None,
             )
         )
         welcome = t.recv()
@@ -81,4 +129,10 @@ def admin(
     config: Config, action: str, args: dict[str, Any], member: str | None = None
 ) -> dict[str, Any]:
     target = config.member(member) if member else find_primary(config)
-    return call(target.host, target.port, m.AdminRequest(id=1, action=action, args=args), timeout=0)
+    return call(
+        target.host,
+        target.port,
+        m.AdminRequest(id=1, action=action, args=args),
+        timeout=0,
+        credentials=login(),
+    )

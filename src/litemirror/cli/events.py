@@ -36,6 +36,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from litemirror import errors
+from litemirror.client.credentials import tls_from, use_tls
 from litemirror.config import SEVERITIES, Config, Member, load
 
 SEVERITY_STYLE = {
@@ -226,6 +227,7 @@ def poll(
 
 def run(args: argparse.Namespace) -> int:
     config = load(args.config)
+    use_tls(tls_from(config))
     srcs = sources(config, args.source, args.member)
     printer = Printer(args.json, args.min_severity)
     with ThreadPoolExecutor(max_workers=max(1, min(16, len(srcs)))) as pool:

@@ -15,7 +15,8 @@ import sys
 from collections.abc import Sequence
 
 from litemirror import __version__, errors
-from litemirror.config import load
+from litemirror.config import Config
+from litemirror.config import load as load_file
 
 
 def _setup_logging(level: str) -> None:
@@ -117,9 +118,28 @@ def cmd_arbiter(args: argparse.Namespace) -> int:
     from litemirror.server.arbiter import run_arbiter
 
     _setup_logging(args.log_level)
+    config = None
+    if args.config is not None:
+        try:
+            config = load(args.config)
+        except errors.ConfigError as exc:
+            print(f"litemirror: {exc.message}", file=sys.stderr)
+            return 2
+    elif args.listen is None:
+        print("litemirror arbiter: give --listen HOST:PORT or --config FILE", file=sys.stderr)
+        return 2
     return asyncio.run(
-        run_arbiter(args.listen, Path(args.data_dir), args.mirror, args.qos_timeout_ms)
+        run_arbiter(args.listen, Path(args.data_dir), args.mirror, args.qos_timeout_ms, config)
     )
+
+
+def load(path: str) -> Config:
+    """Load the mirror config; control connections follow its [tls] (and LITEMIRROR_TLS_*)."""
+    from litemirror.client.credentials import tls_from, use_tls
+
+    config = load_file(path)
+    use_tls(tls_from(config))
+    return config
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -191,10 +211,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("arbiter", help="run the arbiter of a mirror (on a third host)")
-    s.add_argument("--listen", required=True, metavar="HOST:PORT")
+    s.add_argument(
+        "--config",
+        metavar="FILE",
+        help="the mirror's config file: its mirror.arbiter, name, QoS timeout and [tls] apply",
+    )
+    s.add_argument("--listen", metavar="HOST:PORT", help="default: mirror.arbiter of --config")
     s.add_argument("--data-dir", required=True, metavar="DIR")
     s.add_argument("--mirror", help="mirror name (default: learned from the first member)")
-    s.add_argument("--qos-timeout-ms", type=int, default=2000)
+    s.add_argument("--qos-timeout-ms", type=int, default=None, help="default 2000")
     s.add_argument("--log-level", default=os.environ.get("LITEMIRROR_LOG_LEVEL", "info"))
     s.set_defaults(func=cmd_arbiter)
 

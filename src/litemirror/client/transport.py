@@ -93,7 +93,10 @@ class Transport:
             if not readable:
                 return False
             if isinstance(sock, ssl.SSLSocket):
-                return False  # TLS records cannot be peeked; the send path will tell
+                # The protocol is request/answer, so bytes on an idle TLS
+                # connection can only be a close_notify alert (or an error sent
+                # before closing): either way the member is going away.
+                return not sock.pending()
             return sock.recv(1, socket.MSG_PEEK) == b""
         except (OSError, ValueError):
             return True
@@ -177,6 +180,8 @@ def dial(
     ``hint`` is an address believed to be the primary (from a NotPrimaryError);
     it is tried first.
     """
+    if ssl_context is None:
+        ssl_context = info.ssl_context()
     deadline = time.monotonic() + info.connect_timeout
     pause = _FIRST_PAUSE
     said: dict[str, str] = {}

@@ -17,12 +17,22 @@ timeout         30         seconds to wait for the answer to one request
 ack             (member's) ``received``, ``durable`` or ``applied`` on commit
 retry           0          times an autocommit statement is resent after a
                            retryable error (lost member, failover)
+tls_ca          (none)     CA certificate file: connect with TLS and verify
+                           the member's certificate and host name against it
+tls_cert        (none)     client certificate file (with ``tls_key``): log
+                           in as the user the certificate names
+tls_key         (none)     the client certificate's key file
 ==============  =========  ===============================================
+
+Without ``tls_ca`` the connection is plaintext; a member with
+``tls.require`` refuses it with an error that says so.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import ssl
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote
 
@@ -51,6 +61,15 @@ class ConnectInfo:
     retry: int = 0
     user: str | None = None
     password: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context for this connection; None for plaintext."""
+        if self.tls_ca is None:
+            return None
+        return _context(self.tls_ca, self.tls_cert, self.tls_key)
 
     def __post_init__(self) -> None:
         # Checked here as well as in the parser so that ``dataclasses.replace``
@@ -69,6 +88,10 @@ class ConnectInfo:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise InterfaceError(f"{name}={value!r} is invalid; give a positive number")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise InterfaceError("tls_cert and tls_key must be given together")
+        if self.tls_cert is not None and self.tls_ca is None:
+            raise InterfaceError("tls_cert needs tls_ca: give the CA that signed the members")
         if not isinstance(self.retry, int) or self.retry < 0:
             raise InterfaceError(f"retry={self.retry!r} is invalid; give a whole number >= 0")
 
@@ -186,8 +209,14 @@ def parse_url(url: str) -> ConnectInfo:
             options[key] = value.lower()
         elif key == "retry":
             options[key] = _parse_int(key, value)
+        elif key in ("tls_ca", "tls_cert", "tls_key"):
+            if not value:
+                raise InterfaceError(f"{key} is empty; give a file path")
+            options[key] = value
         else:
-            known = "read_only, target, connect_timeout, timeout, ack, retry"
+            known = (
+                "read_only, target, connect_timeout, timeout, ack, retry, tls_ca, tls_cert, tls_key"
+            )
             raise InterfaceError(f"unknown option {key!r}; known options: {known}")
     return ConnectInfo(
         hosts=hosts,
@@ -196,6 +225,17 @@ def parse_url(url: str) -> ConnectInfo:
         password=password,
         **options,  # type: ignore[arg-type]
     )
+
+
+@functools.lru_cache(maxsize=32)
+def _context(ca: str, cert: str | None, key: str | None) -> ssl.SSLContext:
+    from litemirror.errors import ConfigError
+    from litemirror.security.certs import load_context
+
+    try:
+        return load_context(ca, cert, key, server=False)
+    except ConfigError as exc:
+        raise InterfaceError(exc.message) from None
 
 
 def _split_hosts(netloc: str) -> list[str]:

@@ -32,6 +32,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from litemirror.config import parse_address
 from litemirror.errors import Error
 from litemirror.failover import (
     AckTimeout,
@@ -63,6 +64,8 @@ from litemirror.failover import (
 )
 from litemirror.protocol import peer as p
 from litemirror.protocol.framing import FrameDecoder, encode
+
+from .dial import open_to
 
 if TYPE_CHECKING:
     from .member import MemberServer
@@ -197,11 +200,13 @@ class FailoverAgent:
         hb = self.m.config.mirror.heartbeat_ms / 1000
         while True:
             try:
-                _, writer = await asyncio.wait_for(
-                    asyncio.open_connection(
-                        peer.host, peer.port, local_addr=self.m.source_address()
-                    ),
-                    hb * 4,
+                _, writer = await open_to(
+                    self.m,
+                    peer.host,
+                    peer.port,
+                    member=peer,
+                    local_addr=self.m.source_address(),
+                    timeout=hb * 4,
                 )
             except (OSError, TimeoutError):
                 await asyncio.sleep(hb)
@@ -293,8 +298,15 @@ class FailoverAgent:
         assert cfg.arbiter is not None
         qos = cfg.qos_timeout_ms / 1000
         hb = cfg.heartbeat_ms / 1000
+        host, port = parse_address("mirror.arbiter", cfg.arbiter)
         client = ArbiterClient(
-            cfg.arbiter, cfg.name, self.m.me.name, qos, source=self.m.source_address()
+            cfg.arbiter,
+            cfg.name,
+            self.m.me.name,
+            qos,
+            opener=lambda: open_to(
+                self.m, host, port, local_addr=self.m.source_address(), timeout=qos
+            ),
         )
         self._arbiter_ok_sent = time.monotonic()
         try:

@@ -47,12 +47,16 @@ from typing import Any
 
 import msgspec
 
-from litemirror.config import parse_address
+from litemirror.config import Config, parse_address
 from litemirror.errors import ConfigError, Error, ProtocolError, UnavailableError
 from litemirror.failover import Arbiter, ArbiterRecord
 from litemirror.protocol import arbiter as wire
 from litemirror.protocol import messages as m
 from litemirror.protocol.framing import FrameDecoder, encode
+from litemirror.security.tls import member_authorisation
+from litemirror.security.tls import setup as tls_setup
+
+from .tls_listener import Listener, stream_factory
 
 log = logging.getLogger("litemirror.arbiter")
 
@@ -179,15 +183,21 @@ class ArbiterServer:
         mirror: str | None = None,
         qos_timeout: float = 2.0,
         handshake_timeout: float = HANDSHAKE_TIMEOUT,
+        config: Config | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.host, self.port = host, port
         self.mirror = mirror
         self.qos_timeout = qos_timeout
         self.handshake_timeout = handshake_timeout
+        #: The mirror config when started with --config: its [tls] section makes
+        #: every connection TLS, and only its failover members' certificates may
+        #: open member sessions.
+        self.config = config
+        self.tls = tls_setup(config, config.tls.arbiter_name) if config and config.tls else None
         self.state = Arbiter()
         self.sessions: dict[str, _Session] = {}
-        self._server: asyncio.Server | None = None
+        self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock_fd: int | None = None
         self._stop = asyncio.Event()
@@ -221,7 +231,32 @@ class ArbiterServer:
             save_state(self.data_dir, record, self.mirror)
         # Only the record survives a restart; contact has to be re-established.
         self.state = Arbiter(record=record).restarted()
-        self._server = await asyncio.start_server(self._on_connect, self.host, self.port)
+        refusal = b""
+        if self.tls is not None and self.tls.require:
+            refusal = encode(
+                m.Error(
+                    id=0,
+                    kind="OperationalError",
+                    message="the arbiter accepts only TLS connections (tls.require)",
+                )
+            )
+        self._server = await Listener(
+            stream_factory(self._on_connect, 64 * 1024),
+            self.tls.server if self.tls is not None else None,
+            self.tls is not None and self.tls.require,
+            self.handshake_timeout,
+            plaintext_refusal=refusal,
+            silence_refusal=encode(
+                m.Error(
+                    id=0,
+                    kind="ProtocolError",
+                    message=(
+                        f"no hello within the handshake timeout of {self.handshake_timeout:g} s"
+                    ),
+                )
+            ),
+            what="arbiter",
+        ).start(self.host, self.port)
         self._spawn(self._watch())
         log.info(
             "arbiter of mirror %s listening on %s: %s; QoS timeout %d ms",
@@ -320,6 +355,18 @@ class ArbiterServer:
             )
         if not hello.member or not hello.mirror:
             raise ProtocolError("the hello must name the mirror and the member")
+        if self.config is not None:
+            names = [x.name for x in self.config.failover_members]
+            if hello.member not in names or hello.mirror != self.config.mirror.name:
+                raise ProtocolError(
+                    f"member {hello.member} of mirror {hello.mirror} is not a failover member "
+                    f"of mirror {self.config.mirror.name} ({', '.join(names)})"
+                )
+            why = member_authorisation(
+                conn.writer.get_extra_info("ssl_object"), hello.member, self.config
+            )
+            if why is not None:
+                raise ProtocolError(f"refused as member {hello.member}: {why}")
         if self.mirror is None:
             try:
                 save_state(self.data_dir, self.state.record, hello.mirror)
@@ -479,15 +526,37 @@ class ArbiterServer:
 
 
 async def run_arbiter(
-    listen: str, data_dir: Path, mirror: str | None = None, qos_timeout_ms: int = 2000
+    listen: str | None,
+    data_dir: Path,
+    mirror: str | None = None,
+    qos_timeout_ms: int | None = None,
+    config: Config | None = None,
 ) -> int:
-    """Run the arbiter until SIGTERM/SIGINT. Returns the process exit code."""
+    """Run the arbiter until SIGTERM/SIGINT. Returns the process exit code.
+
+    With ``config`` (the mirror's config file), the listen address, mirror
+    name and QoS timeout default to the config's, and its [tls] applies.
+    """
     try:
+        if listen is None:
+            if config is None or config.mirror.arbiter is None:
+                raise ConfigError("--listen: give HOST:PORT, or a --config with mirror.arbiter")
+            listen = config.mirror.arbiter
         host, port = parse_address("--listen", listen)
+        if config is not None:
+            if mirror is not None and mirror != config.mirror.name:
+                raise ConfigError(
+                    f"--mirror {mirror!r} is not the config's mirror {config.mirror.name!r}"
+                )
+            mirror = config.mirror.name
+            if qos_timeout_ms is None:
+                qos_timeout_ms = config.mirror.qos_timeout_ms
+        if qos_timeout_ms is None:
+            qos_timeout_ms = 2000
         if qos_timeout_ms < 100:
             raise ConfigError(f"--qos-timeout-ms: {qos_timeout_ms} is below the minimum 100")
         server = ArbiterServer(
-            data_dir, host, port, mirror=mirror, qos_timeout=qos_timeout_ms / 1000
+            data_dir, host, port, mirror=mirror, qos_timeout=qos_timeout_ms / 1000, config=config
         )
         await server.start()
     except Error as exc:

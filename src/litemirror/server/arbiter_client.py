@@ -21,6 +21,7 @@ refused) and at the latest after ``qos_timeout``; the member turns that into
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from litemirror.config import parse_address
@@ -29,6 +30,8 @@ from litemirror.failover.events import ArbiterReport, ArbiterRequest
 from litemirror.protocol import arbiter as wire
 from litemirror.protocol import messages as m
 from litemirror.protocol.framing import FrameDecoder, encode
+
+Opener = Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
 
 
 class ArbiterUnreachable(UnavailableError):
@@ -43,6 +46,7 @@ class ArbiterClient:
         member: str,
         qos_timeout: float,
         source: tuple[str, int] | None = None,
+        opener: Opener | None = None,
     ) -> None:
         self.address = address
         self.host, self.port = parse_address("mirror.arbiter", address)
@@ -50,6 +54,9 @@ class ArbiterClient:
         self.member = member
         self.qos_timeout = qos_timeout
         self.source = source
+        #: Opens the connection (TLS and the arbiter's identity checked by the
+        #: member's dialler); default: plain TCP from ``source``.
+        self.opener = opener
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._decoder: FrameDecoder[Any] = FrameDecoder(wire.FromArbiter, max_frame=wire.MAX_FRAME)
@@ -108,9 +115,12 @@ class ArbiterClient:
             # (each failure drops it), skipped rather than trusted.
 
     async def _connect(self) -> None:
-        self._reader, self._writer = await asyncio.open_connection(
-            self.host, self.port, local_addr=self.source
-        )
+        if self.opener is not None:
+            self._reader, self._writer = await self.opener()
+        else:
+            self._reader, self._writer = await asyncio.open_connection(
+                self.host, self.port, local_addr=self.source
+            )
         self._decoder = FrameDecoder(wire.FromArbiter, max_frame=wire.MAX_FRAME)
         self._writer.write(
             encode(wire.ArbHello(version=wire.ARB_VERSION, mirror=self.mirror, member=self.member))

@@ -39,6 +39,7 @@ from litemirror import errors
 from litemirror.config import parse_address
 
 from .metrics import CONTENT_TYPE, Metrics
+from .tls_listener import Listener
 from .web import REPLICA_ROLES, LagTracker, MirrorView, asset
 
 if TYPE_CHECKING:
@@ -334,10 +335,23 @@ async def start_http(member: MemberServer) -> asyncio.AbstractServer | None:
     await runner.setup()
     protocol = runner.server
     assert protocol is not None  # set by setup()
+    tls = member.tls
+    body = b"This port speaks HTTPS only (tls.require); use https://\r\n"
+    listener = Listener(
+        protocol,
+        tls.server if tls is not None else None,
+        tls is not None and tls.require,
+        member.config.limits.handshake_timeout_s,
+        plaintext_refusal=(
+            b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        ),
+        on_refused=member.tls_refused,
+        what=f"member {member.me.name} HTTP",
+    )
     try:
-        server = await asyncio.get_running_loop().create_server(
-            protocol, host, port, reuse_address=True
-        )
+        server = await listener.start(host, port)
     except OSError as exc:
         await runner.cleanup()
         raise errors.ConfigError(
@@ -345,5 +359,6 @@ async def start_http(member: MemberServer) -> asyncio.AbstractServer | None:
             f"{exc.strerror or exc}; free the port or change http"
         ) from exc
     member.spawned(asyncio.get_running_loop().create_task(api.sample_forever(server)))
-    log.info("HTTP API and Mirror Monitor on http://%s/", member.me.http)
+    scheme = "https" if tls is not None else "http"
+    log.info("HTTP API and Mirror Monitor on %s://%s/", scheme, member.me.http)
     return server

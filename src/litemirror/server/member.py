@@ -25,6 +25,10 @@ from litemirror.config import load as load_config
 from litemirror.engine.checksum import table_checksums
 from litemirror.errors import ConfigError, Error, OperationalError, ProgrammingError
 from litemirror.journal import Journal, RecordKind
+from litemirror.protocol import messages as m
+from litemirror.protocol.framing import encode
+from litemirror.security.tls import TlsSetup
+from litemirror.security.tls import setup as tls_setup
 
 from .agent import FailoverAgent
 from .canary import status_fields as canary_status_fields
@@ -38,6 +42,7 @@ from .registry import Registry
 from .roles import StartFacts, decide_start
 from .session import ClientSession
 from .state import MemberState, load_state, save_state
+from .tls_listener import Listener, stream_factory
 from .transitions import Transitions
 from .vip import VirtualIP
 
@@ -54,7 +59,11 @@ class MemberServer:
         self.started = time.time()
         self._inflight: set[int] = set()
         self._horizon = 0
-        self._server: asyncio.Server | None = None
+        self._server: asyncio.AbstractServer | None = None
+        #: TLS contexts; None without a [tls] section. Read once at start:
+        #: a rotated certificate is picked up by a restart.
+        self.tls: TlsSetup | None = tls_setup(config, member)
+        self._refusals_said: dict[tuple[str, str], float] = {}
         self._stop = asyncio.Event()
         self._connections = 0
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -70,7 +79,7 @@ class MemberServer:
         self.vip: VirtualIP | None = None
         if config.mirror.vip is not None and self.me.vip_interface is not None:
             self.vip = VirtualIP(config.mirror.vip, self.me.vip_interface)
-        self._vip_server: asyncio.Server | None = None
+        self._vip_server: asyncio.AbstractServer | None = None
         self._http: asyncio.AbstractServer | None = None
         #: Called with each commit's latency in seconds, as seen by the member
         #: (one-shot write: from arrival to answer; transaction: its COMMIT).
@@ -280,9 +289,7 @@ class MemberServer:
         self.state = "deciding role"
         # Listen first: the other failover member may need our status to
         # decide its own role, and operators want `status` to answer.
-        self._server = await asyncio.start_server(
-            self.on_client, self.me.host, self.me.port, limit=1024 * 1024, backlog=1024
-        )
+        self._server = await self.listen(self.me.host, self.me.port)
         from .http_api import start_http
 
         self._http = await start_http(self)
@@ -473,6 +480,43 @@ class MemberServer:
             )
 
     # ------------------------------------------------------------ clients
+
+    async def listen(self, host: str, port: int) -> asyncio.AbstractServer:
+        """Serve clients, members and the CLI on host:port (TLS and plaintext told apart)."""
+        refusal = b""
+        if self.tls is not None and self.tls.require:
+            refusal = encode(
+                m.Error(
+                    id=0,
+                    kind="OperationalError",
+                    message=(
+                        f"member {self.me.name} accepts only TLS connections (tls.require); "
+                        "connect with TLS, e.g. litemirror://...?tls_ca=ca.crt"
+                    ),
+                )
+            )
+        listener = Listener(
+            stream_factory(self.on_client, 1024 * 1024),
+            self.tls.server if self.tls is not None else None,
+            self.tls is not None and self.tls.require,
+            self.config.limits.handshake_timeout_s,
+            plaintext_refusal=refusal,
+            on_refused=self.tls_refused,
+            what=f"member {self.me.name}",
+        )
+        return await listener.start(host, port, backlog=1024)
+
+    def tls_refused(self, peer: str, reason: str) -> None:
+        """Log a refused TLS peer; the same host and reason make one event a minute."""
+        key = (peer.rpartition(":")[0], reason)
+        now = time.monotonic()
+        if now - self._refusals_said.get(key, -60.0) < 60.0:
+            log.warning("connection with %s refused: %s", peer, reason)
+            return
+        self._refusals_said[key] = now
+        if len(self._refusals_said) > 1000:
+            self._refusals_said.clear()
+        self.event("tls_refused", f"connection with {peer} refused: {reason}", "warning", peer=peer)
 
     async def on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._connections >= self.config.limits.max_connections:
@@ -708,8 +752,8 @@ def checksums_of(path: Any) -> tuple[int, dict[str, str]]:
 
 
 async def run_member(config: Config, member: str) -> int:
-    server = MemberServer(config, member)
     try:
+        server = MemberServer(config, member)
         await server.start()
     except Error as exc:
         log.error("cannot start member %s: %s", member, exc.message)

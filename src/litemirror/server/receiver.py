@@ -39,6 +39,7 @@ from litemirror.protocol.framing import FrameDecoder, encode
 from litemirror.replication import check_frame
 
 from .canary import canary_applied
+from .dial import open_to
 from .seeding import FileReceiver
 
 if TYPE_CHECKING:
@@ -153,9 +154,8 @@ class Receiver:
 
     async def _session(self, target: Member) -> None:
         j = self.m.journal
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(target.host, target.port, local_addr=self.m.source_address()),
-            5.0,
+        reader, writer = await open_to(
+            self.m, target.host, target.port, member=target, local_addr=self.m.source_address()
         )
         self._writer = writer
         self.primary = target

@@ -38,13 +38,13 @@ from litemirror.protocol.framing import FrameDecoder, encode
 from litemirror.protocol.peer import PeerHello
 from litemirror.protocol.replication import ReplHello
 from litemirror.security.certs import PeerIdentity
-
-from .tls_listener import identity_of
+from litemirror.security.tls import member_authorisation
 
 from .database import ACK_LEVELS, Database
 from .jobs import TxnCommand, TxnJob
 from .reads import looks_like_query
 from .sender import Sender
+from .tls_listener import identity_of
 
 if TYPE_CHECKING:
     from .member import MemberServer
@@ -114,6 +114,10 @@ class ClientSession:
                 return
             if hello is None:
                 return
+            if isinstance(hello, PeerHello | ReplHello) and not self._member_authorised(
+                hello.member
+            ):
+                return
             if isinstance(hello, PeerHello):
                 if self.member.agent is not None:
                     await self.member.agent.peer_inbound(self.reader, self.decoder, hello)
@@ -149,6 +153,17 @@ class ClientSession:
             except ConnectionError:
                 pass
             self.writer.close()
+
+    def _member_authorised(self, claimed: str) -> bool:
+        """With [tls], only the certificate authorised for ``claimed`` may act as that member."""
+        why = member_authorisation(
+            self.writer.get_extra_info("ssl_object"), claimed, self.member.config
+        )
+        if why is None:
+            return True
+        self.member.tls_refused(self.peer, why)
+        self._send_error(0, ProtocolError(f"refused as member {claimed}: {why}"))
+        return False
 
     async def _handshake(self, hello: m.ClientMessage) -> bool:
         if not isinstance(hello, m.Hello):

@@ -235,9 +235,7 @@ class Transitions:
         # Clients that know only the virtual IP reach the primary on it.
         ip = m.vip.address.split("/")[0]
         if m._vip_server is None and ip != m.me.host:
-            m._vip_server = await asyncio.start_server(
-                m.on_client, ip, m.me.port, limit=1024 * 1024, backlog=1024
-            )
+            m._vip_server = await m.listen(ip, m.me.port)
         m.event("vip", f"took the virtual IP {m.vip.address} on {m.me.vip_interface}")
 
     async def release_vip(self) -> None:

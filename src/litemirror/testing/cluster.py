@@ -22,6 +22,14 @@ from typing import Any
 from urllib.parse import urlencode
 
 from litemirror import errors
+from litemirror.client.credentials import ClientTls, use_tls
+from litemirror.security.certs import Role, create_ca, issue
+
+
+_ports = random.Random()
+#: Ports given out by this process: a member not yet started does not hold its
+#: port, so binding alone would hand it out twice.
+_handed_out: set[int] = set()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -32,12 +40,17 @@ def free_port(host: str = "127.0.0.1") -> int:
     port before the member binds it. Picking below that range avoids it.
     """
     for _ in range(200):
-        port = random.randint(20000, 32000)
+        # Its own generator: a test that seeds ``random`` must not make two
+        # clusters (or a member and the arbiter) draw the same ports.
+        port = _ports.randint(20000, 32000)
+        if port in _handed_out:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
                 s.bind((host, port))
             except OSError:
                 continue
+            _handed_out.add(port)
             return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -90,6 +103,8 @@ class MemberProcess:
     proc: subprocess.Popen[bytes] | None = None
     #: Loopback address the member listens on (and connects from).
     host: str = "127.0.0.1"
+    #: HOST:PORT of the member's HTTP API, written to the config when set.
+    http: str | None = None
 
     @property
     def address(self) -> str:
@@ -220,6 +235,8 @@ class ArbiterProcess:
     host: str = "127.0.0.1"
     qos_timeout_ms: int = 2000
     proc: subprocess.Popen[bytes] | None = None
+    #: Start with ``--config`` (the mirror's [tls] and members apply).
+    config_path: Path | None = None
 
     @property
     def address(self) -> str:
@@ -245,6 +262,7 @@ class ArbiterProcess:
                 self.mirror,
                 "--qos-timeout-ms",
                 str(self.qos_timeout_ms),
+                *(["--config", str(self.config_path)] if self.config_path else []),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -299,6 +317,8 @@ class Cluster:
         name: str = "test",
         distinct_hosts: bool = False,
         arbiter: bool = False,
+        tls: bool = False,
+        tls_require: bool = False,
     ) -> None:
         self.base = Path(base)
         self.base.mkdir(parents=True, exist_ok=True)
@@ -333,8 +353,39 @@ class Cluster:
                 log_path=self.base / "arbiter.log",
                 mirror=name,
                 qos_timeout_ms=qos,
+                config_path=self.config_path if tls or tls_require else None,
             )
+        #: With ``tls``: a private CA and a certificate per member (SAN = its
+        #: loopback address) and for the arbiter, under ``base/certs``.
+        self.certs: Path | None = None
+        if tls or tls_require:
+            self.certs = self.base / "certs"
+            create_ca(self.certs)
+            for mp in self.members.values():
+                self.issue_member(mp.name, mp.host)
+            if self.arbiter is not None:
+                self.issue_member("arbiter", self.arbiter.host)
+            self.sections.setdefault(
+                "tls",
+                {
+                    "ca": str(self.certs / "ca.crt"),
+                    "cert": str(self.certs / "members" / "{name}.crt"),
+                    "key": str(self.certs / "members" / "{name}.key"),
+                    "require": tls_require,
+                },
+            )
+            # Status calls and the CLI of this process reach the members over TLS.
+            use_tls(ClientTls(str(self.certs / "ca.crt")))
         self.write_config()
+
+    def issue_member(self, name: str, host: str, **kwargs: Any) -> Path:
+        """(Re)issue member ``name``'s certificate from the cluster's CA; its path."""
+        assert self.certs is not None, "the cluster was made without tls"
+        return issue(self.certs, name, Role.MEMBER, hosts=[host], force=True, **kwargs).cert
+
+    def client_tls(self) -> dict[str, str]:
+        """URL query options a driver needs to reach this cluster (empty without TLS)."""
+        return {"tls_ca": str(self.certs / "ca.crt")} if self.certs is not None else {}
 
     def _next_host(self) -> str:
         if not getattr(self, "distinct_hosts", False):
@@ -361,6 +412,8 @@ class Cluster:
                 f"data_dir = {toml_value(str(mp.data_dir))}",
                 f"kind = {toml_value(mp.kind)}",
             ]
+            if mp.http is not None:
+                lines.append(f"http = {toml_value(mp.http)}")
         self.config_path.write_text("\n".join(lines) + "\n")
 
     def __getitem__(self, name: str) -> MemberProcess:
@@ -386,6 +439,8 @@ class Cluster:
             log_path=self.base / f"{name}.log",
         )
         self.members[name] = mp
+        if self.certs is not None:
+            self.issue_member(name, host)
         self.write_config()
         return mp
 
@@ -399,10 +454,20 @@ class Cluster:
                     continue
         raise AssertionError("no member is primary")
 
+    def run_cli(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """Run ``litemirror ARGS --config <this mirror's config>``."""
+        return subprocess.run(
+            [sys.executable, "-m", "litemirror.cli.main", *args, "--config", str(self.config_path)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
     def verify(self) -> subprocess.CompletedProcess[str]:
         return run_verify(self.config_path)
 
     def url(self, db: str = "app", *, members: Sequence[str] | None = None, **query: Any) -> str:
+        query = {**self.client_tls(), **query}
         hosts = ",".join(self.members[n].address for n in (members or list(self.members)))
         q = (
             (
@@ -425,6 +490,8 @@ class Cluster:
                 self.arbiter.stop()
 
     def kill_all(self) -> None:
+        if self.certs is not None:
+            use_tls(None)
         for mp in self.members.values():
             with contextlib.suppress(Exception):
                 mp.resume()
