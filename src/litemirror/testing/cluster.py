@@ -25,7 +25,6 @@ from litemirror import errors
 from litemirror.client.credentials import ClientTls, use_tls
 from litemirror.security.certs import Role, create_ca, issue
 
-
 _ports = random.Random()
 #: Ports given out by this process: a member not yet started does not hold its
 #: port, so binding alone would hand it out twice.
