@@ -108,6 +108,10 @@ def test_required_tls_mirror_replicates_and_fails_over(cluster_factory: Any) -> 
     assert r.returncode == 0, r.stdout + r.stderr
     # Every member-to-member link ran over TLS: no refusals were needed.
     assert not _events(c, new, "tls_refused")
+    # The event log of the whole mirror, read over HTTPS.
+    r = c.run_cli("events", "--source", "http")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "taking over" in r.stdout
 
 
 def test_plaintext_is_refused_cleanly_on_every_port(cluster_factory: Any) -> None:

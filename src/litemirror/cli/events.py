@@ -36,7 +36,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from litemirror import errors
-from litemirror.client.credentials import tls_from, use_tls
+from litemirror.client.credentials import control_context, tls_from, use_tls
 from litemirror.config import SEVERITIES, Config, Member, load
 
 SEVERITY_STYLE = {
@@ -72,6 +72,11 @@ def _key(ev: dict[str, Any]) -> tuple[Any, ...]:
     return (ev.get("ts"), ev.get("kind"), ev.get("message"))
 
 
+
+def _scheme() -> str:
+    """https when the mirror has [tls] (members then serve HTTPS, verified with its CA)."""
+    return "https" if control_context() is not None else "http"
+
 @dataclass
 class Source:
     """Where one member's events are read from, and what was already printed."""
@@ -86,7 +91,7 @@ class Source:
     @property
     def where(self) -> str:
         if self.via == "http":
-            return f"http://{self.member.http}/events"
+            return f"{_scheme()}://{self.member.http}/events"
         return str(self.member.data_dir / "events.jsonl")
 
     def fetch(self, timeout: float) -> list[dict[str, Any]]:
@@ -96,9 +101,9 @@ class Source:
         return self._file()
 
     def _http(self, timeout: float) -> list[dict[str, Any]]:
-        url = f"http://{self.member.http}/events?limit=1000"
+        url = f"{_scheme()}://{self.member.http}/events?limit=1000"
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:
+            with urllib.request.urlopen(url, timeout=timeout, context=control_context()) as resp:
                 doc = json.loads(resp.read())
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise errors.UnavailableError(

@@ -39,14 +39,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from litemirror.errors import ProtocolError
+from litemirror.protocol.handshake import classify_first_bytes
 from litemirror.security.certs import PeerIdentity, peer_identity
 
 log = logging.getLogger("litemirror.tls")
-
-#: First byte of a TLS handshake record. A litemirror frame starts with a
-#: 4-byte length; 0x16 there would mean a frame of over 350 MiB, which no
-#: port accepts, so the two cannot be confused.
-TLS_HANDSHAKE = b"\x16"
 
 #: Called with (peer address, reason) when a connection is refused at the TLS layer.
 RefusalHook = Callable[[str, str], None]
@@ -149,7 +145,7 @@ class Listener:
         if not first:
             transport.abort()
             return
-        if first[:1] == TLS_HANDSHAKE:
+        if classify_first_bytes(first) == "tls":
             if self.context is None:
                 self.refuse(peer, "the peer started TLS but this process has no [tls] section")
                 transport.abort()
