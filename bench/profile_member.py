@@ -10,6 +10,7 @@ processes), repeats each cell and prints the median, and can attach
     python -m bench.profile_member --members 2 --workload insert --clients 1,16
     python -m bench.profile_member --workload tpcb --clients 16 --pyspy /tmp/tpcb.txt
     python -m bench.profile_member --workload point_select --client-profile
+    python -m bench.profile_member --members 2 --clients 1,16 --tls   # TLS everywhere
 
 ``--pyspy FILE`` records the primary during the last repeat of each cell
 (``.svg`` gives a flame graph, anything else py-spy's "raw" collapsed
@@ -40,9 +41,9 @@ from bench.systems import SQLITE, make_step
 from litemirror.testing.cluster import Cluster
 
 
-def start(base: Path, members: int) -> Cluster:
+def start(base: Path, members: int, tls: bool = False) -> Cluster:
     names = [("a", "failover")] + ([("b", "failover")] if members > 1 else [])
-    cluster = Cluster(base, members=names, databases=["app"], name="prof")
+    cluster = Cluster(base, members=names, databases=["app"], name="prof", tls_require=tls)
     cluster.start()
     if members > 1:
         # Measure the synchronous path only once the backup is active.
@@ -107,11 +108,14 @@ def main() -> int:
         "--gil", action="store_true", help="py-spy --gil: only the thread holding the GIL"
     )
     ap.add_argument("--client-profile", action="store_true")
+    ap.add_argument(
+        "--tls", action="store_true", help="tls.require: clients and the backup use mutual TLS"
+    )
     ap.add_argument("--keep", action="store_true", help="keep the data directory")
     args = ap.parse_args()
 
     base = Path(tempfile.mkdtemp(prefix="lm-prof-"))
-    cluster = start(base / "c", args.members)
+    cluster = start(base / "c", args.members, args.tls)
     url = cluster.url("app")
     proc = cluster["a"].proc
     assert proc is not None
