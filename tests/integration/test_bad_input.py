@@ -158,6 +158,16 @@ BAD_CONFIGS = [
         "[[members]]\nname='a'\naddress='127.0.0.1:7702'\ndata_dir='e'\n",
         "duplicate member",
     ),
+    (
+        "[mirror]\nname = 'x'\n[tls]\nca='missing-ca.crt'\ncert='{name}.crt'\nkey='{name}.key'\n"
+        "[[members]]\nname='a'\naddress='127.0.0.1:7701'\ndata_dir='d'\n",
+        "missing-ca.crt",
+    ),
+    (
+        "[mirror]\nname = 'x'\n[tls]\nrequire=true\n"
+        "[[members]]\nname='a'\naddress='127.0.0.1:7701'\ndata_dir='d'\n",
+        "tls.require",
+    ),
 ]
 
 
