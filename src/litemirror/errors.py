@@ -25,7 +25,9 @@ for :mod:`sqlite3` catches the same things::
             ├── ConnectionLostError        the member went away mid-request (retryable)
             ├── TransactionAbortedError    transaction in flight lost its member (retryable)
             ├── CommitUnknownError         the member lost its role mid-commit: outcome unknown
-            └── UnavailableError           no member could be reached / in trouble
+            ├── UnavailableError           no member could be reached / in trouble
+            ├── AuthenticationError        credentials missing or not accepted
+            └── PermissionDeniedError      the user's role does not allow the action
 
 ``retryable`` tells the driver (and the application) whether running the same
 transaction again, from the start, is safe and may succeed.
@@ -151,6 +153,22 @@ class UnavailableError(OperationalError):
     retryable = True
 
 
+class AuthenticationError(OperationalError):
+    """The member did not accept the credentials, or none were given where needed.
+
+    The message is the same whether the user exists or not. Give a user name
+    and password (``litemirror://user:password@host/db``) or a client
+    certificate that names a user.
+    """
+
+
+class PermissionDeniedError(OperationalError):
+    """The logged-in user's role (read, write, admin) does not allow this action.
+
+    Nothing was changed. The message names the role the action needs.
+    """
+
+
 #: Wire name -> class, for carrying errors from member to driver.
 BY_NAME: dict[str, type[Error]] = {
     cls.__name__: cls
@@ -175,5 +193,7 @@ BY_NAME: dict[str, type[Error]] = {
         TransactionAbortedError,
         CommitUnknownError,
         UnavailableError,
+        AuthenticationError,
+        PermissionDeniedError,
     )
 }

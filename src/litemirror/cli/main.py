@@ -52,8 +52,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_shell(args: argparse.Namespace) -> int:
     from .shell import run_shell
+    from .users import url_with_login
 
-    return run_shell(args.url)
+    return run_shell(url_with_login(args.url))
 
 
 def cmd_db_add(args: argparse.Namespace) -> int:
@@ -143,6 +144,8 @@ def load(path: str) -> Config:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .users import login_option
+
     p = argparse.ArgumentParser(
         prog="litemirror", description="High-availability mirroring for SQLite."
     )
@@ -164,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("shell", help="SQL prompt on a member")
     s.add_argument("url", help="litemirror://host:port,.../database")
+    login_option(s)
     s.set_defaults(func=cmd_shell)
 
     db = sub.add_parser("db", help="database management").add_subparsers(
@@ -180,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not wait for (and show) the copy reaching the other members",
     )
     s.add_argument("--timeout", type=float, default=600.0)
+    login_option(s)
     s.set_defaults(func=cmd_db_add)
 
     j = sub.add_parser("journal", help="journal management").add_subparsers(
@@ -188,21 +193,25 @@ def build_parser() -> argparse.ArgumentParser:
     s = j.add_parser("switch", help="close the current journal segment and open a new one")
     s.add_argument("--config", required=True)
     s.add_argument("--member")
+    login_option(s)
     s.set_defaults(func=cmd_journal_switch)
 
     s = sub.add_parser("switchover", help="planned switchover to the backup, no data lost")
     s.add_argument("--to", required=True, metavar="MEMBER")
     s.add_argument("--config", required=True)
     s.add_argument("--timeout", type=float, default=30.0)
+    login_option(s)
     s.set_defaults(func=cmd_switchover)
 
     s = sub.add_parser("promote", help="make a DR member primary (no failover member left)")
     s.add_argument("--member", required=True)
     s.add_argument("--config", required=True)
+    login_option(s)
     s.set_defaults(func=cmd_promote)
 
     s = sub.add_parser("verify", help="compare every database on every member")
     s.add_argument("--config", required=True)
+    login_option(s)
     s.set_defaults(func=cmd_verify)
 
     s = sub.add_parser("demo", help="start a local mirror, run a workload, show what happens")
@@ -229,11 +238,18 @@ def build_parser() -> argparse.ArgumentParser:
     from .events import add_parser as add_events_parser
 
     add_events_parser(sub)
+    from .users import add_parser as add_users_parser
+
+    add_users_parser(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "user", None):
+        from .control import use_user
+
+        use_user(args.user)
     try:
         rc: int = args.func(args)
         return rc

@@ -16,16 +16,19 @@ Health checks answer with a status code a load balancer understands:
   on the primary and on a replica that is seeding, rolling back or fenced.
 
 Admin POSTs need the bearer token when one is configured (server.http_token,
-or the ``LITEMIRROR_HTTP_TOKEN`` environment variable); without a token they
-are accepted only from loopback. Every error is a JSON body
+or the ``LITEMIRROR_HTTP_TOKEN`` environment variable) or HTTP Basic auth of
+an admin user. Without either they are accepted from loopback only, and with
+``auth.require`` not even from there (except while no admin user exists, see
+:mod:`litemirror.server.users`). Refusals are 401 (with ``WWW-Authenticate``)
+or 403 and an ``auth_refused`` event naming the peer. Every error is a JSON body
 ``{"error": kind, "message": ...}`` with a 4xx/5xx code, never a traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hmac
-import ipaddress
 import logging
 import math
 import os
@@ -40,6 +43,7 @@ from litemirror.config import parse_address
 
 from .metrics import CONTENT_TYPE, Metrics
 from .tls_listener import Listener
+from .users import BOOTSTRAP, is_loopback
 from .web import REPLICA_ROLES, LagTracker, MirrorView, asset
 
 if TYPE_CHECKING:
@@ -84,6 +88,8 @@ ADMIN_BODIES: dict[str, type[_Body]] = {
 
 _STATUS_OF: list[tuple[type[errors.Error], int]] = [
     (errors.UnavailableError, 503),
+    (errors.AuthenticationError, 401),
+    (errors.PermissionDeniedError, 403),
     (errors.OperationalError, 409),
     (errors.ProgrammingError, 400),
     (errors.ConfigError, 400),
@@ -114,6 +120,34 @@ def _number(raw: str) -> float | None:
     except ValueError:
         return None
     return value if math.isfinite(value) else None
+
+
+class _Refused(Exception):
+    """An admin POST without acceptable credentials: answered with ``status``."""
+
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+        self.message = message
+
+
+def _peer(request: web.Request) -> str:
+    """The client's "host:port" (the port too, unlike ``request.remote``)."""
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return f"{request.remote or 'unknown'}:0"
+
+
+def _basic_credentials(value: str) -> tuple[str, str]:
+    """(user, password) from the value of a Basic Authorization header ('', '' if malformed)."""
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return "", ""
+    user, colon, password = decoded.partition(":")
+    return (user, password) if colon else ("", "")
 
 
 def admin_token(member: MemberServer) -> str | None:
@@ -265,29 +299,80 @@ class HttpApi:
 
     # ------------------------------------------------------------- admin
 
-    def _authorize(self, request: web.Request) -> None:
+    async def _authorize(self, request: web.Request, action: str) -> str:
+        """Who sends this admin POST (for the event); raises _Refused if nobody allowed.
+
+        Accepted: the bearer token when one is configured; HTTP Basic auth of
+        an admin user (checked like a protocol login, off the event loop);
+        without either, loopback while ``auth.require`` is off (as before
+        users existed), or the bootstrap rule while no admin user exists.
+        """
+        users = self.m.users
+        peer = _peer(request)
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        scheme = scheme.lower()
+        if scheme == "basic":
+            name, password = _basic_credentials(value)
+            try:
+                who = await users.authenticate(name, password, None, peer)
+            except errors.AuthenticationError as exc:
+                raise _Refused(401, "AuthenticationError", exc.message) from None
+            try:
+                who = await users.authorize_action(who, action, {}, peer)
+            except errors.PermissionDeniedError as exc:
+                raise _Refused(403, "PermissionDeniedError", exc.message) from None
+            return who.describe()
         if self.token is not None:
-            given = request.headers.get("Authorization", "")
-            scheme, _, value = given.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
+            if scheme != "bearer" or not hmac.compare_digest(
                 value.strip().encode(), self.token.encode()
             ):
-                raise web.HTTPUnauthorized(reason="Bearer token required")
-            return
-        try:
-            loopback = ipaddress.ip_address(request.remote or "").is_loopback
-        except ValueError:
-            loopback = False
-        if not loopback:
-            raise web.HTTPForbidden(
-                reason="Admin requests are accepted only from loopback when no token is set"
-            )
+                users.refused(
+                    peer, "authentication", f"HTTP admin {action} from {peer} without the token"
+                )
+                raise _Refused(401, "unauthorized", "Bearer token required")
+            return "the bearer token"
+        if not self.m.config.auth.require:
+            if not is_loopback(peer):
+                users.refused(
+                    peer, "authentication", f"HTTP admin {action} from {peer}: not loopback"
+                )
+                raise _Refused(
+                    403,
+                    "forbidden",
+                    "Admin requests are accepted only from loopback when no token is set",
+                )
+            return f"loopback ({peer})"
+        if await users.bootstrap_allowed(peer):
+            return BOOTSTRAP.describe()
+        users.refused(
+            peer,
+            "authentication",
+            f"authentication required: HTTP admin {action} from {peer} gave no credentials",
+        )
+        raise _Refused(
+            401,
+            "AuthenticationError",
+            "authentication required: send HTTP Basic credentials of an admin user "
+            "(or the bearer token)",
+        )
+
+    def _refusal(self, exc: _Refused) -> web.Response:
+        resp = error_response(exc.status, exc.kind, exc.message)
+        if exc.status == 401:
+            resp.headers.popall("WWW-Authenticate", None)
+            if self.token is not None:
+                resp.headers.add("WWW-Authenticate", "Bearer")
+            resp.headers.add("WWW-Authenticate", 'Basic realm="litemirror", charset="UTF-8"')
+        return resp
 
     def _admin(self, action: str) -> Handler:
         body_type = ADMIN_BODIES[action]
 
         async def run(request: web.Request) -> web.StreamResponse:
-            self._authorize(request)
+            try:
+                who = await self._authorize(request, action)
+            except _Refused as exc:
+                return self._refusal(exc)
             raw = await request.read()
             try:
                 body = msgspec.json.decode(raw or b"{}", type=body_type)
@@ -303,7 +388,7 @@ class HttpApi:
                 from .registry import Registry
 
                 Registry.validate_name(args["name"])
-            self.m.event("admin", f"HTTP admin {action} from {request.remote}", **args)
+            self.m.event("admin", f"HTTP admin {action} from {request.remote} by {who}", **args)
             return json_response(await self.m.admin(action, args))
 
         return run

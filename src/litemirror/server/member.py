@@ -44,6 +44,7 @@ from .session import ClientSession
 from .state import MemberState, load_state, save_state
 from .tls_listener import Listener, stream_factory
 from .transitions import Transitions
+from .users import Principal, Users
 from .vip import VirtualIP
 
 log = logging.getLogger("litemirror.member")
@@ -89,6 +90,7 @@ class MemberServer:
         self.importing: set[str] = set()
         self.role_reason = "starting"
         self.events = EventLog(self.me.data_dir / "events.jsonl", self.me.name)
+        self.users = Users(self)
         peers = [x for x in config.failover_members if x.name != self.me.name]
         self.peer: Member | None = peers[0] if peers and self.me.kind == "failover" else None
 
@@ -547,19 +549,30 @@ class MemberServer:
         log.info("database %s created at LSN %d", name, rec.lsn)
         return rec.lsn
 
-    async def admin(self, action: str, args: dict[str, Any]) -> dict[str, Any]:
+    async def admin(
+        self, action: str, args: dict[str, Any], actor: Principal | None = None
+    ) -> dict[str, Any]:
+        """Run an admin action; the caller has checked that ``actor`` may (None: anyone)."""
         from .importer import import_database
+        from .registry import SYSTEM_DB
+        from .users import OPEN, USER_ACTIONS, allows
 
         if action == "journal_switch":
             seg = await self.jw.call(lambda j: j.switch())
             return {"segment": seg}
-        if self.role != "primary" and action in ("db_add",):
+        if self.role != "primary" and action in ("db_add", *(USER_ACTIONS - {"user_list"})):
             raise OperationalError(
                 f"member {self.me.name} is {self.role}; run {action} on the primary",
                 primary=self.primary_address,
             )
+        if action in USER_ACTIONS:
+            return await self.users.run(action, args, actor or OPEN)
         if action == "db_add":
             name = str(args.get("name", ""))
+            if name == SYSTEM_DB:
+                raise ProgrammingError(
+                    f"database name {name!r} is reserved for litemirror's users; choose another"
+                )
             src = args.get("from")
             if src:
                 lsn = await import_database(self, name, str(src))
@@ -571,7 +584,10 @@ class MemberServer:
         if action == "promote":
             return await self._promote(bool(args.get("to_primary", True)))
         if action == "databases":
-            return {"databases": self.registry.names()}
+            names = self.registry.names()
+            if actor is not None and not allows(actor.role, "admin"):
+                names = [n for n in names if n != SYSTEM_DB]
+            return {"databases": names}
         if action == "checksum":
             name = str(args.get("name", ""))
             min_lsn = int(args.get("min_lsn", 0) or 0)

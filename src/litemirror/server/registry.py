@@ -34,6 +34,9 @@ from .journal_writer import JournalWriter
 log = logging.getLogger("litemirror.registry")
 
 SUFFIX = ".db"
+#: The mirrored database that holds litemirror's own tables (users). Its name
+#: starts with "_", which database names in the config and `db add` cannot.
+SYSTEM_DB = "_system"
 
 
 class Registry:
@@ -152,7 +155,7 @@ class Registry:
 
     @staticmethod
     def validate_name(name: str) -> None:
-        if not DB_RE.match(name):
+        if not DB_RE.match(name) and name != SYSTEM_DB:
             raise ProgrammingError(
                 f"database name {name!r}: use letters, digits, '_' or '-' (at most 64, "
                 "starting with a letter or digit)"

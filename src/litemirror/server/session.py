@@ -23,6 +23,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from litemirror.engine import policy
 from litemirror.engine.capture import ExecResult
 from litemirror.errors import (
     Error,
@@ -45,6 +46,7 @@ from .jobs import TxnCommand, TxnJob
 from .reads import looks_like_query
 from .sender import Sender
 from .tls_listener import identity_of
+from .users import OPEN, Principal, allows
 
 if TYPE_CHECKING:
     from .member import MemberServer
@@ -70,6 +72,8 @@ class ClientSession:
         self.db: Database | None = None
         self.read_only = False
         self.txn: TxnJob | None = None
+        #: Who the client logged in as (everything allowed while auth.require is off).
+        self.principal: Principal = OPEN
 
     # ------------------------------------------------------------- framing
 
@@ -181,6 +185,13 @@ class ClientSession:
             )
             return False
         mem = self.member
+        try:
+            self.principal = await mem.users.login(
+                hello.user, hello.password, self.identity, self.peer, hello.database
+            )
+        except Error as exc:
+            self._send_error(0, exc)
+            return False
         if not hello.database:
             # A control connection (status, admin): no database attached.
             self.read_only = True
@@ -257,6 +268,7 @@ class ClientSession:
                     raise ProgrammingError(
                         "executescript() inside an open transaction; commit or roll back first"
                     )
+                self._may_write("a script")
                 self._check_writable()
                 if self.db is None:
                     raise ProgrammingError("this connection has no database; name one in the URL")
@@ -267,7 +279,10 @@ class ClientSession:
             elif isinstance(msg, m.StatusRequest):
                 self._send(m.Ok(id=req, info=self.member.status()))
             elif isinstance(msg, m.AdminRequest):
-                info = await self.member.admin(msg.action, msg.args)
+                self.principal = await self.member.users.authorize_action(
+                    self.principal, msg.action, msg.args, self.peer
+                )
+                info = await self.member.admin(msg.action, msg.args, actor=self.principal)
                 self._send(m.Ok(id=req, info=info))
             else:
                 raise ProtocolError(f"unexpected message {type(msg).__name__} after the handshake")
@@ -288,6 +303,11 @@ class ClientSession:
                 primary=mem.primary_address,
             )
 
+    def _may_write(self, what: str) -> None:
+        """Refuse a change the logged-in user's role (or the system database) does not allow."""
+        db = self.db.name if self.db is not None else None
+        self.member.users.may_write(self.principal, db, self.peer, what)
+
     async def _execute(self, msg: m.Execute) -> None:
         if self.db is None:
             raise ProgrammingError("this connection has no database; name one in the URL")
@@ -302,11 +322,22 @@ class ClientSession:
                     primary=self.member.primary_address,
                 )
         if self.txn is None and not msg.begin:
-            if self.read_only or (msg.many is None and looks_like_query(msg.sql)):
+            # Refused on the writer too; refused here before a reader could run them
+            # (ATTACH would read any file the member can, BEGIN would pin a reader).
+            refusal = policy.keyword_refusal(policy.first_keyword(msg.sql))
+            if refusal is not None:
+                raise refusal
+            query = msg.many is None and looks_like_query(msg.sql)
+            if not query and not allows(self.principal.role, "write"):
+                self._may_write(
+                    "executemany()" if msg.many is not None else "a statement that writes"
+                )
+            if self.read_only or query:
                 res = await self.db.read(msg.sql, msg.params)
                 if res is not None:
                     self._send_result(msg.id, res, 0)
                     return
+            self._may_write("a statement that writes")
             self._check_writable()
             t0 = time.monotonic()
             if msg.many is not None:
@@ -318,6 +349,8 @@ class ClientSession:
             self._send_result(msg.id, res, lsn)
             return
         if self.txn is None:
+            # begin=True: the driver opens a transaction before a DML statement.
+            self._may_write("a statement that writes")
             await self._begin()
         txn = self.txn
         assert txn is not None and self.db is not None
@@ -332,6 +365,7 @@ class ClientSession:
     async def _begin(self) -> None:
         if self.txn is not None:
             raise ProgrammingError("cannot start a transaction within a transaction")
+        self._may_write("a transaction (BEGIN)")
         self._check_writable()
         if self.db is None:
             raise ProgrammingError("this connection has no database; name one in the URL")

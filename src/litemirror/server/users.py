@@ -1,0 +1,528 @@
+"""Users and roles: who may log in to the mirror, and what each role may do.
+
+Theory of operation
+-------------------
+Users live in the table ``users`` of the system database ``_system``, a
+database of the registry like any other: the primary changes it through the
+normal journalled write path, so backups apply it from the replication
+stream, a member that takes over already knows every user, and ``litemirror
+verify`` compares it like the rest. It is created on the primary by the
+first ``litemirror user add``. Clients may read it only as admin, and never
+write it: users change through the ``user_*`` admin actions only.
+
+With ``auth.require`` off (the default) nothing here is asked: every
+connection may do everything, as before users existed. With it on, a
+connection logs in in ``Hello``:
+
+* user name and password, checked against the stored scrypt hash
+  (:mod:`litemirror.security.passwords`) on a small thread pool of its own,
+  so logins never wait behind SQLite work or hold up the event loop;
+* or a verified TLS client certificate (``OU=client``) whose CN names a
+  user; such a user needs no password (and may have none);
+* or nothing: a control connection (no database) may then ping and ask for
+  status, which the HTTP port shows to anyone anyway, and nothing else.
+
+Whatever went wrong — unknown user, wrong password, a certificate-only user
+trying a password — the client gets the same :class:`AuthenticationError`
+text after the same amount of work (an unknown user costs a dummy scrypt
+run), and the log and event say only who tried from where.
+
+Roles are ordered: ``read`` < ``write`` < ``admin``. ``read`` runs queries
+(the reader path) and the read-only admin actions; ``write`` also changes
+data; ``admin`` may do everything, including switchover, promote, db add,
+journal switch and user management. The session asks :meth:`Users.may_write`
+and :meth:`Users.authorize_action` before it acts.
+
+Bootstrap: while no admin user exists, a connection from loopback may act as
+admin (``auth.localhost_bootstrap``, on by default), so the first ``litemirror
+user add`` can run on a member's host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import ipaddress
+import logging
+import re
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from litemirror.errors import (
+    AuthenticationError,
+    Error,
+    PermissionDeniedError,
+    ProgrammingError,
+    UnavailableError,
+)
+from litemirror.security.certs import PeerIdentity
+from litemirror.security.passwords import (
+    check_password,
+    dummy_verify,
+    hash_password,
+    verify_password,
+)
+
+from .registry import SYSTEM_DB
+
+if TYPE_CHECKING:
+    from .member import MemberServer
+
+log = logging.getLogger("litemirror.users")
+T = TypeVar("T")
+
+ROLES = ("read", "write", "admin")
+#: User names: what a certificate CN may be too (see security.certs.check_name).
+USER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+#: Admin actions that only read; every other admin action needs the admin role.
+READ_ACTIONS = frozenset({"databases", "checksum"})
+USER_ACTIONS = frozenset({"user_add", "user_remove", "user_passwd", "user_list"})
+#: Logins waiting for a password check beyond this are refused (retryable).
+MAX_PENDING_CHECKS = 64
+#: Successful checks remembered (as keyed digests), so reconnects skip scrypt.
+VERIFIED_CACHE = 1024
+#: One auth_refused event per peer host and kind in this window; the rest are logged.
+EVENT_EVERY_S = 60.0
+
+AUTH_FAILED = (
+    "authentication failed: the user name and password (or the client certificate) "
+    "were not accepted; check the credentials"
+)
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('read', 'write', 'admin')),
+    password_hash TEXT,
+    created_at TEXT NOT NULL,
+    changed_at TEXT NOT NULL
+);
+"""
+
+
+# ------------------------------------------------------------- pure rules
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a connection acts as."""
+
+    #: The user name; None when nobody logged in.
+    user: str | None
+    #: read, write or admin; None: may only ping and ask for status.
+    role: str | None
+    #: open (auth not required), password, certificate, bootstrap or anonymous.
+    how: str
+
+    def describe(self) -> str:
+        if self.user is not None:
+            return f"user {self.user!r} ({self.role})"
+        if self.how == "bootstrap":
+            return "a loopback connection acting as admin (no admin user exists yet)"
+        if self.how == "open":
+            return "a client (auth.require is off)"
+        return "a connection without credentials"
+
+
+OPEN = Principal(None, "admin", "open")
+ANONYMOUS = Principal(None, None, "anonymous")
+BOOTSTRAP = Principal(None, "admin", "bootstrap")
+
+
+def allows(role: str | None, needed: str) -> bool:
+    """Whether ``role`` may do what ``needed`` may (read < write < admin)."""
+    return role in ROLES and ROLES.index(role) >= ROLES.index(needed)
+
+
+def action_needs(action: str, args: dict[str, Any]) -> str:
+    """The role an admin action needs."""
+    if action in READ_ACTIONS and args.get("name") != SYSTEM_DB:
+        return "read"
+    return "admin"
+
+
+def check_user_name(name: object) -> str:
+    if not isinstance(name, str) or not USER_RE.match(name):
+        raise ProgrammingError(
+            f"user name {str(name)[:80]!r} is not usable: use 1-64 letters, digits, '.', '_' "
+            "or '-', starting with a letter or digit"
+        )
+    return name
+
+
+def check_role(role: object) -> str:
+    if role not in ROLES:
+        raise ProgrammingError(f"role {str(role)[:40]!r} is not one of {', '.join(ROLES)}")
+    return str(role)
+
+
+def is_loopback(peer: str) -> bool:
+    """Whether ``peer`` ("host:port", IPv6 hosts with or without brackets) is on loopback."""
+    host = peer.rpartition(":")[0].strip("[]")
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped.is_loopback
+    return addr.is_loopback
+
+
+def _short(text: str | None) -> str:
+    """A client-given name, safe to log (quoted, bounded)."""
+    return repr(text[:64] + ("..." if len(text) > 64 else "")) if text is not None else "-"
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    name: str
+    role: str
+    password_hash: str | None
+    created_at: str
+    changed_at: str
+
+
+# --------------------------------------------------------------- the shell
+
+
+class Users:
+    """The member's users: lookups, logins, role checks and changes."""
+
+    def __init__(self, member: MemberServer) -> None:
+        self.m = member
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending = 0
+        self._lock = asyncio.Lock()
+        self._cache_key = secrets.token_bytes(32)
+        self._verified: OrderedDict[bytes, None] = OrderedDict()
+        #: (peer host, kind) -> (when the last event was emitted, refusals logged since).
+        self._said: dict[tuple[str, str], tuple[float, int]] = {}
+
+    @property
+    def required(self) -> bool:
+        return self.m.config.auth.require
+
+    async def _off_loop(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="auth")
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    # ------------------------------------------------------------ reading
+
+    async def _rows(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        reg = self.m.registry
+        if not reg.exists(SYSTEM_DB):
+            return []
+        db = await reg.get(SYSTEM_DB)
+        try:
+            res = await db.read(sql, params)
+        except ProgrammingError:
+            return []  # created, but the users table is not there yet
+        return list(res.rows) if res is not None else []
+
+    async def lookup(self, name: str) -> UserRow | None:
+        rows = await self._rows(
+            "SELECT name, role, password_hash, created_at, changed_at FROM users WHERE name = ?",
+            [name],
+        )
+        return UserRow(*rows[0]) if rows else None
+
+    async def listing(self) -> list[UserRow]:
+        rows = await self._rows(
+            "SELECT name, role, password_hash, created_at, changed_at FROM users ORDER BY name", []
+        )
+        return [UserRow(*r) for r in rows]
+
+    async def admin_exists(self) -> bool:
+        return bool(await self._rows("SELECT 1 FROM users WHERE role = 'admin' LIMIT 1", []))
+
+    # ------------------------------------------------------------- logins
+
+    async def login(
+        self,
+        user: str | None,
+        password: str | None,
+        identity: PeerIdentity | None,
+        peer: str,
+        database: str = "",
+    ) -> Principal:
+        """Who a new connection acts as; raises (and logs) when it may not connect."""
+        if not self.required:
+            return OPEN
+        user = user or None
+        cert_user = identity.cn if identity is not None and identity.ou == "client" else None
+        if user is None and cert_user is None:
+            if not database:
+                return ANONYMOUS  # status and ping only
+            if await self.bootstrap_allowed(peer):
+                return BOOTSTRAP
+            self.refused(
+                peer,
+                "authentication",
+                f"authentication required: a connection from {peer} to database "
+                f"{_short(database)} gave no credentials",
+            )
+            raise AuthenticationError(
+                "authentication required: this mirror needs a user name and password "
+                "(litemirror://user:password@host/database) or a client certificate"
+            )
+        name = user if user is not None else cert_user
+        assert name is not None
+        principal = await self.authenticate(name, password, cert_user, peer)
+        if database == SYSTEM_DB and not allows(principal.role, "admin"):
+            self.refused(
+                peer,
+                "permission",
+                f"permission denied: {principal.describe()} from {peer} may not open "
+                "the system database",
+            )
+            raise PermissionDeniedError(
+                f"{SYSTEM_DB} is litemirror's system database; only admin users may read it"
+            )
+        return principal
+
+    async def authenticate(
+        self, name: str, password: str | None, cert_user: str | None, peer: str
+    ) -> Principal:
+        """Check a password (or a certificate's user); raise AuthenticationError if refused."""
+        try:
+            row = await self.lookup(name) if USER_RE.match(name) else None
+        except Error as exc:
+            log.warning("cannot look up user %s for %s: %s", _short(name), peer, exc.message)
+            raise UnavailableError(
+                f"member {self.m.me.name} cannot check credentials right now; retry",
+                primary=self.m.primary_address,
+            ) from None
+        if cert_user is not None and name == cert_user:
+            if row is not None:
+                return Principal(name, row.role, "certificate")
+            how = f"client certificate CN={_short(cert_user)}"
+        else:
+            if await self._check(name, row.password_hash if row else None, password or ""):
+                assert row is not None
+                return Principal(name, row.role, "password")
+            how = f"user {_short(name)}"
+        self.refused(peer, "authentication", f"authentication failed for {how} from {peer}")
+        raise AuthenticationError(AUTH_FAILED)
+
+    async def _check(self, name: str, stored: str | None, password: str) -> bool:
+        """Whether ``password`` matches ``stored``; the same work when there is no hash."""
+        key = None
+        if stored is not None:
+            key = hmac.digest(
+                self._cache_key,
+                b"\0".join(x.encode("utf-8", "surrogatepass") for x in (name, password, stored)),
+                hashlib.sha256,
+            )
+            if key in self._verified:
+                self._verified.move_to_end(key)
+                return True
+        if self._pending >= MAX_PENDING_CHECKS:
+            raise UnavailableError(
+                f"member {self.m.me.name} is busy checking other logins; retry in a moment"
+            )
+        self._pending += 1
+        try:
+            if stored is None:
+                return await self._off_loop(dummy_verify, password)
+            try:
+                ok = await self._off_loop(verify_password, stored, password)
+            except ValueError as exc:
+                log.error(
+                    "the stored password hash of user %s is unusable (%s); set a new "
+                    "password with `litemirror user passwd`",
+                    _short(name),
+                    exc,
+                )
+                return False
+        finally:
+            self._pending -= 1
+        if ok and key is not None:
+            self._verified[key] = None
+            while len(self._verified) > VERIFIED_CACHE:
+                self._verified.popitem(last=False)
+        return ok
+
+    async def bootstrap_allowed(self, peer: str) -> bool:
+        """Whether a credential-less connection from ``peer`` may act as admin now."""
+        cfg = self.m.config.auth
+        if not (cfg.require and cfg.localhost_bootstrap and is_loopback(peer)):
+            return False
+        try:
+            return not await self.admin_exists()
+        except Error:
+            return False
+
+    # ------------------------------------------------------------- checks
+
+    async def authorize_action(
+        self, principal: Principal, action: str, args: dict[str, Any], peer: str
+    ) -> Principal:
+        """The principal to run admin ``action`` as; raises if it may not."""
+        needed = action_needs(action, args)
+        if allows(principal.role, needed):
+            return principal
+        if principal.user is None and needed == "admin" and await self.bootstrap_allowed(peer):
+            return BOOTSTRAP
+        what = f"run {_short(action)}"
+        self.refused(
+            peer,
+            "permission",
+            f"permission denied: {principal.describe()} from {peer} may not {what}",
+        )
+        if principal.role is None:
+            raise AuthenticationError(
+                f"{action} needs a user with the {needed} role; log in: --user NAME, or "
+                "LITEMIRROR_USER and LITEMIRROR_PASSWORD in the environment"
+            )
+        raise PermissionDeniedError(
+            f"{action} needs the {needed} role; user {principal.user!r} has the "
+            f"{principal.role} role"
+        )
+
+    def may_write(self, principal: Principal, database: str | None, peer: str, what: str) -> None:
+        """Raise PermissionDeniedError unless ``principal`` may change ``database``.
+
+        ``what`` names the refused request: "a statement that writes", "a script".
+        """
+        if database == SYSTEM_DB:
+            self.refused(
+                peer,
+                "permission",
+                f"permission denied: {principal.describe()} from {peer} tried to change "
+                "the system database",
+            )
+            raise PermissionDeniedError(
+                f"{SYSTEM_DB} is read-only for clients; change users with "
+                "`litemirror user add/remove/passwd`"
+            )
+        if allows(principal.role, "write"):
+            return
+        self.refused(
+            peer,
+            "permission",
+            f"permission denied: {principal.describe()} from {peer} may not run {what}",
+        )
+        raise PermissionDeniedError(
+            f"user {principal.user!r} has the read role: it may run queries only, not {what}; "
+            "nothing was changed (an admin can give it the write role)"
+        )
+
+    def refused(self, peer: str, kind: str, message: str) -> None:
+        """Log a refusal; one ``auth_refused`` event per peer host and kind a minute."""
+        host = peer.rpartition(":")[0] or peer
+        key = (host, kind)
+        now = time.monotonic()
+        last, hidden = self._said.get(key, (-EVENT_EVERY_S, 0))
+        if now - last < EVENT_EVERY_S:
+            self._said[key] = (last, hidden + 1)
+            log.warning("%s", message)
+            return
+        if len(self._said) > 1000:
+            self._said.clear()
+        self._said[key] = (now, 0)
+        if hidden:
+            message += f" ({hidden} more {kind} refusal(s) from {host} in the last minute)"
+        self.m.event("auth_refused", message, "warning", peer=peer, refused=kind)
+
+    # ------------------------------------------------------------ changes
+
+    async def _write(self, sql: str, params: list[Any]) -> int:
+        db = await self.m.registry.get(SYSTEM_DB)
+        _res, lsn = await db.write("exec", sql, params)
+        return lsn
+
+    async def _ensure(self) -> None:
+        """Create the system database and its table if they are not there yet."""
+        if not self.m.registry.exists(SYSTEM_DB):
+            await self.m.create_database(SYSTEM_DB)
+        db = await self.m.registry.get(SYSTEM_DB)
+        await db.write("script", SCHEMA)  # no journal record when the table exists
+
+    async def _existing(self, name: str) -> UserRow:
+        row = await self.lookup(name)
+        if row is None:
+            raise ProgrammingError(f"no user named {name!r}; see `litemirror user list`")
+        return row
+
+    async def _last_admin(self, row: UserRow) -> bool:
+        if row.role != "admin":
+            return False
+        admins = await self._rows("SELECT count(*) FROM users WHERE role = 'admin'", [])
+        return int(admins[0][0]) <= 1
+
+    async def run(self, action: str, args: dict[str, Any], actor: Principal) -> dict[str, Any]:
+        """One ``user_*`` admin action (changes: on the primary only; checked by the caller)."""
+        if action == "user_list":
+            return {
+                "users": [
+                    {
+                        "name": u.name,
+                        "role": u.role,
+                        "password": u.password_hash is not None,
+                        "created_at": u.created_at,
+                        "changed_at": u.changed_at,
+                    }
+                    for u in await self.listing()
+                ]
+            }
+        name = check_user_name(args.get("name"))
+        password = args.get("password")
+        if password is not None:
+            try:
+                check_password(password)
+            except ValueError as exc:
+                raise ProgrammingError(str(exc)) from None
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        async with self._lock:
+            if action == "user_add":
+                role = check_role(args.get("role"))
+                if (password is None) != bool(args.get("no_password")):
+                    raise ProgrammingError(
+                        f"user_add {name}: give either a password or no_password (for a "
+                        "user who logs in with a client certificate only)"
+                    )
+                await self._ensure()
+                if await self.lookup(name) is not None:
+                    raise ProgrammingError(
+                        f"user {name!r} already exists; change its password with "
+                        "`litemirror user passwd`, or remove it first"
+                    )
+                stored = await self._off_loop(hash_password, password) if password else None
+                lsn = await self._write(
+                    "INSERT INTO users (name, role, password_hash, created_at, changed_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [name, role, stored, now, now],
+                )
+                said = f"user {name!r} added with the {role} role by {actor.describe()}"
+                result = {"user": name, "role": role, "lsn": lsn}
+            elif action == "user_remove":
+                row = await self._existing(name)
+                if await self._last_admin(row):
+                    raise ProgrammingError(
+                        f"user {name!r} is the last admin; add another admin user first"
+                    )
+                lsn = await self._write("DELETE FROM users WHERE name = ?", [name])
+                said = f"user {name!r} ({row.role}) removed by {actor.describe()}"
+                result = {"user": name, "lsn": lsn}
+            elif action == "user_passwd":
+                row = await self._existing(name)
+                if password is None:
+                    raise ProgrammingError(f"user_passwd {name}: give the new password")
+                stored = await self._off_loop(hash_password, password)
+                lsn = await self._write(
+                    "UPDATE users SET password_hash = ?, changed_at = ? WHERE name = ?",
+                    [stored, now, name],
+                )
+                said = f"password of user {name!r} changed by {actor.describe()}"
+                result = {"user": name, "lsn": lsn}
+            else:
+                raise ProgrammingError(f"unknown admin action {action!r}")
+        self.m.event(action, said, user=name)
+        return result
