@@ -302,3 +302,18 @@ def test_status_shows_the_arbiter_and_decisions(cluster_factory: Any, tmp_path: 
     assert roles == ["backup", "primary"]
     prim = next(m for m in data["members"] if m["role"] == "primary")
     assert prim["failover"]["arbiter_up"] is True and prim["reason"]
+
+
+def test_redirect_false_keeps_to_the_hosts_in_the_url(cluster_factory: Any) -> None:
+    c = _mirror(cluster_factory)
+    primary = c.primary().name
+    backup = _other(primary)
+    # By default the backup's "the primary is X" answer is followed...
+    conn = litemirror.connect(c.url("app", members=[backup]))
+    conn.execute("SELECT 1")
+    assert conn.member == primary
+    conn.close()
+    # ...with redirect=false it is not: the URL names only the backup.
+    url = c.url("app", members=[backup], connect_timeout=1, redirect=False)
+    with pytest.raises(errors.UnavailableError, match="not the primary"):
+        litemirror.connect(url).execute("SELECT 1")

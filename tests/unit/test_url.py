@@ -48,6 +48,12 @@ GOOD = [
     ("litemirror://bob:@h/app", {"user": "bob", "password": ""}),
     ("litemirror://h/my%20db", {"database": "my db"}),
     ("litemirror://h/app?", {"database": "app"}),
+    ("litemirror://h/app", {"redirect": True, "tls_ca": None}),
+    ("litemirror://h/app?redirect=false", {"redirect": False}),
+    (
+        "litemirror://h/app?tls_ca=/etc/ca.crt&tls_cert=c.crt&tls_key=c.key",
+        {"tls_ca": "/etc/ca.crt", "tls_cert": "c.crt", "tls_key": "c.key"},
+    ),
 ]
 
 
@@ -91,6 +97,10 @@ BAD = [
     ("litemirror://h/app?retry=1&retry=2", "twice"),
     ("litemirror://h/app?retry", "malformed"),
     ("litemirror://h/app#frag", "fragment"),
+    ("litemirror://h/app?redirect=perhaps", "redirect='perhaps'"),
+    ("litemirror://h/app?tls_ca=", "tls_ca is empty"),
+    ("litemirror://h/app?tls_ca=a&tls_cert=c", "tls_cert and tls_key"),
+    ("litemirror://h/app?tls_cert=c&tls_key=k", "tls_cert needs tls_ca"),
 ]
 
 

@@ -222,6 +222,10 @@ def _one_pass(
 ) -> Session | None:
     """Try every host once (following redirects); return a session or None."""
     queue = list(info.hosts)
+    if not info.redirect:
+        # Behind a load balancer or a virtual IP: the members' own addresses
+        # may be unreachable (or must not be used); keep to the URL's hosts.
+        hint = None
     if hint:
         _push_front(queue, hint)
     tried: set[tuple[str, int]] = set()
@@ -246,7 +250,7 @@ def _one_pass(
         session, redirect = _hello(
             info, host, port, min(remaining, per_host), ssl_context, said, refusals
         )
-        if redirect is not None and redirects < _MAX_REDIRECTS:
+        if redirect is not None and info.redirect and redirects < _MAX_REDIRECTS:
             redirects += 1
             _push_front(queue, redirect)
         if session is None:
@@ -265,7 +269,7 @@ def _one_pass(
             continue
         session.transport.close()
         said[address] = f"is {role}, not primary"
-        if session.welcome.primary and redirects < _MAX_REDIRECTS:
+        if session.welcome.primary and info.redirect and redirects < _MAX_REDIRECTS:
             redirects += 1
             _push_front(queue, session.welcome.primary)
     return fallback

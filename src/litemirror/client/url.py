@@ -17,6 +17,9 @@ timeout         30         seconds to wait for the answer to one request
 ack             (member's) ``received``, ``durable`` or ``applied`` on commit
 retry           0          times an autocommit statement is resent after a
                            retryable error (lost member, failover)
+redirect        true       follow a member's "the primary is at X" answer;
+                           ``false`` keeps to the URL's hosts (behind a load
+                           balancer or a virtual IP)
 tls_ca          (none)     CA certificate file: connect with TLS and verify
                            the member's certificate and host name against it
 tls_cert        (none)     client certificate file (with ``tls_key``): log
@@ -59,6 +62,7 @@ class ConnectInfo:
     timeout: float = 30.0
     ack: str | None = None
     retry: int = 0
+    redirect: bool = True
     user: str | None = None
     password: str | None = None
     tls_ca: str | None = None
@@ -199,7 +203,7 @@ def parse_url(url: str) -> ConnectInfo:
     for key, value in pairs:
         if key in options:
             raise InterfaceError(f"option {key!r} is given twice")
-        if key == "read_only":
+        if key in ("read_only", "redirect"):
             options[key] = _parse_bool(key, value)
         elif key == "target":
             options[key] = value.lower()
@@ -215,7 +219,8 @@ def parse_url(url: str) -> ConnectInfo:
             options[key] = value
         else:
             known = (
-                "read_only, target, connect_timeout, timeout, ack, retry, tls_ca, tls_cert, tls_key"
+                "read_only, target, connect_timeout, timeout, ack, retry, redirect, "
+                "tls_ca, tls_cert, tls_key"
             )
             raise InterfaceError(f"unknown option {key!r}; known options: {known}")
     return ConnectInfo(
