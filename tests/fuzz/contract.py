@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -47,3 +48,11 @@ def _shape(exc: object) -> str:
     """The message without numbers, cut short: the kind of refusal, not the instance."""
     text = "".join("#" if c.isdigit() else c for c in str(exc))
     return text[:48]
+
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+def _kind_of(message: str) -> str:
+    """The shape of a refusal with quoted values left out: the kind, not the instance."""
+    return _shape(_QUOTED.sub("Q", message))

@@ -24,7 +24,6 @@ The contract checked, beyond "only ProtocolError":
 from __future__ import annotations
 
 import random
-import re
 from typing import Any
 
 import msgspec
@@ -35,15 +34,13 @@ from litemirror.protocol import messages as m
 from litemirror.protocol.framing import DEFAULT_MAX_FRAME, HEADER, FrameDecoder, encode
 from litemirror.protocol.handshake import check_opening, classify_first_bytes
 
-from .contract import Finding, _roundtrip, _shape, _unexpected
+from .contract import Finding, _kind_of, _roundtrip, _unexpected
 
 KINDS = ("tls", "litemirror", "http", "unknown")
 #: The member port's limits: the opening limit the listener should use, a
 #: member configured with 1 MiB frames, the default, and a tiny one.
 MEMBER_LIMITS = [handshake.MAX_OPENING_FRAME, 1 << 20, DEFAULT_MAX_FRAME, 16]
 ARBITER_LIMITS = [arbiter.MAX_FRAME, 16]
-#: A quoted name in a refusal: left out of the outcome label (the kind of refusal counts).
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 
 #: What a connection reads after each accepted opening message.
 MEMBER_NEXT: dict[type, Any] = {
@@ -105,7 +102,7 @@ def _opening(data: bytes, union: Any, limits: list[int], following: dict[type, A
                 if refusal is not None:
                     if not isinstance(refusal, str) or not refusal or not refusal.isprintable():
                         raise Finding(f"check_opening said {refusal!r}", "refusal-not-a-line")
-                    return f"{kind}:{got[0]}:refused:{_shape(_QUOTED.sub('Q', refusal))}"
+                    return f"{kind}:{got[0]}:refused:{_kind_of(refusal)}"
                 _check_names(msg)
                 union = following[type(msg)]
                 decoder.set_kind(union)
@@ -115,7 +112,7 @@ def _opening(data: bytes, union: Any, limits: list[int], following: dict[type, A
     except Finding:
         raise
     except ProtocolError as exc:
-        said = f"{type(exc).__name__}:{_shape(exc)}"
+        said = f"{type(exc).__name__}:{_kind_of(str(exc))}"
         if not isinstance(exc, FrameTooLargeError) and kind in ("tls", "http") and not got:
             raise Finding(
                 f"a {kind} start was read as a frame: {exc}", "tls-or-http-as-frame"

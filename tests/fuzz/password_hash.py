@@ -19,7 +19,7 @@ import random
 
 from litemirror.security import passwords as pw
 
-from .contract import Finding, _shape, _unexpected
+from .contract import Finding, _kind_of, _unexpected
 
 _AS = ("utf-8", "latin-1", "bytes", "int")
 
@@ -44,7 +44,7 @@ def password_hash(data: bytes) -> str:
     try:
         h = pw.parse(value)  # type: ignore[arg-type]  # deliberately any stored value
     except ValueError as exc:
-        return f"{label}:refused:{_shape(str(exc).split(':', 1)[-1])}"
+        return f"{label}:refused:{_kind_of(str(exc).split(':', 1)[-1])}"
     except Exception as exc:
         raise _unexpected(exc) from exc
     memory = 128 * h.r * (1 << h.ln)
@@ -56,7 +56,7 @@ def password_hash(data: bytes) -> str:
         raise Finding(f"a parsed hash formats to a string parse refuses: {exc}", "format") from exc
     if again != h:
         raise Finding("a parsed hash changes on a format/parse round trip", "roundtrip-differs")
-    return f"{label}:ok:ln={h.ln}:{len(h.salt)}:{len(h.digest)}"
+    return f"{label}:ok:p={h.p > 1}:salt={len(h.salt) == 16}:hash={len(h.digest) == 32}"
 
 
 # -------------------------------------------------------------------- seeds
