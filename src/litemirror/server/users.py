@@ -370,11 +370,10 @@ class Users:
             return principal
         if principal.user is None and needed == "admin" and await self.bootstrap_allowed(peer):
             return BOOTSTRAP
-        what = f"run {_short(action)}"
         self.refused(
             peer,
-            "permission",
-            f"permission denied: {principal.describe()} from {peer} may not {what}",
+            "permission" if principal.role is not None else "authentication",
+            f"permission denied: {principal.describe()} from {peer} may not run {_short(action)}",
         )
         if principal.role is None:
             raise AuthenticationError(
