@@ -50,7 +50,8 @@ def _shape(exc: object) -> str:
     return text[:48]
 
 
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+#: From the first quote to the last: a quoted value may itself hold quotes.
+_QUOTED = re.compile(r"'.*'|\".*\"", re.S)
 
 
 def _kind_of(message: str) -> str:
