@@ -207,13 +207,15 @@ def test_bootstrap_ends_once_an_admin_exists(mirror: AuthCluster) -> None:
     )
     assert r.returncode == 1 and "AuthenticationError" in r.stderr, r.stderr
     assert "log in" in r.stderr
+    expected = {"reader": "read", "root": "admin", "writer": "write"}
     r = cli(mirror, "user", "list", "--json", user="root")
     assert r.returncode == 0, r.stderr
-    assert {u["name"]: u["role"] for u in json.loads(r.stdout)} == {
-        "reader": "read",
-        "root": "admin",
-        "writer": "write",
-    }
+    assert {u["name"]: u["role"] for u in json.loads(r.stdout)} == expected
+    primary, backup = roles(mirror)  # the backup holds the same users (mirrored)
+    mirror[backup].wait_applied(int(mirror[primary].status()["lsn"]))
+    r = cli(mirror, "user", "list", "--json", "--member", backup, user="root")
+    assert r.returncode == 0, r.stderr
+    assert {u["name"]: u["role"] for u in json.loads(r.stdout)} == expected
 
 
 def test_no_credentials_and_wrong_passwords_are_refused_alike(mirror: AuthCluster) -> None:
