@@ -448,3 +448,24 @@ def test_read_only_target_any_reads_from_the_backup(cluster_factory: Any) -> Non
             reader.execute("INSERT INTO t VALUES (1)")
     finally:
         reader.close()
+
+
+def test_read_only_connection_on_the_primary_never_writes(member: Any) -> None:
+    w = litemirror.connect(member.url(), isolation_level=None)
+    w.execute("CREATE TABLE ro (x)")
+    w.execute("CREATE INDEX ro_x ON ro (x)")
+    w.execute("INSERT INTO ro VALUES (1)")
+    lsn = member.proc.status()["lsn"]
+    r = litemirror.connect(member.url(read_only=True), isolation_level=None)
+    for sql in ("INSERT INTO ro VALUES (2)", "DELETE FROM ro", "REINDEX", "CREATE TABLE z (a)"):
+        with pytest.raises(errors.OperationalError, match="attempt to write a readonly database"):
+            r.execute(sql)
+    with pytest.raises(errors.OperationalError, match="readonly"):
+        r.executescript("INSERT INTO ro VALUES (3);")
+    t = litemirror.connect(member.url(read_only=True))  # implicit transactions
+    with pytest.raises(errors.OperationalError, match="readonly"):
+        t.execute("INSERT INTO ro VALUES (4)")
+    assert r.execute("SELECT x FROM ro").fetchall() == [(1,)]
+    assert member.proc.status()["lsn"] == lsn
+    for c in (w, r, t):
+        c.close()

@@ -14,6 +14,15 @@ run the read again on a worker thread. Interrupting a read-only statement
 leaves nothing behind (SQLite rolls nothing back for it), and the partial
 rows are thrown away, so the retry answers exactly as if it had run there
 first.
+
+Reader connections also carry an *authorizer* (SQLite's own statement
+checker, consulted while a statement is prepared): it allows reading tables,
+calling functions and a list of introspection pragmas, nothing else. So a
+statement that SQLite would call read-only but that changes state behind the
+journal's back (``PRAGMA query_only=0`` followed by ``REINDEX``, ``ATTACH``
+of another file, ``PRAGMA wal_checkpoint``) never runs on a reader: it is
+refused at prepare and handed to the writer path, where the session's role
+checks and the journal apply.
 """
 
 from __future__ import annotations
@@ -56,10 +65,51 @@ def looks_like_query(sql: str) -> bool:
     return word in _QUERY_WORDS
 
 
+#: Pragmas a reader may run, with an argument or without (they only report).
+_READ_PRAGMAS = frozenset(
+    {
+        "table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo",
+        "foreign_key_list", "foreign_key_check", "integrity_check", "quick_check",
+        "function_list", "pragma_list", "collation_list", "database_list",
+        "compile_options", "module_list",
+    }
+)  # fmt: skip
+#: Pragmas a reader may run only without an argument (with one they would set).
+_GET_PRAGMAS = frozenset(
+    {
+        "user_version", "application_id", "schema_version", "data_version", "page_count",
+        "page_size", "freelist_count", "encoding", "journal_mode", "auto_vacuum",
+        "foreign_keys", "query_only", "busy_timeout", "cache_size", "synchronous",
+    }
+)  # fmt: skip
+_READ_ACTIONS = frozenset({apsw.SQLITE_SELECT, apsw.SQLITE_READ, apsw.SQLITE_FUNCTION})
+_RECURSIVE = getattr(apsw, "SQLITE_RECURSIVE", 33)
+
+
+class _ReadOnlyAuthorizer:
+    """SQLite authorizer for reader connections; remembers whether it refused a write."""
+
+    def __init__(self) -> None:
+        self.refused = False
+
+    def __call__(
+        self, action: int, p1: str | None, p2: str | None, _db: str | None, _trigger: str | None
+    ) -> int:
+        if action in _READ_ACTIONS or action == _RECURSIVE:
+            return apsw.SQLITE_OK
+        if action == apsw.SQLITE_PRAGMA:
+            name = (p1 or "").lower()
+            if name in _READ_PRAGMAS or (name in _GET_PRAGMAS and p2 is None):
+                return apsw.SQLITE_OK
+        self.refused = True
+        return apsw.SQLITE_DENY
+
+
 def open_reader(path: str) -> apsw.Connection:
     conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READWRITE)
     conn.set_busy_timeout(BUSY_TIMEOUT_MS)
     conn.execute("PRAGMA query_only=1")
+    conn.authorizer = _ReadOnlyAuthorizer()
     return conn
 
 
@@ -104,10 +154,17 @@ def run_read(conn: apsw.Connection, sql: str, params: Any) -> ExecResult:
         return True
 
     cur.exec_trace = trace
+    guard = conn.authorizer
+    if isinstance(guard, _ReadOnlyAuthorizer):
+        guard.refused = False
     try:
         rows = [tuple(r) for r in cur.execute(sql, params)]
     except (NeedsWriter, ProgrammingError):
         raise
+    except apsw.AuthError as exc:
+        if isinstance(guard, _ReadOnlyAuthorizer) and guard.refused:
+            raise NeedsWriter() from exc
+        raise translate(exc) from exc
     except (apsw.Error, KeyError, TypeError, OverflowError) as exc:
         raise translate(exc) from exc
     finally:

@@ -305,6 +305,13 @@ class ClientSession:
 
     def _may_write(self, what: str) -> None:
         """Refuse a change the logged-in user's role (or the system database) does not allow."""
+        if self.read_only:
+            # sqlite3 says the same for a database opened with mode=ro.
+            raise OperationalError(
+                f"attempt to write a readonly database: this connection was opened with "
+                f"read_only=true, so {what} is refused; open a connection without it to write",
+                sqlite_code=8,  # SQLITE_READONLY
+            )
         db = self.db.name if self.db is not None else None
         self.member.users.may_write(self.principal, db, self.peer, what)
 
