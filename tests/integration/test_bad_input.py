@@ -7,6 +7,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,53 @@ def test_oversized_frame_is_refused_before_reading_it(seeded: Any) -> None:
         assert isinstance(ans, m.Error) and ans.kind == "FrameTooLargeError"
         assert "exceeds the limit" in ans.message
     assert _count(seeded) == 10
+
+
+def test_opening_frame_is_held_to_64_kib_until_the_client_says_hello(seeded: Any) -> None:
+    with _raw(seeded) as s:
+        s.sendall(struct.pack(">I", 100 * 1024))  # a 100 KiB first frame: refused unread
+        ans = _answer(s)
+        assert isinstance(ans, m.Error) and ans.kind == "FrameTooLargeError"
+    # After Hello the configured limit applies: a 200 KiB statement goes through.
+    c = litemirror.connect(seeded.url())
+    c.execute("INSERT INTO t VALUES (?, ?)", (100, "x" * 200_000))
+    c.commit()
+    c.close()
+    assert _count(seeded) == 11
+
+
+def test_idle_connections_are_closed_and_the_driver_reconnects(cluster_factory: Any) -> None:
+    c = cluster_factory(sections={"limits": {"idle_timeout_s": 0.5}})
+    c.start()
+    conn = litemirror.connect(c.url(), isolation_level=None)
+    conn.execute("CREATE TABLE t (x)")
+    with socket.create_connection(("127.0.0.1", c["a"].port), timeout=5) as s:
+        s.sendall(encode(m.Hello(version=m.PROTOCOL_VERSION, database="app")))
+        assert isinstance(_answer_one(s), m.Welcome)
+        s.settimeout(5)
+        assert s.recv(1) == b"", "the member closes an idle connection without a word"
+    # The driver's idle connection was closed too; it notices before sending.
+    conn.execute("INSERT INTO t VALUES (1)")
+    assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 1
+    # A transaction waiting on its client is not cut by the idle timeout (it has
+    # its own, server.transaction_idle_timeout_s).
+    tx = litemirror.connect(c.url())
+    tx.execute("INSERT INTO t VALUES (2)")
+    time.sleep(1.0)
+    tx.commit()
+    assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 2
+
+
+def _answer_one(sock: socket.socket) -> m.ServerMessage | None:
+    dec: FrameDecoder[m.ServerMessage] = FrameDecoder(m.ServerMessage)
+    while True:
+        msg = dec.next_message()
+        if msg is not None:
+            return msg
+        data = sock.recv(1)
+        if not data:
+            return None
+        dec.feed(data)
 
 
 def test_unknown_message_type(seeded: Any) -> None:

@@ -8,11 +8,10 @@ committing afterwards, every acknowledged row is on the new primary, and
 HAProxy's own counters show new connections reaching the new primary
 through it.
 
-The driver also follows a member's "the primary is X" answer, so a writer
-whose connection the old primary refuses may reconnect to the new primary
-directly (members are reachable on loopback here) rather than through
-HAProxy; where clients can reach only HAProxy, that attempt fails and the
-driver falls back to the address in its URL.
+The writers' URL says ``redirect=false``: the driver does not follow a
+member's "the primary is X" answer, so every connection goes through HAProxy
+(members count client sessions by source address: none came from anywhere
+but HAProxy).
 """
 
 from __future__ import annotations
@@ -38,6 +37,7 @@ from litemirror.testing.cluster import Cluster, free_port
 FAST = {"qos_timeout_ms": 1000, "heartbeat_ms": 200}
 DOC = Path(__file__).resolve().parents[2] / "docs" / "haproxy.cfg"
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
+HAPROXY_SOURCE = "127.0.0.2"
 
 pytestmark = pytest.mark.skipif(
     not Path(HAPROXY).exists(),
@@ -76,6 +76,11 @@ def render(c: HttpCluster, write_port: int, read_port: int, sock: Path) -> str:
             f"server {name} {host}:7701 check port 8701",
             f"server {name} {mp.address} check port {c.http[name]}",
         )
+    # HAProxy connects to the members from its own address, so the members can
+    # tell its sessions from anyone else's.
+    text = text.replace(
+        "backend litemirror_primary\n", f"backend litemirror_primary\n    source {HAPROXY_SOURCE}\n"
+    )
     config_lines = [ln for ln in text.splitlines() if not ln.lstrip().startswith("#")]
     assert not [ln for ln in config_lines if "10.0.0." in ln], "docs/haproxy.cfg changed shape"
     return text
@@ -192,7 +197,9 @@ def test_clients_through_haproxy_survive_switchover(tmp_path: Path) -> None:
             f"read pool: {first} DOWN, {other} UP",
         )
 
-        url = f"litemirror://127.0.0.1:{write_port}/app?retry=3&connect_timeout=10"
+        # redirect=false: the driver never follows a member's "the primary is X"
+        # answer, so every connection goes through HAProxy.
+        url = f"litemirror://127.0.0.1:{write_port}/app?retry=3&connect_timeout=10&redirect=false"
         with litemirror.connect(url) as conn:
             conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, worker INTEGER)")
             conn.commit()
@@ -259,6 +266,10 @@ def test_clients_through_haproxy_survive_switchover(tmp_path: Path) -> None:
 
         st = haproxy_stats(sock)
         sessions = {sv: int(st[("litemirror_primary", sv)]["stot"]) for sv in ("a", "b")}
+        # Every database session either member ever opened came through HAProxy.
+        by_host = {name: c[name].status()["sessions_by_host"] for name in ("a", "b")}
+        assert all(set(hosts) <= {HAPROXY_SOURCE} for hosts in by_host.values()), by_host
+        assert by_host[first].get(HAPROXY_SOURCE) and by_host[other].get(HAPROXY_SOURCE)
         ver = c.verify()
         assert ver.returncode == 0, ver.stdout + ver.stderr
         print(

@@ -45,9 +45,15 @@ class FrameDecoder(Generic[T]):
         self._max = max_frame
         self._buf = bytearray()
 
-    def set_kind(self, kind: type[T] | object) -> None:
-        """Decode the following frames as ``kind`` (after a handshake picked the protocol)."""
+    def set_kind(self, kind: type[T] | object, max_frame: int | None = None) -> None:
+        """Decode the following frames as ``kind`` (after a handshake picked the protocol).
+
+        ``max_frame`` raises or lowers the frame limit from here on: a
+        connection is held to a small limit until it has said who it is.
+        """
         self._decoder = msgspec.msgpack.Decoder(kind)
+        if max_frame is not None:
+            self._max = max_frame
 
     @property
     def buffered(self) -> int:

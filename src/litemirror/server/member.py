@@ -10,6 +10,7 @@ closes the databases, and records a clean shutdown and the horizon.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
 import signal
@@ -67,6 +68,9 @@ class MemberServer:
         self._refusals_said: dict[tuple[str, str], float] = {}
         self._stop = asyncio.Event()
         self._connections = 0
+        self._by_host: collections.Counter[str] = collections.Counter()
+        #: Database sessions opened since start, per client address.
+        self.sessions_by_host: collections.Counter[str] = collections.Counter()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.receiver: Receiver | None = None
         self._receiver_task: asyncio.Task[None] | None = None
@@ -149,6 +153,10 @@ class MemberServer:
             "databases": len(self.registry.names()),
             "open_databases": self.registry.open_count,
             "connections": self._connections,
+            # Open connections (clients, members, CLI) per source address.
+            "connections_by_host": dict(self._by_host),
+            # Database sessions opened since start, per client address.
+            "sessions_by_host": dict(self.sessions_by_host),
             "journal": {
                 "segments": len(segs),
                 "bytes": sum(s.size_bytes for s in segs),
@@ -529,12 +537,18 @@ class MemberServer:
             writer.close()
             return
         self._connections += 1
+        peer = writer.get_extra_info("peername")
+        host = str(peer[0]) if isinstance(peer, tuple) else str(peer)
+        self._by_host[host] += 1
         try:
             await ClientSession(self, reader, writer).run()
         except Exception:
             log.exception("client session failed")
         finally:
             self._connections -= 1
+            self._by_host[host] -= 1
+            if not self._by_host[host]:
+                del self._by_host[host]
 
     # -------------------------------------------------------------- admin
 

@@ -53,6 +53,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("litemirror.session")
 
+#: Frame limit before the handshake: an opening message is a few hundred bytes.
+OPENING_MAX_FRAME = 64 * 1024
+
 
 class ClientSession:
     def __init__(
@@ -63,8 +66,10 @@ class ClientSession:
         self.writer = writer
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        # Until the peer has said who it is, a frame holds one small opening
+        # message: a stranger cannot make us buffer max_frame_bytes.
         self.decoder: FrameDecoder[Any] = FrameDecoder(
-            m.OpeningMessage, max_frame=member.config.limits.max_frame_bytes
+            m.OpeningMessage, max_frame=min(OPENING_MAX_FRAME, member.config.limits.max_frame_bytes)
         )
         #: The verified certificate's (CN, OU) when the connection is TLS and the
         #: peer presented one; None otherwise.
@@ -137,8 +142,17 @@ class ClientSession:
             self.decoder.set_kind(m.ClientMessage)
             if not await self._handshake(hello):
                 return
+            self.decoder.set_kind(m.ClientMessage, self.member.config.limits.max_frame_bytes)
+            idle = self.member.config.limits.idle_timeout_s or None
             while True:
-                msg = await self._next()
+                try:
+                    msg = await asyncio.wait_for(self._next(), None if self.txn else idle)
+                except TimeoutError:
+                    # Closed without a word: an unasked-for frame would be read as
+                    # the answer to the client's next request. The driver sees the
+                    # close before it sends and reconnects.
+                    log.info("client %s: idle for %g s; closed", self.peer, idle)
+                    return
                 if msg is None:
                     return
                 await self._dispatch(msg)
@@ -224,6 +238,7 @@ class ClientSession:
             self._send_error(0, exc)
             return False
         self.db.sessions += 1
+        mem.sessions_by_host[self.peer.rpartition(":")[0].strip("[]")] += 1
         self.read_only = hello.read_only
         self._welcome()
         return True
