@@ -23,8 +23,7 @@ import msgspec
 
 from litemirror.config import Config, Member
 from litemirror.config import load as load_config
-from litemirror.engine.checksum import table_checksums
-from litemirror.errors import ConfigError, Error, OperationalError, ProgrammingError
+from litemirror.errors import ConfigError, Error
 from litemirror.journal import Journal, RecordKind
 from litemirror.protocol import messages as m
 from litemirror.protocol.framing import encode
@@ -553,157 +552,17 @@ class MemberServer:
     # -------------------------------------------------------------- admin
 
     async def create_database(self, name: str) -> int:
-        loop = asyncio.get_running_loop()
-        if self.registry.exists(name):
-            raise ProgrammingError(f"database {name!r} already exists")
-        await loop.run_in_executor(self.executor, self.registry.create_file, name)
-        rec = await self.jw.append(self.epoch, RecordKind.CREATE_DB, name, b"")
-        await loop.run_in_executor(self.executor, self.registry.set_lsn, name, rec.lsn)
-        self.registry.add_name(name)
-        log.info("database %s created at LSN %d", name, rec.lsn)
-        return rec.lsn
+        from .admin import create_database
+
+        return await create_database(self, name)
 
     async def admin(
         self, action: str, args: dict[str, Any], actor: Principal | None = None
     ) -> dict[str, Any]:
-        """Run an admin action; the caller has checked that ``actor`` may (None: anyone)."""
-        from .importer import import_database
-        from .registry import SYSTEM_DB
-        from .users import OPEN, USER_ACTIONS, allows
+        """Run an admin action (``server/admin.py``); the caller checked that ``actor`` may."""
+        from .admin import admin
 
-        if action == "journal_switch":
-            seg = await self.jw.call(lambda j: j.switch())
-            return {"segment": seg}
-        if self.role != "primary" and action in ("db_add", *(USER_ACTIONS - {"user_list"})):
-            raise OperationalError(
-                f"member {self.me.name} is {self.role}; run {action} on the primary",
-                primary=self.primary_address,
-            )
-        if action in USER_ACTIONS:
-            return await self.users.run(action, args, actor or OPEN)
-        if action == "db_add":
-            name = str(args.get("name", ""))
-            if name == SYSTEM_DB:
-                raise ProgrammingError(
-                    f"database name {name!r} is reserved for litemirror's users; choose another"
-                )
-            src = args.get("from")
-            if src:
-                lsn = await import_database(self, name, str(src))
-            else:
-                lsn = await self.create_database(name)
-            return {"database": name, "lsn": lsn}
-        if action == "switchover":
-            return await self._switchover(str(args.get("to", "")), float(args.get("timeout_s", 30)))
-        if action == "promote":
-            return await self._promote(bool(args.get("to_primary", True)))
-        if action == "databases":
-            names = self.registry.names()
-            if actor is not None and not allows(actor.role, "admin"):
-                names = [n for n in names if n != SYSTEM_DB]
-            return {"databases": names}
-        if action == "checksum":
-            name = str(args.get("name", ""))
-            min_lsn = int(args.get("min_lsn", 0) or 0)
-            if not await self.wait_applied(min_lsn, self.config.limits.read_wait_s):
-                raise OperationalError(
-                    f"member {self.me.name} has not applied LSN {min_lsn} yet "
-                    f"(it is at {self.applied_lsn})",
-                    retryable=True,
-                )
-            if not self.registry.exists(name):
-                raise ProgrammingError(f"no database named {name!r} on member {self.me.name}")
-            loop = asyncio.get_running_loop()
-            lsn, tables = await loop.run_in_executor(
-                self.executor, checksums_of, self.registry.path(name)
-            )
-            return {"database": name, "lsn": lsn, "tables": tables, "applied_lsn": self.applied_lsn}
-        raise ProgrammingError(f"unknown admin action {action!r}")
-
-    # ------------------------------------------------------------ serving
-
-    async def _switchover(self, to: str, timeout: float) -> dict[str, Any]:
-        from litemirror.failover import State, SwitchoverRequested, SwitchoverTimeout
-
-        if self.agent is None:
-            raise OperationalError(
-                "switchover needs an arbiter (mirror.arbiter in the configuration)"
-            )
-        if self.role != "primary":
-            raise OperationalError(
-                f"member {self.me.name} is {self.role}; run switchover on the primary",
-                primary=self.primary_address,
-            )
-        if self.peer is None or to != self.peer.name:
-            raise ProgrammingError(
-                f"switchover target must be the other failover member "
-                f"({self.peer.name if self.peer else 'none configured'})"
-            )
-        t0 = time.monotonic()
-        start_epoch = self.epoch
-        self.agent.feed(SwitchoverRequested(to))
-        if self.agent.state is not State.SWITCHING_OVER:
-            raise OperationalError(f"switchover refused: {self.role_reason}")
-        told = False
-        while time.monotonic() - t0 < timeout:
-            v = self.agent.view
-            link = self.hub.links.get(to)
-            if (
-                not told
-                and v.state is State.SWITCHING_OVER
-                and link is not None
-                and link.durable >= self.journal.last_lsn
-            ):
-                # Writes are stopped and the backup holds every record: hand over.
-                told = True
-                self.agent.backup_caught_up()
-            if v.epoch > start_epoch and v.holder == to:
-                pause = time.monotonic() - t0
-                self.event(
-                    "switchover",
-                    f"switched over from {self.me.name} to {to} at epoch "
-                    f"{v.epoch} in {pause * 1000:.0f} ms",
-                )
-                return {
-                    "from": self.me.name,
-                    "to": to,
-                    "epoch": v.epoch,
-                    "pause_ms": round(pause * 1000, 1),
-                }
-            await asyncio.sleep(0.01)
-        self.agent.feed(SwitchoverTimeout())
-        raise OperationalError(
-            f"switchover to {to} did not complete within {timeout:g}s: {self.role_reason}"
-        )
-
-    async def _promote(self, to_primary: bool) -> dict[str, Any]:
-        from litemirror.failover import PromoteRequested, State
-
-        if self.agent is None:
-            raise OperationalError(
-                f"member {self.me.name} ({self.me.kind}) cannot be promoted: only a dr member "
-                "of a mirror with an arbiter can"
-            )
-        behind = None
-        if self.receiver is not None:
-            behind = max(0, self.receiver.primary_lsn - self.receiver.applied)
-        seen = self.agent.decision_count
-        self.agent.feed(PromoteRequested(to_primary=to_primary, records_behind=behind))
-        for _ in range(300):
-            if self.agent.state in (
-                State.PRIMARY,
-                State.PRIMARY_ALONE,
-                State.ASYNC,
-                State.BACKUP_CATCHING_UP,
-            ):
-                break
-            await asyncio.sleep(0.05)
-        return {
-            "member": self.me.name,
-            "state": self.agent.state.value,
-            "reason": self.role_reason,
-            "decisions": self.agent.decisions_since(seen),
-        }
+        return await admin(self, action, args, actor)
 
     def reload_config(self) -> bool:
         """Re-read the config file (SIGHUP, or an unknown member connecting).
@@ -761,24 +620,6 @@ class MemberServer:
         self._state.clean_shutdown = True
         save_state(self.me.data_dir, self._state)
         self.executor.shutdown(wait=True)
-
-
-def checksums_of(path: Any) -> tuple[int, dict[str, str]]:
-    """(meta LSN, per-table checksums) of one database, from one read snapshot."""
-    import apsw
-
-    from litemirror.engine import meta
-
-    conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
-    try:
-        conn.set_busy_timeout(5000)
-        conn.execute("BEGIN")
-        try:
-            return meta.read_lsn(conn), table_checksums(conn)
-        finally:
-            conn.execute("COMMIT")
-    finally:
-        conn.close()
 
 
 async def run_member(config: Config, member: str) -> int:

@@ -321,6 +321,8 @@ class ClientSession:
     def _may_write(self, what: str) -> None:
         """Refuse a change the logged-in user's role (or the system database) does not allow."""
         if self.read_only:
+            if self.member.role != "primary":
+                self._check_writable()  # "not the primary; it is at ...", as before
             # sqlite3 says the same for a database opened with mode=ro.
             raise OperationalError(
                 f"attempt to write a readonly database: this connection was opened with "

@@ -1,0 +1,192 @@
+"""Admin actions of a member: create and import databases, switchover, promote, checksums.
+
+The session (and the HTTP API) has already checked that the caller may run
+the action; these functions check that *this member* can (the primary for
+changes) and do it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from litemirror.engine.checksum import table_checksums
+from litemirror.errors import OperationalError, ProgrammingError
+from litemirror.journal import RecordKind
+
+if TYPE_CHECKING:
+    from .member import MemberServer
+    from .users import Principal
+
+log = logging.getLogger("litemirror.member")
+
+
+async def create_database(m: MemberServer, name: str) -> int:
+    """Create an empty database on the primary and journal its creation."""
+    loop = asyncio.get_running_loop()
+    if m.registry.exists(name):
+        raise ProgrammingError(f"database {name!r} already exists")
+    await loop.run_in_executor(m.executor, m.registry.create_file, name)
+    rec = await m.jw.append(m.epoch, RecordKind.CREATE_DB, name, b"")
+    await loop.run_in_executor(m.executor, m.registry.set_lsn, name, rec.lsn)
+    m.registry.add_name(name)
+    log.info("database %s created at LSN %d", name, rec.lsn)
+    return rec.lsn
+
+
+async def admin(
+    m: MemberServer, action: str, args: dict[str, Any], actor: Principal | None = None
+) -> dict[str, Any]:
+    """Run an admin action; the caller has checked that ``actor`` may (None: anyone)."""
+    from .importer import import_database
+    from .registry import SYSTEM_DB
+    from .users import OPEN, USER_ACTIONS, allows
+
+    if action == "journal_switch":
+        seg = await m.jw.call(lambda j: j.switch())
+        return {"segment": seg}
+    if m.role != "primary" and action in ("db_add", *(USER_ACTIONS - {"user_list"})):
+        raise OperationalError(
+            f"member {m.me.name} is {m.role}; run {action} on the primary",
+            primary=m.primary_address,
+        )
+    if action in USER_ACTIONS:
+        return await m.users.run(action, args, actor or OPEN)
+    if action == "db_add":
+        name = str(args.get("name", ""))
+        if name == SYSTEM_DB:
+            raise ProgrammingError(
+                f"database name {name!r} is reserved for litemirror's users; choose another"
+            )
+        src = args.get("from")
+        if src:
+            lsn = await import_database(m, name, str(src))
+        else:
+            lsn = await create_database(m, name)
+        return {"database": name, "lsn": lsn}
+    if action == "switchover":
+        return await switchover(m, str(args.get("to", "")), float(args.get("timeout_s", 30)))
+    if action == "promote":
+        return await promote(m, bool(args.get("to_primary", True)))
+    if action == "databases":
+        names = m.registry.names()
+        if actor is not None and not allows(actor.role, "admin"):
+            names = [n for n in names if n != SYSTEM_DB]
+        return {"databases": names}
+    if action == "checksum":
+        name = str(args.get("name", ""))
+        min_lsn = int(args.get("min_lsn", 0) or 0)
+        if not await m.wait_applied(min_lsn, m.config.limits.read_wait_s):
+            raise OperationalError(
+                f"member {m.me.name} has not applied LSN {min_lsn} yet (it is at {m.applied_lsn})",
+                retryable=True,
+            )
+        if not m.registry.exists(name):
+            raise ProgrammingError(f"no database named {name!r} on member {m.me.name}")
+        loop = asyncio.get_running_loop()
+        lsn, tables = await loop.run_in_executor(m.executor, checksums_of, m.registry.path(name))
+        return {"database": name, "lsn": lsn, "tables": tables, "applied_lsn": m.applied_lsn}
+    raise ProgrammingError(f"unknown admin action {action!r}")
+
+
+async def switchover(m: MemberServer, to: str, timeout: float) -> dict[str, Any]:
+    from litemirror.failover import State, SwitchoverRequested, SwitchoverTimeout
+
+    if m.agent is None:
+        raise OperationalError("switchover needs an arbiter (mirror.arbiter in the configuration)")
+    if m.role != "primary":
+        raise OperationalError(
+            f"member {m.me.name} is {m.role}; run switchover on the primary",
+            primary=m.primary_address,
+        )
+    if m.peer is None or to != m.peer.name:
+        raise ProgrammingError(
+            f"switchover target must be the other failover member "
+            f"({m.peer.name if m.peer else 'none configured'})"
+        )
+    t0 = time.monotonic()
+    start_epoch = m.epoch
+    m.agent.feed(SwitchoverRequested(to))
+    if m.agent.state is not State.SWITCHING_OVER:
+        raise OperationalError(f"switchover refused: {m.role_reason}")
+    told = False
+    while time.monotonic() - t0 < timeout:
+        v = m.agent.view
+        link = m.hub.links.get(to)
+        if (
+            not told
+            and v.state is State.SWITCHING_OVER
+            and link is not None
+            and link.durable >= m.journal.last_lsn
+        ):
+            # Writes are stopped and the backup holds every record: hand over.
+            told = True
+            m.agent.backup_caught_up()
+        if v.epoch > start_epoch and v.holder == to:
+            pause = time.monotonic() - t0
+            m.event(
+                "switchover",
+                f"switched over from {m.me.name} to {to} at epoch "
+                f"{v.epoch} in {pause * 1000:.0f} ms",
+            )
+            return {
+                "from": m.me.name,
+                "to": to,
+                "epoch": v.epoch,
+                "pause_ms": round(pause * 1000, 1),
+            }
+        await asyncio.sleep(0.01)
+    m.agent.feed(SwitchoverTimeout())
+    raise OperationalError(
+        f"switchover to {to} did not complete within {timeout:g}s: {m.role_reason}"
+    )
+
+
+async def promote(m: MemberServer, to_primary: bool) -> dict[str, Any]:
+    from litemirror.failover import PromoteRequested, State
+
+    if m.agent is None:
+        raise OperationalError(
+            f"member {m.me.name} ({m.me.kind}) cannot be promoted: only a dr member "
+            "of a mirror with an arbiter can"
+        )
+    behind = None
+    if m.receiver is not None:
+        behind = max(0, m.receiver.primary_lsn - m.receiver.applied)
+    seen = m.agent.decision_count
+    m.agent.feed(PromoteRequested(to_primary=to_primary, records_behind=behind))
+    for _ in range(300):
+        if m.agent.state in (
+            State.PRIMARY,
+            State.PRIMARY_ALONE,
+            State.ASYNC,
+            State.BACKUP_CATCHING_UP,
+        ):
+            break
+        await asyncio.sleep(0.05)
+    return {
+        "member": m.me.name,
+        "state": m.agent.state.value,
+        "reason": m.role_reason,
+        "decisions": m.agent.decisions_since(seen),
+    }
+
+
+def checksums_of(path: Any) -> tuple[int, dict[str, str]]:
+    """(meta LSN, per-table checksums) of one database, from one read snapshot."""
+    import apsw
+
+    from litemirror.engine import meta
+
+    conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        conn.set_busy_timeout(5000)
+        conn.execute("BEGIN")
+        try:
+            return meta.read_lsn(conn), table_checksums(conn)
+        finally:
+            conn.execute("COMMIT")
+    finally:
+        conn.close()
