@@ -370,7 +370,7 @@ def _check_vip(key: str, value: str) -> None:
 
 def _check_hook(key: str, value: str) -> None:
     if value.startswith("python:"):
-        if not PYTHON_HOOK_RE.match(value):
+        if not PYTHON_HOOK_RE.fullmatch(value):
             raise ConfigError(f"{key}: {value!r} must look like 'python:package.module:function'")
         return
     try:
@@ -399,7 +399,7 @@ def _check_notify(n: NotifySection) -> None:
         if not 0 < e.port < 65536:
             raise ConfigError(f"notify.email.port: {e.port} is out of range 1-65535")
         for key, addr in [("from", e.from_)] + [(f"to[{i}]", a) for i, a in enumerate(e.to)]:
-            if not EMAIL_RE.match(addr):
+            if not EMAIL_RE.fullmatch(addr):
                 raise ConfigError(f"notify.email.{key}: {addr!r} is not an email address")
         if not e.to:
             raise ConfigError("notify.email.to: [] names no recipient; add at least one")
@@ -453,7 +453,7 @@ def _check_subject(key: str, value: str | None) -> str | None:
     if value is None:
         return None
     parts = [p.strip() for p in re.split(r"(?<!\\),", value)]
-    if not parts or not all(SUBJECT_ATTR_RE.match(p) for p in parts):
+    if not parts or not all(SUBJECT_ATTR_RE.fullmatch(p) for p in parts):
         raise ConfigError(
             f"{key}: {value!r} is not a certificate subject; write it like "
             "'CN=a,OU=member,O=litemirror'"
@@ -475,7 +475,7 @@ def _check_tls(t: TlsSection, base: Path, members: list[Member]) -> Tls | None:
             f"tls: {', '.join('tls.' + k for k in missing)} missing; give ca, cert and key "
             "together (cert and key may use {name} for the member's name)"
         )
-    if not MEMBER_RE.match(t.arbiter_name):
+    if not MEMBER_RE.fullmatch(t.arbiter_name):
         raise ConfigError(f"tls.arbiter_name: {t.arbiter_name!r} is not a valid name")
     assert t.ca is not None and t.cert is not None and t.key is not None
     ca = _path(base, t.ca)
@@ -534,11 +534,11 @@ def build(
     base = path.parent if path is not None else Path.cwd()
 
     m = fc.mirror
-    if not NAME_RE.match(m.name):
+    if not NAME_RE.fullmatch(m.name):
         raise ConfigError(f"mirror.name: {m.name!r} must be 1-15 letters or digits")
     seen_db: set[str] = set()
     for db in m.databases:
-        if not DB_RE.match(db):
+        if not DB_RE.fullmatch(db):
             raise ConfigError(
                 f"mirror.databases: {db!r} must start with a letter or digit and hold only "
                 "letters, digits, '_' or '-' (at most 64)"
@@ -566,7 +566,7 @@ def build(
     dirs: set[Path] = set()
     for i, ms in enumerate(fc.members):
         key = f"members[{i}]"
-        if not MEMBER_RE.match(ms.name):
+        if not MEMBER_RE.fullmatch(ms.name):
             raise ConfigError(f"{key}.name: {ms.name!r} is not a valid member name")
         if ms.name in names:
             raise ConfigError(f"{key}.name: duplicate member name {ms.name!r}")
@@ -585,7 +585,7 @@ def build(
             raise ConfigError(f"{key}.data_dir: {ms.data_dir!r} is used by another member")
         dirs.add(d)
         if ms.vip_interface is not None:
-            if not IFNAME_RE.match(ms.vip_interface):
+            if not IFNAME_RE.fullmatch(ms.vip_interface):
                 raise ConfigError(
                     f"{key}.vip_interface: {ms.vip_interface!r} is not a network interface "
                     "name (1-15 characters, no spaces, '/' or ':')"

@@ -134,7 +134,7 @@ def test_wrong_first_message_and_wrong_version(seeded: Any) -> None:
     with _raw(seeded) as s:
         s.sendall(encode(m.Ping(id=1)))
         ans = _answer(s)
-        assert isinstance(ans, m.Error) and "expected Hello" in ans.message
+        assert isinstance(ans, m.Error) and "must open with Hello" in ans.message
     with _raw(seeded) as s:
         s.sendall(encode(m.Hello(version=99, database="app")))
         ans = _answer(s)

@@ -53,6 +53,7 @@ from litemirror.failover import Arbiter, ArbiterRecord
 from litemirror.protocol import arbiter as wire
 from litemirror.protocol import messages as m
 from litemirror.protocol.framing import FrameDecoder, encode
+from litemirror.protocol.handshake import check_opening
 from litemirror.security.tls import member_authorisation
 from litemirror.security.tls import setup as tls_setup
 
@@ -333,6 +334,8 @@ class ArbiterServer:
                 raise ProtocolError(
                     f"no hello within the handshake timeout of {self.handshake_timeout:g} s"
                 ) from None
+            if first is not None and (why := check_opening(first)) is not None:
+                raise ProtocolError(why)
             if isinstance(first, m.Hello):
                 await self._control(conn, first)
             elif isinstance(first, wire.ArbHello):

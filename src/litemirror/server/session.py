@@ -36,6 +36,7 @@ from litemirror.errors import (
 )
 from litemirror.protocol import messages as m
 from litemirror.protocol.framing import FrameDecoder, encode
+from litemirror.protocol.handshake import MAX_OPENING_FRAME, check_opening
 from litemirror.protocol.peer import PeerHello
 from litemirror.protocol.replication import ReplHello
 from litemirror.security.certs import PeerIdentity
@@ -53,8 +54,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("litemirror.session")
 
-#: Frame limit before the handshake: an opening message is a few hundred bytes.
-OPENING_MAX_FRAME = 64 * 1024
 
 
 class ClientSession:
@@ -69,7 +68,7 @@ class ClientSession:
         # Until the peer has said who it is, a frame holds one small opening
         # message: a stranger cannot make us buffer max_frame_bytes.
         self.decoder: FrameDecoder[Any] = FrameDecoder(
-            m.OpeningMessage, max_frame=min(OPENING_MAX_FRAME, member.config.limits.max_frame_bytes)
+            m.OpeningMessage, max_frame=min(MAX_OPENING_FRAME, member.config.limits.max_frame_bytes)
         )
         #: The verified certificate's (CN, OU) when the connection is TLS and the
         #: peer presented one; None otherwise.
@@ -122,6 +121,11 @@ class ClientSession:
                 log.info("client %s: no Hello within the handshake timeout; closed", self.peer)
                 return
             if hello is None:
+                return
+            why = check_opening(hello)
+            if why is not None:
+                log.warning("client %s refused: %s", self.peer, why)
+                self._send_error(0, ProtocolError(why))
                 return
             if isinstance(hello, PeerHello | ReplHello) and not self._member_authorised(
                 hello.member
