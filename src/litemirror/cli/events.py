@@ -72,10 +72,10 @@ def _key(ev: dict[str, Any]) -> tuple[Any, ...]:
     return (ev.get("ts"), ev.get("kind"), ev.get("message"))
 
 
-
 def _scheme() -> str:
     """https when the mirror has [tls] (members then serve HTTPS, verified with its CA)."""
     return "https" if control_context() is not None else "http"
+
 
 @dataclass
 class Source:

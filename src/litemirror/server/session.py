@@ -55,7 +55,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("litemirror.session")
 
 
-
 class ClientSession:
     def __init__(
         self, member: MemberServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
