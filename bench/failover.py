@@ -148,13 +148,14 @@ def summary(values: list[float]) -> dict[str, float]:
 class LitemirrorFailover:
     """The mirror every litemirror failover and switchover trial runs against."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, tls: bool = False) -> None:
         self.cluster = Cluster(
             base / "lm-failover",
             members=[("a", "failover"), ("b", "failover")],
             arbiter=True,
             mirror={"ack": "durable"},
             name="benchfo",
+            tls_require=tls,
         )
         self.next_id = 0
 
@@ -253,9 +254,13 @@ class LitemirrorFailover:
         return sum(1 for a in w.acked if a.id not in present)
 
 
-def run_litemirror(base: Path, trials: int, switchovers: int) -> dict[str, Any]:
-    """Kill and switchover trials on one mirror; a summary plus every trial."""
-    lm = LitemirrorFailover(base)
+def run_litemirror(base: Path, trials: int, switchovers: int, tls: bool = False) -> dict[str, Any]:
+    """Kill and switchover trials on one mirror; a summary plus every trial.
+
+    ``tls``: every connection (driver, replication, peer link, arbiter) over
+    mutual TLS with ``tls.require``.
+    """
+    lm = LitemirrorFailover(base, tls)
     kills: list[dict[str, Any]] = []
     swaps: list[dict[str, Any]] = []
     lm.start()
@@ -281,7 +286,7 @@ def run_litemirror(base: Path, trials: int, switchovers: int) -> dict[str, Any]:
     finally:
         lm.stop()
     return {
-        "config": {"qos_timeout_ms": 2000, "heartbeat_ms": 250, "ack": "durable"},
+        "config": {"qos_timeout_ms": 2000, "heartbeat_ms": 250, "ack": "durable", "tls": tls},
         "rto_s": summary([k["rto_s"] for k in kills]),
         "writable_s": summary([k["writable_s"] for k in kills]),
         "trials": len(kills),
@@ -345,3 +350,29 @@ def markdown(fo: dict[str, Any]) -> str:
             "- | - | - |"
         )
     return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.failover --trials 10 --switchovers 3 [--tls]``: litemirror alone."""
+    import argparse
+    import json
+    import shutil
+    import tempfile
+
+    ap = argparse.ArgumentParser(prog="bench.failover")
+    ap.add_argument("--trials", type=int, default=10)
+    ap.add_argument("--switchovers", type=int, default=3)
+    ap.add_argument("--tls", action="store_true", help="tls.require: everything over mutual TLS")
+    args = ap.parse_args(argv)
+    base = Path(tempfile.mkdtemp(prefix="litemirror-failover-"))
+    try:
+        res = run_litemirror(base, args.trials, args.switchovers, tls=args.tls)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    keep = ("config", "rto_s", "writable_s", "trials", "lost", "switchover")
+    print(json.dumps({k: res[k] for k in keep}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -317,3 +317,26 @@ def test_redirect_false_keeps_to_the_hosts_in_the_url(cluster_factory: Any) -> N
     url = c.url("app", members=[backup], connect_timeout=1, redirect=False)
     with pytest.raises(errors.UnavailableError, match="not the primary"):
         litemirror.connect(url).execute("SELECT 1")
+
+
+def test_open_transaction_neither_blocks_switchover_nor_commits_after_it(
+    cluster_factory: Any,
+) -> None:
+    c = _mirror(cluster_factory)
+    old = c.primary().name
+    new = _other(old)
+    tx = litemirror.connect(c.url("app", members=[old]))
+    tx.execute("INSERT INTO t (id) VALUES (424242)")  # an open transaction on the old primary
+    t0 = time.monotonic()
+    r = c.run_cli("switchover", "--to", new)
+    assert r.returncode == 0, r.stdout + r.stderr
+    # It did not wait for the transaction (whose idle timeout is 30 s).
+    assert time.monotonic() - t0 < 15
+    # The transaction was rolled back when the old primary stopped writing:
+    # its commit is refused, retryably, and the row exists nowhere.
+    with pytest.raises((errors.TransactionAbortedError, errors.NotPrimaryError)) as ei:
+        tx.commit()
+    assert ei.value.retryable
+    c[new].wait_until(lambda s: s.get("backup_active") is True, 30, "old primary as backup")
+    assert 424242 not in _ids(c, new) and 424242 not in _ids(c, old)
+    _verify_ok(c)

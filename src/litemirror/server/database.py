@@ -120,6 +120,9 @@ class Database:
         self._ack = ack
         self._writable = writable
         self._group_ack = ack
+        #: The epoch at which the current group was allowed to start: its record
+        #: carries it, and it may reach the journal only while still current.
+        self._group_epoch = 0
         self._writer: apsw.Connection | None = None
         self._capture: Capture | None = None
         self._readers: list[apsw.Connection] = []
@@ -129,6 +132,8 @@ class Database:
         #: has a statement on a worker thread / last finished one at this loop time.
         self._txn_busy = False
         self._txn_seen = 0.0
+        #: The interactive transaction holding the writer, if any.
+        self._txn: TxnJob | None = None
         #: Statements that outran the inline read budget (insertion-ordered, bounded).
         self._slow_reads: dict[str, None] = {}
         self._queue: deque[BatchJob | TxnJob] = deque()
@@ -261,6 +266,7 @@ class Database:
             return
         done: list[tuple[asyncio.Future[Any] | None, Any]] = []  # answered after commit
         self._group_ack = self._ack
+        self._group_epoch = self._epoch()
         try:
             if len(self._queue) > 1:
                 # Under load, open the transaction in a hop of its own: the jobs
@@ -389,6 +395,36 @@ class Database:
         loop = asyncio.get_running_loop()
         self._txn_seen = loop.time()
         txn.started.set_result(None)
+        self._txn = txn
+        try:
+            return await self._interactive_loop(txn, stop)
+        finally:
+            self._txn = None
+            # A command queued after the transaction ended (a commit racing an
+            # abort) would otherwise wait forever.
+            while not txn.commands.empty():
+                late = txn.commands.get_nowait()
+                _fail(
+                    late.future,
+                    TransactionAbortedError(txn.abort_reason or "the transaction has ended"),
+                )
+
+    def abort_transaction(self, reason: str) -> None:
+        """Roll back the open interactive transaction, if any (the member stops writing).
+
+        Its client gets TransactionAbortedError (retryable) with ``reason`` on
+        its next statement or commit; a statement running now finishes first.
+        """
+        txn = self._txn
+        if txn is not None and not txn.finished:
+            txn.abort_reason = reason
+            txn.finished = True  # no new statement or commit gets in from here
+            txn.commands.put_nowait(TxnCommand(kind="abort", sql=reason))
+
+    async def _interactive_loop(
+        self, txn: TxnJob, stop: Callable[[bool], list[Op]]
+    ) -> tuple[asyncio.Future[Any] | None, Any, list[Op]] | None:
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 # Statements arrive through txn_execute(); only the end of the
@@ -407,6 +443,13 @@ class Database:
                 )
                 await self._run(stop, False)
                 log.warning("database %s: %s", self.name, txn.abort_reason)
+                return None
+            if cmd.kind == "abort":
+                txn.finished = True
+                while self._txn_busy:  # let a running statement finish first
+                    await asyncio.sleep(0.005)
+                await self._run(stop, False)
+                log.warning("database %s: %s", self.name, cmd.sql)
                 return None
             if cmd.kind in ("exec", "many"):
                 try:
@@ -496,9 +539,24 @@ class Database:
                 _ok(fut, (res, 0) if res is not None else 0)
             return
         payload = encode_ops(ops)
+        if not self._writable() or self._epoch() != self._group_epoch:
+            # Fencing: the member stopped being the primary of this epoch while the
+            # group ran (an interactive transaction waits on its client). Its
+            # changes must not reach the journal — stamped with a newer epoch
+            # they would even pass for the new primary's.
+            await self._run(w.execute, "ROLLBACK")
+            err = NotPrimaryError(
+                f"the member stopped accepting writes to {self.name!r} at epoch "
+                f"{self._group_epoch} before this commit; nothing was committed"
+            )
+            for fut, _ in done:
+                _fail(fut, err)
+            return
         try:
+            # The check above and the append below run in one step of the event
+            # loop: nothing can depose the member in between.
             record = await self._journal.append(
-                self._epoch(), RecordKind.CHANGES, self.name, payload
+                self._group_epoch, RecordKind.CHANGES, self.name, payload
             )
         except BaseException as exc:
             await self._run(w.execute, "ROLLBACK")

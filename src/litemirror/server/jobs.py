@@ -22,7 +22,7 @@ class BatchJob:
 
 @dataclass(slots=True)
 class TxnCommand:
-    kind: str  # "exec" | "many" | "commit" | "rollback"
+    kind: str  # "exec" | "many" | "commit" | "rollback" | "abort" (sql holds the reason)
     ack: str | None = None
     sql: str = ""
     params: Any = None

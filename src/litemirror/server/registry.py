@@ -148,6 +148,11 @@ class Registry:
                 self._open.pop(db.name, None)
                 await db.close()
 
+    def abort_transactions(self, reason: str) -> None:
+        """Roll back every open interactive transaction (the member stops writing)."""
+        for db in self._open.values():
+            db.abort_transaction(reason)
+
     async def close_all(self) -> None:
         for db in list(self._open.values()):
             await db.close()

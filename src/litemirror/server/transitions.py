@@ -101,6 +101,7 @@ class Transitions:
 
     async def stop_writes(self, deposed: bool, primary: str | None) -> None:
         self.m.writable = False
+        self._abort_transactions()
         if deposed:
             addr = self._address_of(primary)
             self.m.state = "fenced"
@@ -122,6 +123,7 @@ class Transitions:
         self.m.writable = False
         self.m.role = "backup" if self.m.me.kind == "failover" else self.m.me.kind
         self.m.epoch = max(self.m.epoch, epoch)
+        self._abort_transactions()
         if was_primary:
             horizon = self.m.current_horizon()
             await self.m.hub.abort_waiters(
@@ -202,6 +204,18 @@ class Transitions:
             self.m.state = "waiting"
         if state is State.IN_TROUBLE or state is State.SWITCHING_OVER:
             self.m.writable = False
+        if not self.m.writable:
+            self._abort_transactions()
+
+    def _abort_transactions(self) -> None:
+        """Open transactions cannot commit any more: roll them back now, so they hold
+        neither the writers (a switchover or rejoin would wait for them) nor their client."""
+        registry = getattr(self.m, "registry", None)
+        if registry is not None:
+            registry.abort_transactions(
+                f"the transaction was rolled back: member {self.m.me.name} stopped "
+                f"accepting writes ({self.m.state}); retry it on the primary"
+            )
 
     def may_acknowledge(self) -> bool:
         return self.m.agent is None or self.m.agent.may_acknowledge()
