@@ -27,6 +27,9 @@ from litemirror.client.dbapi import Connection
 INDEFINITE: tuple[type[BaseException], ...] = (
     errors.ConnectionLostError,
     errors.TransactionAbortedError,
+    # The primary was deposed while the commit waited for the backup: the new
+    # primary may hold it.
+    errors.CommitUnknownError,
     errors.ProtocolError,
     errors.InterfaceError,
     # Raised by a retry's reconnect: the first attempt may have been applied.
