@@ -286,6 +286,17 @@ class Connection:
                         continue
                     raise error
                 self._in_transaction = answer.in_transaction
+                if (
+                    was_in_transaction
+                    and not answer.in_transaction
+                    and not isinstance(request, m.Commit | m.Rollback)
+                ):
+                    # The member ended our transaction under a statement: never go
+                    # on as if it were still open (the next write would start a new
+                    # one and the transaction would be split in two).
+                    raise errors.TransactionAbortedError(
+                        "the member rolled the transaction back; run it again from the start"
+                    )
                 if answer.lsn > self.last_lsn and not answer.in_transaction:
                     self.last_lsn = answer.lsn
                 return answer

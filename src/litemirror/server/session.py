@@ -387,6 +387,10 @@ class ClientSession:
         finally:
             if txn.finished:
                 self.txn = None
+        if txn.finished:
+            # Rolled back while this statement ran (the member stopped writing):
+            # its result must not reach the client as if the transaction went on.
+            raise TransactionAbortedError(txn.abort_reason or "the transaction was rolled back")
         self._send_result(msg.id, res, 0)
 
     async def _begin(self) -> None:
