@@ -433,6 +433,21 @@ def test_refusals_are_logged_with_the_peer_and_say_nothing_of_existence(
     assert not any(word in ln.lower() for ln in tried for word in TELLTALES)
 
 
+def test_a_host_that_keeps_failing_is_slowed_down_until_it_succeeds(mirror: AuthCluster) -> None:
+    primary = mirror.primary().name
+    connect(mirror, "reader", members=[primary]).close()  # a success: a clean slate
+    for _ in range(6):
+        with pytest.raises(errors.AuthenticationError):
+            connect(mirror, "reader", "guess", members=[primary])
+    throttled = events(mirror, primary, "auth_throttled")
+    assert throttled and throttled[-1]["data"]["peer"].startswith("127.0.0.1:")
+    assert "doubles" in throttled[-1]["message"]
+    # The right password still gets in (after the wait), and clears the host.
+    conn = connect(mirror, "reader", members=[primary])
+    assert conn.execute("SELECT 1").fetchone() == (1,)
+    conn.close()
+
+
 # ---------------------------------------------------------------- failover
 
 

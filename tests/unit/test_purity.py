@@ -23,6 +23,7 @@ PURE = [
     "litemirror.protocol",
     # Named on its own as well: the listeners' first check of every connection.
     "litemirror.protocol.handshake",
+    "litemirror.security.throttle",
     "litemirror.failover",
     "litemirror.replication",
 ]

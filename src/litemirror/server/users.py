@@ -69,6 +69,7 @@ from litemirror.security.passwords import (
     hash_password,
     verify_password,
 )
+from litemirror.security.throttle import LoginThrottle
 
 from .registry import SYSTEM_DB
 
@@ -203,6 +204,8 @@ class Users:
         self._verified: OrderedDict[bytes, None] = OrderedDict()
         #: (peer host, kind) -> (when the last event was emitted, refusals logged since).
         self._said: dict[tuple[str, str], tuple[float, int]] = {}
+        #: Back-off for hosts that keep failing to log in.
+        self.throttle = LoginThrottle()
 
     @property
     def required(self) -> bool:
@@ -291,6 +294,12 @@ class Users:
         self, name: str, password: str | None, cert_user: str | None, peer: str
     ) -> Principal:
         """Check a password (or a certificate's user); raise AuthenticationError if refused."""
+        host = peer.rpartition(":")[0] or peer
+        wait = self.throttle.delay(host, time.monotonic())
+        if wait > 0:
+            # This host keeps failing: answer it more and more slowly (other
+            # connections are not held up; this one just waits).
+            await asyncio.sleep(wait)
         try:
             row = await self.lookup(name) if USER_RE.match(name) else None
         except Error as exc:
@@ -301,14 +310,26 @@ class Users:
             ) from None
         if cert_user is not None and name == cert_user:
             if row is not None:
+                self.throttle.succeeded(host)
                 return Principal(name, row.role, "certificate")
             how = f"client certificate CN={_short(cert_user)}"
         else:
             if await self._check(name, row.password_hash if row else None, password or ""):
                 assert row is not None
+                self.throttle.succeeded(host)
                 return Principal(name, row.role, "password")
             how = f"user {_short(name)}"
         self.refused(peer, "authentication", f"authentication failed for {how} from {peer}")
+        failures = self.throttle.failed(host, time.monotonic())
+        if failures == self.throttle.free + 1:
+            self.m.event(
+                "auth_throttled",
+                f"{failures} failed logins from {host} within "
+                f"{self.throttle.window_s:g} s: its further attempts are answered after a "
+                f"wait that doubles up to {self.throttle.max_s:g} s, until one succeeds",
+                "warning",
+                peer=peer,
+            )
         raise AuthenticationError(AUTH_FAILED)
 
     async def _check(self, name: str, stored: str | None, password: str) -> bool:
