@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
+import signal
 import socket
 import ssl
 import time
@@ -261,3 +263,53 @@ def test_certificate_rotation_loses_no_acknowledged_write(cluster_factory: Any) 
         assert x509.load_der_x509_certificate(der).serial_number != old_serials[name]
     r = c.verify()
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def _serial_presented(c: Cluster, name: str) -> int:
+    from cryptography import x509
+
+    assert c.certs is not None
+    mp = c[name]
+    ctx = ssl.create_default_context(cafile=str(c.certs / "ca.crt"))
+    with (
+        socket.create_connection((mp.host, mp.port), timeout=5) as raw,
+        ctx.wrap_socket(raw, server_hostname=mp.host) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return int(x509.load_der_x509_certificate(der).serial_number)
+
+
+def test_sighup_rotates_a_certificate_without_a_restart(cluster_factory: Any) -> None:
+    c = _mirror(cluster_factory)
+    assert c.certs is not None
+    backup = _other(c.primary().name)
+    mp = c[backup]
+    assert mp.proc is not None
+    pid, before = mp.proc.pid, _serial_presented(c, backup)
+    new_cert = c.issue_member(backup, mp.host)
+    new_serial = load_certificates(new_cert)[0].serial_number
+    os.kill(pid, signal.SIGHUP)
+    deadline = time.monotonic() + 20
+    while not _events(c, backup, "tls_reloaded"):
+        assert time.monotonic() < deadline, mp.log_tail()
+        time.sleep(0.05)
+    assert _serial_presented(c, backup) == new_serial != before
+    assert mp.proc.pid == pid and mp.running  # no restart
+    # The mirror goes on: a write reaches the backup.
+    conn = litemirror.connect(c.url("app"))
+    conn.execute("INSERT INTO t (id) VALUES (77)")
+    conn.commit()
+    lsn = conn.last_lsn
+    conn.close()
+    mp.wait_applied(lsn)
+    # A broken file is refused and the running certificate stays.
+    leaf_files(c.certs, backup, Role.MEMBER).key.write_text("not a key")
+    os.kill(pid, signal.SIGHUP)
+    deadline = time.monotonic() + 20
+    while not any(
+        "TLS reload refused" in e["message"] for e in _events(c, backup, "config_refused")
+    ):
+        assert time.monotonic() < deadline, mp.log_tail()
+        time.sleep(0.05)
+    assert _serial_presented(c, backup) == new_serial

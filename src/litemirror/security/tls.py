@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from cryptography import x509
 
 from litemirror.config import Config, Member, Tls
-from litemirror.errors import ProtocolError
+from litemirror.errors import ConfigError, ProtocolError
 
 from .certs import Role, load_context, member_refusal, peer_identity
 
@@ -53,6 +53,27 @@ def setup(config: Config, name: str) -> TlsSetup | None:
         require=t.require,
         tls=t,
     )
+
+
+def reload(live: TlsSetup, config: Config, name: str) -> TlsSetup:
+    """Load the certificate, key and CA named by ``config`` into the live contexts.
+
+    Connections made from now on present the new certificate and trust the CA
+    file's certificates (added to the ones already trusted: a CA cannot be
+    dropped without a restart, which is what rotating through a bundle needs).
+    The files are checked first by building throwaway contexts, so a bad file
+    raises ConfigError and leaves the live contexts as they were.
+    """
+    fresh = setup(config, name)
+    if fresh is None:
+        raise ConfigError("tls: the [tls] section was removed; restart to turn TLS off")
+    t = fresh.tls
+    member = next((m for m in config.members if m.name == name), None)
+    cert, key = t.files_for(name, member)
+    for ctx in (live.server, live.client):
+        ctx.load_cert_chain(certfile=str(cert), keyfile=str(key))
+        ctx.load_verify_locations(cafile=str(t.ca))
+    return live
 
 
 def client_context(ca: str, cert: str | None = None, key: str | None = None) -> ssl.SSLContext:

@@ -48,6 +48,7 @@ from typing import Any
 import msgspec
 
 from litemirror.config import Config, parse_address
+from litemirror.config import load as load_config
 from litemirror.errors import ConfigError, Error, ProtocolError, UnavailableError
 from litemirror.failover import Arbiter, ArbiterRecord
 from litemirror.protocol import arbiter as wire
@@ -55,6 +56,7 @@ from litemirror.protocol import messages as m
 from litemirror.protocol.framing import FrameDecoder, encode
 from litemirror.protocol.handshake import check_opening
 from litemirror.security.tls import member_authorisation
+from litemirror.security.tls import reload as reload_tls
 from litemirror.security.tls import setup as tls_setup
 
 from .tls_listener import Listener, stream_factory
@@ -271,9 +273,22 @@ class ArbiterServer:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload_tls)
         await self._stop.wait()
         log.info("arbiter shutting down: %s", describe_record(self.state.record))
         await self.close()
+
+    def reload_tls(self) -> None:
+        """SIGHUP: load the certificate, key and CA files again (certificate rotation)."""
+        if self.tls is None or self.config is None or self.config.path is None:
+            return
+        try:
+            new = load_config(self.config.path)
+            reload_tls(self.tls, new, self.tls.tls.arbiter_name)
+        except Error as exc:
+            log.error("TLS reload refused, the old certificate stays in use: %s", exc.message)
+            return
+        log.info("TLS certificate, key and CA reloaded: new connections present the new one")
 
     async def close(self) -> None:
         self._stop.set()

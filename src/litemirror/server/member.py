@@ -28,6 +28,7 @@ from litemirror.journal import Journal, RecordKind
 from litemirror.protocol import messages as m
 from litemirror.protocol.framing import encode
 from litemirror.security.tls import TlsSetup
+from litemirror.security.tls import reload as reload_tls
 from litemirror.security.tls import setup as tls_setup
 
 from .agent import FailoverAgent
@@ -595,11 +596,37 @@ class MemberServer:
             )
         return bool(changed)
 
+    def on_sighup(self) -> None:
+        """SIGHUP: re-read the config (members) and the TLS files (certificate rotation)."""
+        self.reload_config()
+        if self.config.path is None:
+            return
+        try:
+            new = load_config(self.config.path)
+            if self.tls is not None:
+                reload_tls(self.tls, new, self.me.name)
+            elif new.tls is not None:
+                self.event(
+                    "config_refused",
+                    "a [tls] section was added; restart the member to turn TLS on",
+                    "warning",
+                )
+                return
+            else:
+                return
+        except Error as exc:
+            self.event("config_refused", f"TLS reload refused: {exc.message}", "error")
+            return
+        self.event(
+            "tls_reloaded",
+            "TLS certificate, key and CA reloaded: new connections present the new certificate",
+        )
+
     async def serve_forever(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        loop.add_signal_handler(signal.SIGHUP, self.reload_config)
+        loop.add_signal_handler(signal.SIGHUP, self.on_sighup)
         await self._stop.wait()
         log.info("member %s shutting down", self.me.name)
         await self.shutdown()
