@@ -20,6 +20,7 @@ from litemirror.errors import Error, JournalError, ProtocolError
 from litemirror.journal import Record, encode_record
 from litemirror.protocol import replication as r
 from litemirror.protocol.framing import FrameDecoder, encode
+from litemirror.replication.start import plan_start
 
 from .hub import LinkState
 from .seeding import chunks, make_copy
@@ -105,35 +106,16 @@ class Sender:
         return rec.epoch if rec is not None else -1
 
     def _plan(self) -> tuple[str, int]:
-        """Where the member's stream starts: ("stream" | "rewind" | "seed", start LSN).
-
-        Like Raft's log matching: the member's history agrees with ours up to
-        the last record before our first record of a newer epoch than the
-        member's last. Records it holds past that point were never ours: it
-        rolls them back ("rewind") and streams from there.
-        """
+        """Where the member's stream starts (``replication.start``); reads the journal."""
         j = self.m.journal
-        last, epoch = self.hello.last_lsn, self.hello.last_epoch
-        first = j.first_lsn
-        if self.hello.reseed:
-            return "seed", 0
-        if first is None:  # nothing held: only a member exactly at our end can stream
-            return ("stream", last + 1) if last == j.last_lsn else ("seed", 0)
-        # First LSN of ours whose epoch is newer than the member's last (binary search:
-        # epochs never decrease along the journal).
-        lo, hi, newer = first, j.last_lsn, None
-        while lo <= hi:
-            mid = (lo + hi) // 2
-            if self._epoch_at(mid) > epoch:
-                newer, hi = mid, mid - 1
-            else:
-                lo = mid + 1
-        common = min(last, j.last_lsn if newer is None else newer - 1)
-        if common + 1 < first:
-            return "seed", 0
-        if common >= first and self._epoch_at(common) > epoch:
-            return "seed", 0
-        return ("stream" if common == last else "rewind"), common + 1
+        return plan_start(
+            self.hello.last_lsn,
+            self.hello.last_epoch,
+            reseed=self.hello.reseed,
+            first_lsn=j.first_lsn,
+            last_lsn=j.last_lsn,
+            epoch_at=self._epoch_at,
+        )
 
     # --------------------------------------------------------------- run
 
