@@ -27,6 +27,7 @@ from litemirror.errors import ConfigError, Error
 from litemirror.journal import Journal, RecordKind
 from litemirror.protocol import messages as m
 from litemirror.protocol.framing import encode
+from litemirror.replication.purge import ClosedSegment, purge_before
 from litemirror.security.tls import TlsSetup
 from litemirror.security.tls import reload as reload_tls
 from litemirror.security.tls import setup as tls_setup
@@ -449,28 +450,19 @@ class MemberServer:
         segs = [s for s in self.journal.segments() if s.closed and s.last_lsn is not None]
         if not segs:
             return 0
-        if self.role == "primary":
+        primary = self.role == "primary"
+        if primary:
             others = [mb.name for mb in self.config.members if mb.name != self.me.name]
             needed = min((self.hub.known.get(n, 0) for n in others), default=self.last_lsn)
         else:
             needed = self.applied_lsn
-        cut = needed + 1
-        total = sum(s.size_bytes for s in self.journal.segments())
-        limit = self.config.journal.max_retain_bytes
-        for seg in segs:  # oldest first
-            assert seg.last_lsn is not None
-            if seg.last_lsn < cut:
-                total -= seg.size_bytes  # every member has it: it goes
-                continue
-            if total <= limit:
-                break
-            if self.role != "primary" and seg.last_lsn > self.applied_lsn:
-                break  # a member never drops what it has not applied itself
-            # Over the retention limit: it goes although a member still
-            # needs it; that member will be re-seeded with a base copy.
-            cut = seg.last_lsn + 1
-            total -= seg.size_bytes
-        return cut
+        return purge_before(
+            [ClosedSegment(s.last_lsn, s.size_bytes) for s in segs if s.last_lsn is not None],
+            total_bytes=sum(s.size_bytes for s in self.journal.segments()),
+            limit_bytes=self.config.journal.max_retain_bytes,
+            needed_lsn=needed,
+            applied_lsn=None if primary else self.applied_lsn,
+        )
 
     async def _purge_journal(self) -> None:
         if self.role not in ("primary", "backup", "dr", "reporting"):

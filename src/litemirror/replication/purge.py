@@ -1,0 +1,53 @@
+"""Which closed journal segments a member may delete (pure).
+
+A closed segment goes once every other member holds all of it. The journal
+is also capped at ``journal.max_retain_bytes``: past the cap the oldest
+segments go even though a lagging member still needs them — that member is
+re-seeded with a base copy later, which is cheaper than a disk that fills.
+A member that is not the primary never drops records it has not applied
+itself (its databases need them after a crash).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+
+class ClosedSegment(NamedTuple):
+    last_lsn: int
+    size_bytes: int
+
+
+def purge_before(
+    closed: Sequence[ClosedSegment],
+    *,
+    total_bytes: int,
+    limit_bytes: int,
+    needed_lsn: int,
+    applied_lsn: int | None,
+) -> int:
+    """The LSN below which segments may be deleted (0: none).
+
+    ``closed`` are the closed segments, oldest first; ``total_bytes`` is the
+    size of the whole journal (open segment included); ``needed_lsn`` the
+    lowest LSN some other member has not got yet minus one (what every member
+    holds); ``applied_lsn`` this member's own applied LSN, or None on the
+    primary (its records are applied when written).
+    """
+    if not closed:
+        return 0
+    cut = needed_lsn + 1
+    total = total_bytes
+    for seg in closed:
+        if seg.last_lsn < cut:
+            total -= seg.size_bytes  # every member has it: it goes
+            continue
+        if total <= limit_bytes:
+            break
+        if applied_lsn is not None and seg.last_lsn > applied_lsn:
+            break  # never drop what this member has not applied
+        # Over the cap: it goes although a member still needs it (re-seeded later).
+        cut = seg.last_lsn + 1
+        total -= seg.size_bytes
+    return cut
