@@ -24,6 +24,7 @@ PURE = [
     # Named on its own as well: the listeners' first check of every connection.
     "litemirror.protocol.handshake",
     "litemirror.security.throttle",
+    "litemirror.security.roles",
     "litemirror.failover",
     "litemirror.replication",
 ]

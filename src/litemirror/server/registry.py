@@ -27,6 +27,7 @@ import apsw
 from litemirror.config import DB_RE, ServerSection
 from litemirror.engine import meta
 from litemirror.errors import OperationalError, ProgrammingError
+from litemirror.security.roles import SYSTEM_DB
 
 from .database import Database, open_writer
 from .journal_writer import JournalWriter
@@ -34,9 +35,9 @@ from .journal_writer import JournalWriter
 log = logging.getLogger("litemirror.registry")
 
 SUFFIX = ".db"
-#: The mirrored database that holds litemirror's own tables (users). Its name
+#: SYSTEM_DB (security.roles) holds litemirror's own tables (users). Its name
 #: starts with "_", which database names in the config and `db add` cannot.
-SYSTEM_DB = "_system"
+__all__ = ["SUFFIX", "SYSTEM_DB", "Registry"]
 
 
 class Registry:

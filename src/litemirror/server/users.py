@@ -43,9 +43,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import ipaddress
 import logging
-import re
 import secrets
 import time
 from collections import OrderedDict
@@ -69,6 +67,21 @@ from litemirror.security.passwords import (
     hash_password,
     verify_password,
 )
+from litemirror.security.roles import (
+    ANONYMOUS,
+    BOOTSTRAP,
+    OPEN,
+    READ_ACTIONS,
+    ROLES,
+    USER_ACTIONS,
+    USER_RE,
+    Principal,
+    action_needs,
+    allows,
+    check_role,
+    check_user_name,
+    is_loopback,
+)
 from litemirror.security.throttle import LoginThrottle
 
 from .registry import SYSTEM_DB
@@ -79,12 +92,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("litemirror.users")
 T = TypeVar("T")
 
-ROLES = ("read", "write", "admin")
-#: User names: what a certificate CN may be too (see security.certs.check_name).
-USER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
-#: Admin actions that only read; every other admin action needs the admin role.
-READ_ACTIONS = frozenset({"databases", "checksum"})
-USER_ACTIONS = frozenset({"user_add", "user_remove", "user_passwd", "user_list"})
 #: Logins waiting for a password check beyond this are refused (retryable).
 MAX_PENDING_CHECKS = 64
 #: Successful checks remembered (as keyed digests), so reconnects skip scrypt.
@@ -107,74 +114,6 @@ CREATE TABLE IF NOT EXISTS users (
 """
 
 
-# ------------------------------------------------------------- pure rules
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who a connection acts as."""
-
-    #: The user name; None when nobody logged in.
-    user: str | None
-    #: read, write or admin; None: may only ping and ask for status.
-    role: str | None
-    #: open (auth not required), password, certificate, bootstrap or anonymous.
-    how: str
-
-    def describe(self) -> str:
-        if self.user is not None:
-            return f"user {self.user!r} ({self.role})"
-        if self.how == "bootstrap":
-            return "a loopback connection acting as admin (no admin user exists yet)"
-        if self.how == "open":
-            return "a client (auth.require is off)"
-        return "a connection without credentials"
-
-
-OPEN = Principal(None, "admin", "open")
-ANONYMOUS = Principal(None, None, "anonymous")
-BOOTSTRAP = Principal(None, "admin", "bootstrap")
-
-
-def allows(role: str | None, needed: str) -> bool:
-    """Whether ``role`` may do what ``needed`` may (read < write < admin)."""
-    return role in ROLES and ROLES.index(role) >= ROLES.index(needed)
-
-
-def action_needs(action: str, args: dict[str, Any]) -> str:
-    """The role an admin action needs."""
-    if action in READ_ACTIONS and args.get("name") != SYSTEM_DB:
-        return "read"
-    return "admin"
-
-
-def check_user_name(name: object) -> str:
-    if not isinstance(name, str) or not USER_RE.match(name):
-        raise ProgrammingError(
-            f"user name {str(name)[:80]!r} is not usable: use 1-64 letters, digits, '.', '_' "
-            "or '-', starting with a letter or digit"
-        )
-    return name
-
-
-def check_role(role: object) -> str:
-    if role not in ROLES:
-        raise ProgrammingError(f"role {str(role)[:40]!r} is not one of {', '.join(ROLES)}")
-    return str(role)
-
-
-def is_loopback(peer: str) -> bool:
-    """Whether ``peer`` ("host:port", IPv6 hosts with or without brackets) is on loopback."""
-    host = peer.rpartition(":")[0].strip("[]")
-    try:
-        addr = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        return addr.ipv4_mapped.is_loopback
-    return addr.is_loopback
-
-
 def _short(text: str | None) -> str:
     """A client-given name, safe to log (quoted, bounded)."""
     return repr(text[:64] + ("..." if len(text) > 64 else "")) if text is not None else "-"
@@ -188,6 +127,23 @@ class UserRow:
     created_at: str
     changed_at: str
 
+
+__all__ = [
+    "ANONYMOUS",
+    "BOOTSTRAP",
+    "OPEN",
+    "READ_ACTIONS",
+    "ROLES",
+    "USER_ACTIONS",
+    "USER_RE",
+    "Principal",
+    "Users",
+    "action_needs",
+    "allows",
+    "check_role",
+    "check_user_name",
+    "is_loopback",
+]
 
 # --------------------------------------------------------------- the shell
 
