@@ -61,6 +61,8 @@ class MemberServer:
         self.epoch = 1
         self.started = time.time()
         self._inflight: set[int] = set()
+        #: Highest LSN this event loop has been told is durable (see current_horizon).
+        self._seen_lsn = 0
         self._horizon = 0
         self._server: asyncio.AbstractServer | None = None
         #: TLS contexts; None without a [tls] section. Read once at start:
@@ -282,6 +284,7 @@ class MemberServer:
                 res.created or "none",
             )
         self._horizon = self.journal.last_lsn
+        self._seen_lsn = self.journal.last_lsn  # recovered: all of it is in the databases
         self._missing_imports = res.missing_imports
         self.hub = Hub(
             backup=self.peer.name if self.peer else None,
@@ -408,6 +411,8 @@ class MemberServer:
         for r in records:
             if r.kind == RecordKind.CHANGES:
                 self._inflight.add(r.lsn)
+        if records:
+            self._seen_lsn = max(self._seen_lsn, records[-1].lsn)
 
     def _committed(self, _db: str, lsn: int) -> None:
         self._inflight.discard(lsn)
@@ -418,9 +423,13 @@ class MemberServer:
             return self.receiver.applied
         if self.role != "primary":
             return self._horizon
+        # Not journal.last_lsn: the journal thread advances it before this loop
+        # hears of the new records (and adds them to _inflight), so in between
+        # it would name records whose databases are not committed yet.
+        seen = min(self._seen_lsn, self.journal.last_lsn)
         if self._inflight:
-            return min(self._inflight) - 1
-        return self.journal.last_lsn
+            return min(min(self._inflight) - 1, seen)
+        return seen
 
     async def _housekeeping(self) -> None:
         loop = asyncio.get_running_loop()

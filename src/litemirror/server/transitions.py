@@ -75,6 +75,8 @@ class Transitions:
         res = await loop.run_in_executor(m.executor, recover, m.journal, m.registry, horizon)
         if res.replayed:
             log.info("applied %d journal record(s) before opening writes", res.replayed)
+        # Every record now in the journal is in its database.
+        m._seen_lsn = max(m._seen_lsn, m.journal.last_lsn)
         self.m.epoch = epoch
         self.m.hub.clear_abort()
         if self.m.journal.last_epoch < epoch:
