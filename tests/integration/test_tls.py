@@ -145,6 +145,8 @@ def test_plaintext_is_refused_cleanly_on_every_port(cluster_factory: Any) -> Non
     ctx = ssl.create_default_context(cafile=str(c.certs / "ca.crt"))
     with urllib.request.urlopen(f"https://{p.http}/primary", context=ctx, timeout=5) as resp:
         assert resp.status == 200
+    with urllib.request.urlopen(f"https://{p.http}/metrics", context=ctx, timeout=5) as resp:
+        assert b"litemirror_tls_certificate_expiry_timestamp_seconds{" in resp.read()
     # Nothing changed, and each refusal was logged with the peer's address.
     assert p.status()["lsn"] == before
     refusals = _events(c, p.name, "tls_refused")
@@ -296,6 +298,10 @@ def test_sighup_rotates_a_certificate_without_a_restart(cluster_factory: Any) ->
         time.sleep(0.05)
     assert _serial_presented(c, backup) == new_serial != before
     assert mp.proc.pid == pid and mp.running  # no restart
+    # status tells which certificate is presented and how long it stays valid
+    tls = mp.status()["tls"]
+    assert tls["require"] is True and f"CN={backup}" in tls["subject"]
+    assert int(tls["serial"], 16) == new_serial and tls["days_left"] > 800
     # The mirror goes on: a write reaches the backup.
     conn = litemirror.connect(c.url("app"))
     conn.execute("INSERT INTO t (id) VALUES (77)")

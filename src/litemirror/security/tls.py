@@ -18,16 +18,18 @@ certificate with ``CN=NAME`` and ``OU=member`` from the mirror's CA.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import ssl
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from cryptography import x509
 
 from litemirror.config import Config, Member, Tls
 from litemirror.errors import ConfigError, ProtocolError
 
-from .certs import Role, load_context, member_refusal, peer_identity
+from .certs import Role, load_certificates, load_context, member_refusal, peer_identity
 
 _SPLIT = re.compile(r"(?<!\\),")
 
@@ -74,6 +76,35 @@ def reload(live: TlsSetup, config: Config, name: str) -> TlsSetup:
         ctx.load_cert_chain(certfile=str(cert), keyfile=str(key))
         ctx.load_verify_locations(cafile=str(t.ca))
     return live
+
+
+class CertificateInfo(NamedTuple):
+    """What an operator needs to know about the certificate a process presents."""
+
+    subject: str
+    serial: str
+    not_after: dt.datetime
+
+    def status(self, now: dt.datetime) -> dict[str, object]:
+        return {
+            "subject": self.subject,
+            "serial": self.serial,
+            "not_after": self.not_after.isoformat(),
+            "days_left": round((self.not_after - now).total_seconds() / 86400, 1),
+        }
+
+
+def certificate_info(config: Config, name: str) -> CertificateInfo | None:
+    """The certificate ``name`` presents per ``config`` (None without [tls])."""
+    t = config.tls
+    if t is None:
+        return None
+    member = next((m for m in config.members if m.name == name), None)
+    cert, _key = t.files_for(name, member)
+    c = load_certificates(cert)[0]
+    return CertificateInfo(
+        c.subject.rfc4514_string(), format(c.serial_number, "x"), c.not_valid_after_utc
+    )
 
 
 def client_context(ca: str, cert: str | None = None, key: str | None = None) -> ssl.SSLContext:

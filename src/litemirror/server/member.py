@@ -17,6 +17,7 @@ import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import msgspec
@@ -28,7 +29,7 @@ from litemirror.journal import Journal, RecordKind
 from litemirror.protocol import messages as m
 from litemirror.protocol.framing import encode
 from litemirror.replication.purge import ClosedSegment, purge_before
-from litemirror.security.tls import TlsSetup
+from litemirror.security.tls import TlsSetup, certificate_info
 from litemirror.security.tls import reload as reload_tls
 from litemirror.security.tls import setup as tls_setup
 
@@ -68,6 +69,7 @@ class MemberServer:
         #: TLS contexts; None without a [tls] section. Read once at start:
         #: a rotated certificate is picked up by a restart.
         self.tls: TlsSetup | None = tls_setup(config, member)
+        self.tls_certificate = certificate_info(config, member)
         self._refusals_said: dict[tuple[str, str], float] = {}
         self._stop = asyncio.Event()
         self._connections = 0
@@ -160,6 +162,12 @@ class MemberServer:
             "connections_by_host": dict(self._by_host),
             # Database sessions opened since start, per client address.
             "sessions_by_host": dict(self.sessions_by_host),
+            "tls": None
+            if self.tls is None or self.tls_certificate is None
+            else {
+                "require": self.tls.require,
+                **self.tls_certificate.status(datetime.now(UTC)),
+            },
             "journal": {
                 "segments": len(segs),
                 "bytes": sum(s.size_bytes for s in segs),
@@ -606,6 +614,7 @@ class MemberServer:
             new = load_config(self.config.path)
             if self.tls is not None:
                 reload_tls(self.tls, new, self.me.name)
+                self.tls_certificate = certificate_info(new, self.me.name)
             elif new.tls is not None:
                 self.event(
                     "config_refused",

@@ -91,6 +91,13 @@ class _MemberCollector(Collector):
             "Transactions committed on this member's databases (primary only).",
             self.tally.update(m.registry.open_databases()),
         )
+        if m.tls_certificate is not None:
+            yield gauge(
+                "litemirror_tls_certificate_expiry_timestamp_seconds",
+                "When the certificate this member presents expires (Unix time): alert "
+                "well before it, and rotate with SIGHUP.",
+                m.tls_certificate.not_after.timestamp(),
+            )
         yield counter("litemirror_journal_records", "Journal records written.", m.jw.records)
         yield counter("litemirror_journal_fsyncs", "Journal fsyncs (group commits).", m.jw.fsyncs)
         yield counter(
