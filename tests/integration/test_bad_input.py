@@ -25,13 +25,14 @@ def _raw(member: Any) -> socket.socket:
     return socket.create_connection(("127.0.0.1", proc.port), timeout=5)
 
 
-def _answer(sock: socket.socket) -> m.ServerMessage | None:
+def _answer(sock: socket.socket, read: int = 65536) -> m.ServerMessage | None:
+    """The next frame from ``sock``; ``read=1`` leaves what follows it unread."""
     dec: FrameDecoder[m.ServerMessage] = FrameDecoder(m.ServerMessage)
     while True:
         msg = dec.next_message()
         if msg is not None:
             return msg
-        data = sock.recv(65536)
+        data = sock.recv(read)
         if not data:
             return None
         dec.feed(data)
@@ -94,7 +95,7 @@ def test_idle_connections_are_closed_and_the_driver_reconnects(cluster_factory: 
     conn.execute("CREATE TABLE t (x)")
     with socket.create_connection(("127.0.0.1", c["a"].port), timeout=5) as s:
         s.sendall(encode(m.Hello(version=m.PROTOCOL_VERSION, database="app")))
-        assert isinstance(_answer_one(s), m.Welcome)
+        assert isinstance(_answer(s, read=1), m.Welcome)
         s.settimeout(5)
         assert s.recv(1) == b"", "the member closes an idle connection without a word"
     # The driver's idle connection was closed too; it notices before sending.
@@ -107,18 +108,6 @@ def test_idle_connections_are_closed_and_the_driver_reconnects(cluster_factory: 
     time.sleep(1.0)
     tx.commit()
     assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 2
-
-
-def _answer_one(sock: socket.socket) -> m.ServerMessage | None:
-    dec: FrameDecoder[m.ServerMessage] = FrameDecoder(m.ServerMessage)
-    while True:
-        msg = dec.next_message()
-        if msg is not None:
-            return msg
-        data = sock.recv(1)
-        if not data:
-            return None
-        dec.feed(data)
 
 
 def test_unknown_message_type(seeded: Any) -> None:

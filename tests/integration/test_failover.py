@@ -15,7 +15,9 @@ import pytest
 import litemirror
 from litemirror import errors
 from litemirror.testing.cluster import Cluster
-from litemirror.testing.workload import Workload
+from litemirror.testing.workload import Workload, settle_backup
+from litemirror.testing.workload import ids_on as _ids
+from litemirror.testing.workload import other as _other
 
 FAST = {"qos_timeout_ms": 1000, "heartbeat_ms": 200}
 
@@ -26,13 +28,7 @@ def _mirror(factory: Any, *extra: tuple[str, str], **kw: Any) -> Cluster:
         members=[("a", "failover"), ("b", "failover"), *extra], arbiter=True, mirror=mirror, **kw
     )
     c.start()
-    p = c.primary()
-    c[p.name].wait_until(
-        lambda s: s.get("backup_active") is True and s.get("writable"), 30, "backup active"
-    )
-    c[_other(p.name)].wait_until(
-        lambda s: s["failover"]["state"] == "backup active", 30, "backup knows it is active"
-    )
+    settle_backup(c)
     conn = litemirror.connect(c.url("app"))
     conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)")
     conn.commit()
@@ -40,21 +36,9 @@ def _mirror(factory: Any, *extra: tuple[str, str], **kw: Any) -> Cluster:
     return c
 
 
-def _ids(c: Cluster, member: str) -> set[int]:
-    conn = litemirror.connect(c.url("app", members=[member], read_only=True))
-    try:
-        return {r[0] for r in conn.execute("SELECT id FROM t")}
-    finally:
-        conn.close()
-
-
 def _verify_ok(c: Cluster) -> None:
     r = c.verify()
     assert r.returncode == 0, r.stdout + r.stderr
-
-
-def _other(name: str) -> str:
-    return "b" if name == "a" else "a"
 
 
 def test_kill_9_primary_under_load_fails_over_without_loss(cluster_factory: Any) -> None:

@@ -22,13 +22,11 @@ from litemirror.protocol import messages as m
 from litemirror.protocol.framing import FrameDecoder, encode
 from litemirror.security.certs import Role, create_ca, issue, leaf_files, load_certificates
 from litemirror.testing.cluster import Cluster, free_port
-from litemirror.testing.workload import Workload
+from litemirror.testing.workload import Workload, settle_backup
+from litemirror.testing.workload import ids_on as _ids
+from litemirror.testing.workload import other as _other
 
 FAST = {"qos_timeout_ms": 1000, "heartbeat_ms": 200}
-
-
-def _other(name: str) -> str:
-    return "b" if name == "a" else "a"
 
 
 def _mirror(factory: Any, **kw: Any) -> Cluster:
@@ -44,24 +42,12 @@ def _mirror(factory: Any, **kw: Any) -> Cluster:
         mp.http = f"127.0.0.1:{free_port()}"
     c.write_config()
     c.start()
-    p = c.primary()
-    p.wait_until(lambda s: s.get("backup_active") is True and s.get("writable"), 30, "backup")
-    c[_other(p.name)].wait_until(
-        lambda s: s["failover"]["state"] == "backup active", 30, "backup knows it is active"
-    )
+    settle_backup(c)
     conn = litemirror.connect(c.url("app"))
     conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)")
     conn.commit()
     conn.close()
     return c
-
-
-def _ids(c: Cluster, member: str) -> set[int]:
-    conn = litemirror.connect(c.url("app", members=[member], read_only=True))
-    try:
-        return {r[0] for r in conn.execute("SELECT id FROM t")}
-    finally:
-        conn.close()
 
 
 def _events(c: Cluster, member: str, kind: str) -> list[dict[str, Any]]:

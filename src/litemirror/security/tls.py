@@ -22,6 +22,7 @@ import datetime as dt
 import re
 import ssl
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
 from cryptography import x509
@@ -42,13 +43,22 @@ class TlsSetup:
     tls: Tls
 
 
+def _member(config: Config, name: str) -> Member | None:
+    return next((m for m in config.members if m.name == name), None)
+
+
+def files(config: Config, name: str) -> tuple[Path, Path]:
+    """Certificate and key of process ``name`` (member or arbiter) per the [tls] section."""
+    assert config.tls is not None
+    return config.tls.files_for(name, _member(config, name))
+
+
 def setup(config: Config, name: str) -> TlsSetup | None:
     """Contexts for process ``name`` (a member name or ``tls.arbiter_name``); None without [tls]."""
     t = config.tls
     if t is None:
         return None
-    member = next((m for m in config.members if m.name == name), None)
-    cert, key = t.files_for(name, member)
+    cert, key = files(config, name)
     return TlsSetup(
         server=load_context(t.ca, cert, key, server=True, require_client_cert=False),
         client=load_context(t.ca, cert, key, server=False),
@@ -69,12 +79,10 @@ def reload(live: TlsSetup, config: Config, name: str) -> TlsSetup:
     fresh = setup(config, name)
     if fresh is None:
         raise ConfigError("tls: the [tls] section was removed; restart to turn TLS off")
-    t = fresh.tls
-    member = next((m for m in config.members if m.name == name), None)
-    cert, key = t.files_for(name, member)
+    cert, key = files(config, name)
     for ctx in (live.server, live.client):
         ctx.load_cert_chain(certfile=str(cert), keyfile=str(key))
-        ctx.load_verify_locations(cafile=str(t.ca))
+        ctx.load_verify_locations(cafile=str(fresh.tls.ca))
     return live
 
 
@@ -96,12 +104,9 @@ class CertificateInfo(NamedTuple):
 
 def certificate_info(config: Config, name: str) -> CertificateInfo | None:
     """The certificate ``name`` presents per ``config`` (None without [tls])."""
-    t = config.tls
-    if t is None:
+    if config.tls is None:
         return None
-    member = next((m for m in config.members if m.name == name), None)
-    cert, _key = t.files_for(name, member)
-    c = load_certificates(cert)[0]
+    c = load_certificates(files(config, name)[0])[0]
     return CertificateInfo(
         c.subject.rfc4514_string(), format(c.serial_number, "x"), c.not_valid_after_utc
     )
@@ -145,11 +150,7 @@ def member_authorisation(
         identity = peer_identity(ssl_object)
     except ProtocolError as exc:
         return exc.message
-    member = (
-        claimed
-        if not isinstance(claimed, str)
-        else next((m for m in config.members if m.name == claimed), None)
-    )
+    member = claimed if not isinstance(claimed, str) else _member(config, claimed)
     wanted = member.tls_subject if member is not None else None
     if wanted is not None:
         got = subject_of(ssl_object) or ""

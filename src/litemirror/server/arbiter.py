@@ -59,7 +59,7 @@ from litemirror.security.tls import member_authorisation
 from litemirror.security.tls import reload as reload_tls
 from litemirror.security.tls import setup as tls_setup
 
-from .tls_listener import Listener, stream_factory
+from .tls_listener import Listener, error_frame, stream_factory
 
 log = logging.getLogger("litemirror.arbiter")
 
@@ -236,27 +236,16 @@ class ArbiterServer:
         self.state = Arbiter(record=record).restarted()
         refusal = b""
         if self.tls is not None and self.tls.require:
-            refusal = encode(
-                m.Error(
-                    id=0,
-                    kind="OperationalError",
-                    message="the arbiter accepts only TLS connections (tls.require)",
-                )
-            )
+            refusal = error_frame("the arbiter accepts only TLS connections (tls.require)")
         self._server = await Listener(
             stream_factory(self._on_connect, 64 * 1024),
             self.tls.server if self.tls is not None else None,
             self.tls is not None and self.tls.require,
             self.handshake_timeout,
             plaintext_refusal=refusal,
-            silence_refusal=encode(
-                m.Error(
-                    id=0,
-                    kind="ProtocolError",
-                    message=(
-                        f"no hello within the handshake timeout of {self.handshake_timeout:g} s"
-                    ),
-                )
+            silence_refusal=error_frame(
+                f"no hello within the handshake timeout of {self.handshake_timeout:g} s",
+                "ProtocolError",
             ),
             what="arbiter",
         ).start(self.host, self.port)

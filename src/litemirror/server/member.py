@@ -26,8 +26,6 @@ from litemirror.config import Config, Member
 from litemirror.config import load as load_config
 from litemirror.errors import ConfigError, Error
 from litemirror.journal import Journal, RecordKind
-from litemirror.protocol import messages as m
-from litemirror.protocol.framing import encode
 from litemirror.replication.purge import ClosedSegment, purge_before
 from litemirror.security.tls import TlsSetup, certificate_info
 from litemirror.security.tls import reload as reload_tls
@@ -45,7 +43,7 @@ from .registry import Registry
 from .roles import StartFacts, decide_start
 from .session import ClientSession
 from .state import MemberState, load_state, save_state
-from .tls_listener import Listener, stream_factory
+from .tls_listener import Listener, error_frame, stream_factory
 from .transitions import Transitions
 from .users import Principal, Users
 from .vip import VirtualIP
@@ -504,15 +502,9 @@ class MemberServer:
         """Serve clients, members and the CLI on host:port (TLS and plaintext told apart)."""
         refusal = b""
         if self.tls is not None and self.tls.require:
-            refusal = encode(
-                m.Error(
-                    id=0,
-                    kind="OperationalError",
-                    message=(
-                        f"member {self.me.name} accepts only TLS connections (tls.require); "
-                        "connect with TLS, e.g. litemirror://...?tls_ca=ca.crt"
-                    ),
-                )
+            refusal = error_frame(
+                f"member {self.me.name} accepts only TLS connections (tls.require); "
+                "connect with TLS, e.g. litemirror://...?tls_ca=ca.crt"
             )
         listener = Listener(
             stream_factory(self.on_client, 1024 * 1024),

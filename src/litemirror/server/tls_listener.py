@@ -39,6 +39,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from litemirror.errors import ProtocolError
+from litemirror.protocol import messages as m
+from litemirror.protocol.framing import encode
 from litemirror.protocol.handshake import classify_first_bytes
 from litemirror.security.certs import PeerIdentity, peer_identity
 
@@ -57,6 +59,11 @@ def identity_of(writer: asyncio.StreamWriter) -> PeerIdentity | None:
         return peer_identity(ssl_object)
     except ProtocolError:
         return None
+
+
+def error_frame(message: str, kind: str = "OperationalError") -> bytes:
+    """One litemirror ``Error`` frame: what a refused peer of the member or arbiter port reads."""
+    return encode(m.Error(id=0, kind=kind, message=message))
 
 
 def _peer(transport: asyncio.BaseTransport) -> str:

@@ -7,6 +7,7 @@ import time
 
 import litemirror
 from litemirror import errors
+from litemirror.testing.cluster import Cluster
 
 
 class Workload:
@@ -51,3 +52,27 @@ class Workload:
         while len(self.acked) < n:
             assert time.monotonic() < deadline, f"only {len(self.acked)} acks: {self.errors[-3:]}"
             time.sleep(0.01)
+
+
+def other(name: str) -> str:
+    """The other failover member of a two-member test mirror (a <-> b)."""
+    return "b" if name == "a" else "a"
+
+
+def settle_backup(c: Cluster) -> str:
+    """Wait until the primary commits with an active backup that knows it; return its name."""
+    p = c.primary()
+    p.wait_until(lambda s: s.get("backup_active") is True and s.get("writable"), 30, "backup")
+    c[other(p.name)].wait_until(
+        lambda s: s["failover"]["state"] == "backup active", 30, "backup knows it is active"
+    )
+    return p.name
+
+
+def ids_on(c: Cluster, member: str, table: str = "t") -> set[int]:
+    """The ``id`` column of ``table`` as one member holds it (read on that member)."""
+    conn = litemirror.connect(c.url("app", members=[member], read_only=True))
+    try:
+        return {r[0] for r in conn.execute(f"SELECT id FROM {table}")}
+    finally:
+        conn.close()
