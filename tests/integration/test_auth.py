@@ -24,37 +24,13 @@ import pytest
 import litemirror
 from litemirror import errors
 from litemirror.security.certs import Role, issue
-from litemirror.testing.cluster import Cluster, free_port
+from litemirror.testing.cluster import Cluster
 
 AUTH = {"auth": {"require": True}}
 FAST = {"qos_timeout_ms": 1000, "heartbeat_ms": 200}
 PASSWORDS = {"root": "root-secret-1", "writer": "writer-secret-2", "reader": "reader-secret-3"}
 #: Words that would tell a caller (or a log reader) whether a user exists.
 TELLTALES = ("unknown", "no such", "not exist", "does not", "no user", "not found")
-
-
-class AuthCluster(Cluster):
-    """A cluster with auth required whose members also serve HTTP."""
-
-    http: dict[str, str]
-
-    def write_config(self) -> None:
-        super().write_config()
-        if not hasattr(self, "http"):
-            self.http = {}
-        taken = {mp.port for mp in self.members.values()}
-        blocks = self.config_path.read_text().split("\n[[members]]\n")
-        out = [blocks[0]]
-        for block in blocks[1:]:
-            name = block.split('name = "', 1)[1].split('"', 1)[0]
-            if name not in self.http:
-                port = free_port()
-                while port in taken:
-                    port = free_port()
-                taken.add(port)
-                self.http[name] = f"127.0.0.1:{port}"
-            out.append(block.rstrip("\n") + f'\nhttp = "{self.http[name]}"\n')
-        self.config_path.write_text("\n[[members]]\n".join(out))
 
 
 def cli(
@@ -167,14 +143,15 @@ def refusal(exc: pytest.ExceptionInfo[errors.Error]) -> str:
 
 
 @pytest.fixture(scope="module")
-def mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthCluster]:
+def mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """Failover members a and b with an arbiter; users root (admin), writer, reader."""
-    c = AuthCluster(
+    c = Cluster(
         tmp_path_factory.mktemp("auth"),
         members=[("a", "failover"), ("b", "failover")],
         arbiter=True,
         mirror=FAST,
         sections=AUTH,
+        http=True,
     )
     c.start()
     try:
@@ -194,7 +171,7 @@ def mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthCluster]:
 # ------------------------------------------------------------------ logins
 
 
-def test_bootstrap_ends_once_an_admin_exists(mirror: AuthCluster) -> None:
+def test_bootstrap_ends_once_an_admin_exists(mirror: Cluster) -> None:
     r = cli(
         mirror,
         "user",
@@ -218,7 +195,7 @@ def test_bootstrap_ends_once_an_admin_exists(mirror: AuthCluster) -> None:
     assert {u["name"]: u["role"] for u in json.loads(r.stdout)} == expected
 
 
-def test_no_credentials_and_wrong_passwords_are_refused_alike(mirror: AuthCluster) -> None:
+def test_no_credentials_and_wrong_passwords_are_refused_alike(mirror: Cluster) -> None:
     with pytest.raises(errors.AuthenticationError) as nothing:
         connect(mirror, None)
     assert "authentication required" in nothing.value.message
@@ -243,7 +220,7 @@ def test_no_credentials_and_wrong_passwords_are_refused_alike(mirror: AuthCluste
     assert r.returncode == 1 and "authentication failed" in r.stderr
 
 
-def test_a_certificate_only_user_cannot_log_in_with_a_password(mirror: AuthCluster) -> None:
+def test_a_certificate_only_user_cannot_log_in_with_a_password(mirror: Cluster) -> None:
     r = cli(mirror, "user", "add", "badge", "--role", "write", "--no-password", user="root")
     assert r.returncode == 0, r.stderr
     with pytest.raises(errors.AuthenticationError) as exc:
@@ -254,7 +231,7 @@ def test_a_certificate_only_user_cannot_log_in_with_a_password(mirror: AuthClust
 # ------------------------------------------------------------------- roles
 
 
-def test_read_user_queries_and_changes_nothing(mirror: AuthCluster) -> None:
+def test_read_user_queries_and_changes_nothing(mirror: Cluster) -> None:
     rows, tables = count_rows(mirror), schema(mirror)
     conn = connect(mirror, "reader")
     try:
@@ -306,7 +283,7 @@ def test_read_user_queries_and_changes_nothing(mirror: AuthCluster) -> None:
     assert {m["role"] for m in json.loads(r.stdout)["members"]} == {"primary", "backup"}
 
 
-def test_read_user_reads_on_the_backup(mirror: AuthCluster) -> None:
+def test_read_user_reads_on_the_backup(mirror: Cluster) -> None:
     _, backup = roles(mirror)
     conn = connect(mirror, "reader", read_only=True, target="any", members=[backup])
     try:
@@ -316,7 +293,7 @@ def test_read_user_reads_on_the_backup(mirror: AuthCluster) -> None:
         conn.close()
 
 
-def test_write_user_writes_but_does_not_administer(mirror: AuthCluster) -> None:
+def test_write_user_writes_but_does_not_administer(mirror: Cluster) -> None:
     before = count_rows(mirror)
     conn = litemirror.connect(url(mirror, "writer"))
     try:
@@ -336,7 +313,7 @@ def test_write_user_writes_but_does_not_administer(mirror: AuthCluster) -> None:
     assert "_system" not in r.stdout
 
 
-def test_admin_administers_and_reads_users_read_only(mirror: AuthCluster) -> None:
+def test_admin_administers_and_reads_users_read_only(mirror: Cluster) -> None:
     r = cli(mirror, "journal", "switch", "--member", "a", user="root")
     assert r.returncode == 0, r.stderr
     r = cli(mirror, "db", "add", "tenant2", "--no-wait", user="root")
@@ -358,7 +335,7 @@ def test_admin_administers_and_reads_users_read_only(mirror: AuthCluster) -> Non
         conn.close()
 
 
-def test_password_change_and_removal_take_effect_at_once(mirror: AuthCluster) -> None:
+def test_password_change_and_removal_take_effect_at_once(mirror: Cluster) -> None:
     PASSWORDS["temp"] = "temp-password-1"
     add_user(mirror, "temp", "write")
     connect(mirror, "temp").close()
@@ -384,7 +361,7 @@ def test_password_change_and_removal_take_effect_at_once(mirror: AuthCluster) ->
 # -------------------------------------------------------------------- HTTP
 
 
-def test_http_admin_posts_need_an_admin_user(mirror: AuthCluster) -> None:
+def test_http_admin_posts_need_an_admin_user(mirror: Cluster) -> None:
     primary = mirror.primary().name
     address = mirror.http[primary]
     code, body, challenge = http(address, "/admin/journal_switch", "POST")
@@ -406,7 +383,7 @@ def test_http_admin_posts_need_an_admin_user(mirror: AuthCluster) -> None:
 
 
 def test_refusals_are_logged_with_the_peer_and_say_nothing_of_existence(
-    mirror: AuthCluster,
+    mirror: Cluster,
 ) -> None:
     primary = mirror.primary().name
     for user in ("ghost", "reader"):
@@ -433,7 +410,7 @@ def test_refusals_are_logged_with_the_peer_and_say_nothing_of_existence(
     assert not any(word in ln.lower() for ln in tried for word in TELLTALES)
 
 
-def test_a_host_that_keeps_failing_is_slowed_down_until_it_succeeds(mirror: AuthCluster) -> None:
+def test_a_host_that_keeps_failing_is_slowed_down_until_it_succeeds(mirror: Cluster) -> None:
     primary = mirror.primary().name
     connect(mirror, "reader", members=[primary]).close()  # a success: a clean slate
     for _ in range(6):

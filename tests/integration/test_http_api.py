@@ -38,33 +38,6 @@ PATHS = {
 }
 
 
-class HttpCluster(Cluster):
-    """A cluster whose members also serve HTTP (``http = ...`` in each member's table)."""
-
-    http: dict[str, str]
-
-    def write_config(self) -> None:
-        super().write_config()
-        if not hasattr(self, "http"):
-            self.http = {}
-        taken = {mp.port for mp in self.members.values()}
-        taken |= {self.arbiter.port} if self.arbiter is not None else set()
-        taken |= {int(a.rsplit(":", 1)[1]) for a in self.http.values()}
-        blocks = self.config_path.read_text().split("\n[[members]]\n")
-        out = [blocks[0]]
-        for block in blocks[1:]:
-            name = block.split('name = "', 1)[1].split('"', 1)[0]
-            if name not in self.http:
-                port = free_port()
-                while port in taken:  # free now, but one of ours once they start
-                    port = free_port()
-                taken.add(port)
-                self.http[name] = f"127.0.0.1:{port}"
-            addr = self.http[name]
-            out.append(block.rstrip("\n") + f'\nhttp = "{addr}"\n')
-        self.config_path.write_text("\n[[members]]\n".join(out))
-
-
 def request(
     url: str,
     method: str = "GET",
@@ -110,13 +83,14 @@ def metric(text: str, name: str, **labels: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpCluster]:
+def mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """Failover members a and b with an arbiter, both serving HTTP with an admin token."""
-    c = HttpCluster(
+    c = Cluster(
         tmp_path_factory.mktemp("http"),
         members=[("a", "failover"), ("b", "failover")],
         arbiter=True,
         mirror=FAST,
+        http=True,
     )
     for mp in c.members.values():
         mp.env["LITEMIRROR_HTTP_TOKEN"] = TOKEN
@@ -127,7 +101,7 @@ def mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpCluster]:
         c.kill_all()
 
 
-def roles(c: HttpCluster) -> tuple[str, str]:
+def roles(c: Cluster) -> tuple[str, str]:
     """(primary, backup) names once the mirror has both."""
     found: dict[str, str] = {}
 
@@ -142,7 +116,7 @@ def roles(c: HttpCluster) -> tuple[str, str]:
     return found["primary"], found["backup"]
 
 
-def test_health_codes_on_primary_and_backup(mirror: HttpCluster) -> None:
+def test_health_codes_on_primary_and_backup(mirror: Cluster) -> None:
     p, b = roles(mirror)
     P, B = f"http://{mirror.http[p]}", f"http://{mirror.http[b]}"
     wait_for(lambda: get_json(f"{B}/replica")[0] == 200, what="backup serves reads")
@@ -175,7 +149,7 @@ def test_health_codes_on_primary_and_backup(mirror: HttpCluster) -> None:
     assert code == 405 and "GET" in headers["Allow"] and json.loads(raw)["message"]
 
 
-def test_mirror_view_shows_every_member(mirror: HttpCluster) -> None:
+def test_mirror_view_shows_every_member(mirror: Cluster) -> None:
     p, b = roles(mirror)
     code, view = get_json(f"http://{mirror.http[b]}/mirror")
     assert code == 200 and view["via"] == b and view["primary"] == p and view["writable"]
@@ -187,7 +161,7 @@ def test_mirror_view_shows_every_member(mirror: HttpCluster) -> None:
     assert {ev["member"] for ev in view["events"]} == {"a", "b"}
 
 
-def test_admin_needs_the_token_and_rejects_bad_input(mirror: HttpCluster) -> None:
+def test_admin_needs_the_token_and_rejects_bad_input(mirror: Cluster) -> None:
     p, b = roles(mirror)
     P, B = f"http://{mirror.http[p]}", f"http://{mirror.http[b]}"
     auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
@@ -219,7 +193,7 @@ def test_admin_needs_the_token_and_rejects_bad_input(mirror: HttpCluster) -> Non
     assert code == 400 and "already exists" in json.loads(raw)["message"]
 
 
-def test_metrics_move_under_load(mirror: HttpCluster) -> None:
+def test_metrics_move_under_load(mirror: Cluster) -> None:
     p, b = roles(mirror)
     P = f"http://{mirror.http[p]}"
 
@@ -258,7 +232,7 @@ def test_metrics_move_under_load(mirror: HttpCluster) -> None:
     assert metric(backup, "litemirror_applied_lsn", member=b) >= applied - 5
 
 
-def test_openapi_document_lists_every_path(mirror: HttpCluster) -> None:
+def test_openapi_document_lists_every_path(mirror: Cluster) -> None:
     p, _ = roles(mirror)
     code, doc = get_json(f"http://{mirror.http[p]}/openapi.json")
     assert code == 200 and doc["openapi"].startswith("3.")
@@ -282,7 +256,7 @@ def _walk(node: Any) -> Iterator[Any]:
         yield from _walk(child)
 
 
-def test_schemathesis_against_the_openapi_document(mirror: HttpCluster, tmp_path: Path) -> None:
+def test_schemathesis_against_the_openapi_document(mirror: Cluster, tmp_path: Path) -> None:
     exe = shutil.which("schemathesis", path=str(Path(sys.executable).parent))
     if exe is None:
         pytest.skip("schemathesis is not installed (pip install -e '.[test]')")
@@ -325,8 +299,12 @@ def test_schemathesis_against_the_openapi_document(mirror: HttpCluster, tmp_path
 
 def test_killed_member_and_loopback_rule(tmp_path: Path) -> None:
     """A killed backup: its HTTP is gone, the primary stays 200 and shows it down."""
-    c = HttpCluster(
-        tmp_path, members=[("a", "failover"), ("b", "failover")], arbiter=True, mirror=FAST
+    c = Cluster(
+        tmp_path,
+        members=[("a", "failover"), ("b", "failover")],
+        arbiter=True,
+        mirror=FAST,
+        http=True,
     )
     c.start()
     try:
@@ -367,9 +345,9 @@ def test_admin_refused_from_a_non_loopback_address(tmp_path: Path) -> None:
         addr = ""
     if not addr or addr.startswith("127."):
         pytest.skip("this host has no non-loopback IPv4 address to send from")
-    c = HttpCluster(tmp_path, members=[("a", "failover")])
+    c = Cluster(tmp_path, members=[("a", "failover")])
     port = free_port()
-    c.http = {"a": f"0.0.0.0:{port}"}
+    c["a"].http = f"0.0.0.0:{port}"
     c.write_config()
     c.start()
     try:

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_http_api import FAST, HttpCluster, get_json, roles
+from test_http_api import FAST, get_json, roles
 
 import litemirror
 from litemirror import errors
+from litemirror.testing.cluster import Cluster
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -89,11 +90,12 @@ class Load:
 
 def test_monitor_shows_the_mirror_and_a_switchover(tmp_path: Path, browser_page: Any) -> None:
     page = browser_page
-    c = HttpCluster(
+    c = Cluster(
         tmp_path / "mirror",
         members=[("a", "failover"), ("b", "failover"), ("r", "reporting")],
         arbiter=True,
         mirror=FAST,
+        http=True,
     )
     c.start()
     try:
@@ -170,11 +172,12 @@ def test_monitor_shows_the_mirror_and_a_switchover(tmp_path: Path, browser_page:
 
 def test_status_watch_redraws_the_same_view(tmp_path: Path) -> None:
     """``litemirror status --watch`` keeps redrawing until Ctrl-C and shows a member going down."""
-    c = HttpCluster(
+    c = Cluster(
         tmp_path,
         members=[("a", "failover"), ("b", "failover"), ("r", "reporting")],
         arbiter=True,
         mirror=FAST,
+        http=True,
     )
     c.start()
     try:

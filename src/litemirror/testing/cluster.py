@@ -318,6 +318,7 @@ class Cluster:
         arbiter: bool = False,
         tls: bool = False,
         tls_require: bool = False,
+        http: bool = False,
     ) -> None:
         self.base = Path(base)
         self.base.mkdir(parents=True, exist_ok=True)
@@ -354,6 +355,11 @@ class Cluster:
                 qos_timeout_ms=qos,
                 config_path=self.config_path if tls or tls_require else None,
             )
+        #: With ``http``: every member serves the HTTP API; member name -> HOST:PORT.
+        self.serve_http = http
+        self.http: dict[str, str] = {}
+        for mp in self.members.values():
+            self._give_http(mp)
         #: With ``tls``: a private CA and a certificate per member (SAN = its
         #: loopback address) and for the arbiter, under ``base/certs``.
         self.certs: Path | None = None
@@ -376,6 +382,11 @@ class Cluster:
             # Status calls and the CLI of this process reach the members over TLS.
             use_tls(ClientTls(str(self.certs / "ca.crt")))
         self.write_config()
+
+    def _give_http(self, mp: MemberProcess) -> None:
+        if self.serve_http and mp.http is None:
+            mp.http = f"{mp.host}:{free_port(mp.host)}"
+            self.http[mp.name] = mp.http
 
     def issue_member(self, name: str, host: str, **kwargs: Any) -> Path:
         """(Re)issue member ``name``'s certificate from the cluster's CA; its path."""
@@ -438,6 +449,7 @@ class Cluster:
             log_path=self.base / f"{name}.log",
         )
         self.members[name] = mp
+        self._give_http(mp)
         if self.certs is not None:
             self.issue_member(name, host)
         self.write_config()
