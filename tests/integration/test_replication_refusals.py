@@ -129,7 +129,8 @@ def test_replica_refuses_damaged_gapped_and_stale_frames(cluster_factory: Any) -
                 )
             )
         ],
-        [_frame(1, 2, 2, good)],
+        # A reporting member applies only what the primary says is committed.
+        [_frame(1, 2, 2, good), encode(r.ReplCommitted(lsn=2))],
     ]
     fake = FakePrimary(c["a"].port, scripts)
     try:

@@ -31,6 +31,11 @@ asks for that database's copy with ``SeedRequest``.
 
 ``Heartbeat`` frames in both directions keep the link alive and carry the
 sender's newest LSN, so both sides know the lag even when idle.
+
+Records reach every member as soon as they are durable on the primary, but
+``dr`` and ``reporting`` members apply only *committed* records (see
+``replication/commit.py``): the primary sends them ``ReplCommitted`` each
+time its commit point moves, and its heartbeats carry it too.
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ import msgspec
 
 from .fields import Count, Digest, Name, Version, Word
 
-REPL_VERSION = 1
+#: 2: ReplCommitted, Heartbeat.committed (async members apply committed records only).
+REPL_VERSION = 2
 
 
 class ReplMessage(msgspec.Struct, tag_field="t", frozen=True, forbid_unknown_fields=True):
@@ -90,6 +96,14 @@ class Heartbeat(ReplMessage, tag="rbeat", frozen=True):
     lsn: Count
     epoch: Count
     ts_ms: Count
+    #: From the primary: its commit point (0 from a member).
+    committed: Count = 0
+
+
+class ReplCommitted(ReplMessage, tag="rcommit", frozen=True):
+    """The primary's commit point moved: records up to ``lsn`` may be applied."""
+
+    lsn: Count
 
 
 class SeedBegin(ReplMessage, tag="sbegin", frozen=True):
@@ -119,5 +133,5 @@ class SeedRequest(ReplMessage, tag="sreq", frozen=True):
     db: Name
 
 
-FromPrimary = ReplWelcome | ReplRecords | Heartbeat | SeedBegin | SeedFile | SeedEnd
+FromPrimary = ReplWelcome | ReplRecords | ReplCommitted | Heartbeat | SeedBegin | SeedFile | SeedEnd
 FromMember = ReplAck | Heartbeat | SeedRequest

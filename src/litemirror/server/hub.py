@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from litemirror.journal import Record
+from litemirror.replication.commit import CommitMode, advance, may_answer
 
 log = logging.getLogger("litemirror.hub")
 
@@ -66,22 +67,31 @@ class Hub:
         on_event: Callable[[str, str], None] | None = None,
         on_ack_timeout: Callable[[], None] | None = None,
         on_caught_up: Callable[[], None] | None = None,
+        ack_level: str = "durable",
     ) -> None:
         self.backup = backup
         self.qos_timeout = qos_timeout
         self._last_lsn = last_lsn
         self._on_event = on_event or (lambda _kind, _msg: None)
         self.links: dict[str, LinkState] = {}
-        self.backup_active = False
+        #: The mirror's acknowledgement level: what the backup must have for a
+        #: record to be committed.
+        self.ack_level = ack_level
+        #: What lets records become committed besides backup acknowledgements.
+        self.mode = CommitMode.HELD
+        #: Every record at or below this LSN is committed: no failover takes it back.
+        self.committed_lsn = 0
+        self._commit_listeners: dict[str, Callable[[], None]] = {}
         #: With an arbiter, the failover agent decides when commits may stop
         #: waiting for the backup; the hub only reports what it sees.
         self.on_ack_timeout = on_ack_timeout
         self.on_caught_up = on_caught_up
         self._abort: BaseException | None = None
+        #: The last abort's error, for commits that waited across it.
+        self._aborted_with: BaseException = RuntimeError("commit aborted")
         self._abort_gen = 0
-        self._cond = asyncio.Condition()
-        self._new_records = asyncio.Event()
-        self._new_record_waiters: list[asyncio.Event] = []
+        #: Set (and replaced) whenever something a waiting commit depends on changes.
+        self._changed = asyncio.Event()
         #: (lsn, cumulative bytes, ts_ms) of recent records, for lag in bytes and seconds.
         self._recent: deque[tuple[int, int, int]] = deque(maxlen=200_000)
         self._bytes = 0
@@ -91,18 +101,56 @@ class Hub:
 
     # ------------------------------------------------------------ records
 
+    @property
+    def backup_active(self) -> bool:
+        """Commits wait for the backup's acknowledgement."""
+        return self.mode is CommitMode.WITH_BACKUP
+
     def records_durable(self, records: list[Record]) -> None:
         for r in records:
             self._bytes += len(r.payload) + 64
             self._recent.append((r.lsn, self._bytes, r.ts_ms))
         for push in list(self._live.values()):
             push(records)
+        if records and self.mode is CommitMode.ALONE:
+            self._advance()
 
-    def subscribe(self, member: str, push: Callable[[list[Record]], None]) -> None:
+    def subscribe(
+        self,
+        member: str,
+        push: Callable[[list[Record]], None],
+        committed: Callable[[], None] | None = None,
+    ) -> None:
+        """Push durable records to ``member``'s sender; call ``committed()`` when the
+        commit point moves (for members that apply only committed records)."""
         self._live[member] = push
+        if committed is not None:
+            self._commit_listeners[member] = committed
 
     def unsubscribe(self, member: str) -> None:
         self._live.pop(member, None)
+        self._commit_listeners.pop(member, None)
+
+    def _backup_acked(self, level: str) -> int:
+        link = self.links.get(self.backup) if self.backup is not None else None
+        return link.acked(level) if link is not None else 0
+
+    def _advance(self) -> None:
+        new = advance(
+            self.committed_lsn,
+            self.mode,
+            backup_acked=self._backup_acked(self.ack_level),
+            local_durable=self._last_lsn(),
+        )
+        if new != self.committed_lsn:
+            self.committed_lsn = new
+            for tell in list(self._commit_listeners.values()):
+                tell()
+        self._signal()
+
+    def _signal(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     # -------------------------------------------------------------- links
 
@@ -145,15 +193,24 @@ class Hub:
             )
             if self.on_caught_up is not None:
                 self.on_caught_up()
-        async with self._cond:
-            self._cond.notify_all()
+        if member == self.backup:
+            self._advance()
 
     def drop_all(self) -> None:
-        """Close every replication connection (this member stops being primary)."""
+        """Close every replication connection (this member stops being primary).
+
+        Holds the commit point: a backup that stops being active because the
+        member is being demoted is no proof that anything may commit alone.
+        """
         for link in list(self.links.values()):
             if link.closer is not None:
                 link.closer()
-        self.backup_active = False
+        self.hold()
+
+    def hold(self) -> None:
+        """Nothing more commits by local durability (the member is deposed or demoted)."""
+        self.mode = CommitMode.HELD
+        self._signal()
 
     def heard_from(self, member: str) -> None:
         link = self.links.get(member)
@@ -161,77 +218,92 @@ class Hub:
             link.last_contact = time.monotonic()
 
     async def set_backup_active(self, active: bool, reason: str) -> None:
-        if active == self.backup_active:
+        """Commits wait for the backup (``active``) or, with proof, go on alone.
+
+        ``active=False`` is the proof: the caller knows this primary may commit
+        without its backup (the arbiter recorded the backup inactive for this
+        epoch, or a mirror without an arbiter dropped it).
+        """
+        mode = CommitMode.WITH_BACKUP if active else CommitMode.ALONE
+        if mode is self.mode:
             return
-        self.backup_active = active
+        was_held = self.mode is CommitMode.HELD
+        self.mode = mode
         if self.backup is not None and self.backup in self.links:
             self.links[self.backup].state = "active" if active else "streaming"
-        log.warning(reason) if not active else log.info(reason)
-        self._event("backup_active" if active else "backup_inactive", reason)
-        async with self._cond:
-            self._cond.notify_all()
+        if not (was_held and not active):
+            # Opening writes alone is said by the member; a backup dropped is news.
+            log.warning(reason) if not active else log.info(reason)
+            self._event("backup_active" if active else "backup_inactive", reason)
+        self._advance()
 
     # ------------------------------------------------------------ commits
 
     async def wait_for(self, lsn: int, level: str) -> None:
-        """Return once the active backup has ``lsn`` at ``level``, or is no longer active.
+        """Return once the record ``lsn`` is committed (and, while commits wait for
+        the backup, the backup has it at ``level``).
 
-        Raises the error given to :meth:`abort_waiters` (the member was deposed).
+        Raises the error given to :meth:`abort_waiters` (the member was deposed)
+        unless the record is committed by then. Never returns for a record that
+        is not committed: a backup that stops being active without proof that
+        this primary may commit alone (see :meth:`set_backup_active`) leaves the
+        commit waiting.
         """
-        if self._abort is not None:
-            raise self._abort
-        if not self.backup_active or self.backup is None:
-            return
-        link = self.links.get(self.backup)
-        if link is not None and link.acked(level) >= lsn:
-            return
         gen = self._abort_gen
         deadline = time.monotonic() + self.qos_timeout
         reported = False
-        async with self._cond:
-            while self.backup_active:
-                if self._abort is not None and gen != self._abort_gen:
-                    raise self._abort
-                link = self.links.get(self.backup)
-                if link is not None and link.acked(level) >= lsn:
-                    return
+        while True:
+            if may_answer(
+                lsn,
+                committed=self.committed_lsn,
+                mode=self.mode,
+                backup_acked_at_level=self._backup_acked(level),
+            ):
+                return
+            if self._abort is not None or gen != self._abort_gen:
+                # Deposed before or while this commit waited.
+                raise self._abort or self._aborted_with
+            changed = self._changed
+            timeout: float | None = None
+            if self.mode is CommitMode.WITH_BACKUP:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     if self.on_ack_timeout is None:
-                        await self._mark_inactive_locked(
+                        # No arbiter: the fixed primary drops a silent backup.
+                        self._mark_inactive(
                             f"backup {self.backup} marked inactive: no acknowledgement of LSN "
                             f"{lsn} within {self.qos_timeout * 1000:.0f} ms"
                         )
-                        return
+                        continue
                     if not reported:
                         # The agent decides (with the arbiter); commits wait meanwhile.
                         reported = True
                         self.on_ack_timeout()
+                    deadline = time.monotonic() + self.qos_timeout
                     remaining = self.qos_timeout
-                try:
-                    await asyncio.wait_for(self._cond.wait(), remaining)
-                except TimeoutError:
-                    pass
-            if self._abort is not None and gen != self._abort_gen:
-                raise self._abort
+                timeout = remaining
+            try:
+                await asyncio.wait_for(changed.wait(), timeout)
+            except TimeoutError:
+                pass
 
     async def abort_waiters(self, exc: BaseException) -> None:
         """Fail every commit waiting for the backup (the member was deposed)."""
         self._abort = exc
+        self._aborted_with = exc
         self._abort_gen += 1
-        async with self._cond:
-            self._cond.notify_all()
+        self._signal()
 
     def clear_abort(self) -> None:
         self._abort = None
 
-    async def _mark_inactive_locked(self, reason: str) -> None:
-        self.backup_active = False
+    def _mark_inactive(self, reason: str) -> None:
+        self.mode = CommitMode.ALONE
         if self.backup is not None and self.backup in self.links:
             self.links[self.backup].state = "streaming"
         log.warning(reason)
         self._event("backup_inactive", reason)
-        self._cond.notify_all()
+        self._advance()
 
     # ------------------------------------------------------------- status
 

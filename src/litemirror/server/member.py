@@ -26,6 +26,7 @@ from litemirror.config import Config, Member
 from litemirror.config import load as load_config
 from litemirror.errors import ConfigError, Error
 from litemirror.journal import Journal, RecordKind
+from litemirror.replication.commit import startup_limit
 from litemirror.replication.purge import ClosedSegment, purge_before
 from litemirror.security.tls import TlsSetup, certificate_info
 from litemirror.security.tls import reload as reload_tls
@@ -150,6 +151,7 @@ class MemberServer:
             "state": self.state,
             "epoch": self.epoch,
             "lsn": j.last_lsn,
+            "committed_lsn": self.confirmed_lsn(),
             "horizon": self._horizon,
             "pid": os.getpid(),
             "uptime_s": round(time.time() - self.started, 3),
@@ -251,12 +253,18 @@ class MemberServer:
         # With an arbiter a new mirror starts at epoch 0 and claims epoch 1 there.
         floor = 0 if self.config.mirror.arbiter is not None else 1
         self.epoch = max(self.journal.last_epoch, st.epoch if st else floor, floor)
-        self._horizon = min(st.horizon, self.journal.last_lsn) if st else 0
+        # Records after the recorded commit point may not have survived a failover
+        # that happened while this member was down: replay only up to it.
+        self._replay_limit = startup_limit(self.journal.last_lsn, st.confirmed if st else None)
+        self._horizon = min(st.horizon, self._replay_limit) if st else 0
         self._state = MemberState(
             mirror=self.config.mirror.name,
             member=self.me.name,
             horizon=self._horizon,
             epoch=self.epoch,
+            last_role=st.last_role if st else None,
+            last_primary=st.last_primary if st else None,
+            confirmed=self._replay_limit,
         )
         save_state(data, self._state)
 
@@ -279,8 +287,9 @@ class MemberServer:
             ack=self.config.mirror.ack,
             writable=lambda: self.writable,
         )
+        limit = self._replay_limit
         res = await loop.run_in_executor(
-            self.executor, recover, self.journal, self.registry, self._horizon
+            self.executor, recover, self.journal, self.registry, self._horizon, limit
         )
         if res.replayed or res.created:
             log.info(
@@ -289,8 +298,15 @@ class MemberServer:
                 res.replayed,
                 res.created or "none",
             )
-        self._horizon = self.journal.last_lsn
-        self._seen_lsn = self.journal.last_lsn  # recovered: all of it is in the databases
+        if self.journal.last_lsn > limit:
+            log.info(
+                "recovery: %d journal record(s) after the commit point (LSN %d) stay "
+                "unapplied until the primary confirms them",
+                self.journal.last_lsn - limit,
+                limit,
+            )
+        self._horizon = limit
+        self._seen_lsn = limit  # recovered: all of it up to the limit is in the databases
         self._missing_imports = res.missing_imports
         self.hub = Hub(
             backup=self.peer.name if self.peer else None,
@@ -299,7 +315,9 @@ class MemberServer:
             on_event=lambda kind, msg: self.event(
                 kind, msg, "warning" if "inactive" in kind else "info"
             ),
+            ack_level=self.config.mirror.ack,
         )
+        self.hub.committed_lsn = limit
         if self.config.mirror.arbiter is not None and self.me.kind in ("failover", "dr"):
             self.agent = FailoverAgent(self)
             self.hub.on_ack_timeout = self.agent.ack_timeout
@@ -362,6 +380,10 @@ class MemberServer:
             self._state.last_primary = self.me.name
         await loop.run_in_executor(self.executor, save_state, self.me.data_dir, self._state)
         if role == "primary":
+            # Without an arbiter this member leads only when its peer confirmed that
+            # no failover happened: its whole journal is the mirror's history.
+            await self.apply_journal_tail()
+            await self.hub.set_backup_active(False, "the fixed primary starts without a backup")
             for name in self.config.mirror.databases:
                 if not self.registry.exists(name):
                     await self.create_database(name)
@@ -370,7 +392,7 @@ class MemberServer:
             self.led = True
         else:
             self.state = "connecting"
-            self.receiver = Receiver(self)
+            self.receiver = Receiver(self, self.hub.committed_lsn)
             self.receiver.missing_imports = list(self._missing_imports)
             self._receiver_task = asyncio.get_running_loop().create_task(self.receiver.run())
         self.role = role
@@ -388,6 +410,25 @@ class MemberServer:
 
     async def _replicate(self, lsn: int, level: str) -> None:
         await self.hub.wait_for(lsn, level)
+
+    async def apply_journal_tail(self) -> None:
+        """Apply every journal record to the databases (this member's journal is the
+        mirror's history from here on: it leads). Everything in it is committed
+        once the member commits new records after it."""
+        if self._seen_lsn >= self.journal.last_lsn:
+            return
+        res = await asyncio.get_running_loop().run_in_executor(
+            self.executor, recover, self.journal, self.registry, self.current_horizon()
+        )
+        if res.replayed:
+            log.info("applied %d journal record(s) before opening writes", res.replayed)
+        self._seen_lsn = max(self._seen_lsn, self.journal.last_lsn)
+
+    def confirmed_lsn(self) -> int:
+        """This member's commit point (see replication/commit.py)."""
+        if self.receiver is not None:
+            return self.receiver.confirmed
+        return self.hub.committed_lsn
 
     @property
     def applied_lsn(self) -> int:
@@ -445,9 +486,11 @@ class MemberServer:
             except TimeoutError:
                 pass
             h = self.current_horizon()
-            if h != self._horizon:
+            c = self.confirmed_lsn()
+            if h != self._horizon or c != self._state.confirmed:
                 self._horizon = h
                 self._state.horizon = h
+                self._state.confirmed = c
                 try:
                     await loop.run_in_executor(
                         self.executor, save_state, self.me.data_dir, self._state
@@ -646,6 +689,7 @@ class MemberServer:
         self.jw.close()
         self.journal.close()
         self._state.horizon = self.current_horizon()
+        self._state.confirmed = self.confirmed_lsn()
         self._state.clean_shutdown = True
         save_state(self.me.data_dir, self._state)
         self.executor.shutdown(wait=True)

@@ -15,6 +15,14 @@ reconnecting from the local journal's end: nothing is ever skipped.
 Because the member journals what it receives, it survives its own crash
 (recovery replays the journal end, as on a primary) and can later serve
 catch-up itself.
+
+What it applies is bounded by its *commit point* (``confirmed``; rules in
+``replication/commit.py``): the backup applies what it receives, ``dr`` and
+``reporting`` members only what the primary says is committed. Records in
+the journal above the commit point — received early, or a deposed primary's
+last records whose fate was unknown — are applied once the primary's start
+plan or commit point confirms them, and rolled back without ever having been
+visible if the new primary never had them.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +45,7 @@ from litemirror.protocol import messages as m
 from litemirror.protocol import replication as r
 from litemirror.protocol.framing import FrameDecoder, encode
 from litemirror.replication import check_frame
+from litemirror.replication.commit import follower_confirmed
 
 from .canary import canary_applied
 from .dial import open_to
@@ -56,19 +65,31 @@ class StreamReset(Exception):
 
 
 class Receiver:
-    def __init__(self, member: MemberServer) -> None:
+    def __init__(self, member: MemberServer, confirmed: int) -> None:
+        """``confirmed``: the member's commit point; every journal record up to it is
+        applied to the databases, none after it."""
         self.m = member
         self.state = "connecting"
         self.primary: Member | None = None
         self.primary_lsn = 0
         self.received = member.journal.last_lsn
-        self.applied = member.journal.last_lsn
+        self.applied = confirmed
+        #: The commit point: records up to here may be applied (made visible).
+        self.confirmed = confirmed
+        self._failover_kind = member.me.kind == "failover"
+        #: The commit point the primary of this session last sent (dr/reporting).
+        self._primary_committed = 0
+        #: Acknowledgements wait for the session's welcome: before it, the journal's
+        #: end may hold records the primary never had.
+        self._welcomed = False
         self.last_contact = 0.0
         self.resets = 0
         self.refused = 0
         self.last_error: str | None = None
         self.journal_thread = ThreadPoolExecutor(1, thread_name_prefix="repl-journal")
-        self._apply_q: asyncio.Queue[Record] = asyncio.Queue()
+        #: Journal records waiting to be applied, in LSN order; applied up to ``confirmed``.
+        self._pending: deque[Record] = deque()
+        self._apply_wake = asyncio.Event()
         self._conns: OrderedDict[str, apsw.Connection] = OrderedDict()
         self._writer: asyncio.StreamWriter | None = None
         self._seed_files: dict[str, FileReceiver] = {}
@@ -146,8 +167,11 @@ class Receiver:
     # ------------------------------------------------------------ session
 
     def _send(self, msg: Any) -> None:
-        if isinstance(msg, r.ReplAck) and not self.m.roles.may_acknowledge():
-            # Taking over (or waiting): acknowledge nothing of the old primary.
+        if isinstance(msg, r.ReplAck) and (
+            not self._welcomed or not self.m.roles.may_acknowledge()
+        ):
+            # Taking over (or waiting): acknowledge nothing of the old primary;
+            # before the welcome, the journal's end may not be the primary's.
             return
         if self._writer is not None:
             self._writer.write(encode(msg))
@@ -160,6 +184,8 @@ class Receiver:
         self._writer = writer
         self.primary = target
         self.state = "connecting"
+        self._welcomed = False
+        self._primary_committed = 0
         reseed = self.seed_marker.exists()
         self._send(
             r.ReplHello(
@@ -207,6 +233,10 @@ class Receiver:
                     self.m.roles.newer_epoch_seen(msg.epoch, msg.primary)
                     if self.m.agent is None:
                         self.m.epoch = msg.epoch
+                self._welcomed = True
+                if msg.mode != "seed":
+                    # The journal now ends where the primary's history agrees with it.
+                    await self._journal_matches_primary()
                 self.primary_lsn = msg.last_lsn
                 self.state = "seeding" if msg.mode == "seed" else "catching up"
                 log.info(
@@ -222,8 +252,11 @@ class Receiver:
             elif isinstance(msg, r.ReplRecords):
                 await self._records(msg, expected_seq)
                 expected_seq += 1
+            elif isinstance(msg, r.ReplCommitted):
+                self._primary_says_committed(msg.lsn)
             elif isinstance(msg, r.Heartbeat):
                 self.primary_lsn = max(self.primary_lsn, msg.lsn)
+                self._primary_says_committed(msg.committed)
                 if self.state == "catching up" and self.received >= msg.lsn:
                     self.state = "streaming"
             elif isinstance(msg, r.SeedBegin):
@@ -282,8 +315,45 @@ class Receiver:
         if self.state == "catching up" and self.received >= self.primary_lsn:
             self.state = "streaming"
         self.primary_lsn = max(self.primary_lsn, self.received)
-        for rec in recs:
-            self._apply_q.put_nowait(rec)
+        self._pending.extend(recs)
+        self._confirm()
+
+    # ------------------------------------------------------- commit point
+
+    def _confirm(self) -> None:
+        """Move the commit point as far as this session allows; wake the applier."""
+        new = follower_confirmed(
+            self.confirmed,
+            failover_kind=self._failover_kind,
+            received=self.m.journal.last_lsn,
+            primary_committed=self._primary_committed,
+        )
+        if new != self.confirmed:
+            self.confirmed = new
+        self._apply_wake.set()
+
+    def _primary_says_committed(self, lsn: int) -> None:
+        if lsn > self._primary_committed:
+            self._primary_committed = lsn
+            self._confirm()
+
+    async def _journal_matches_primary(self) -> None:
+        """After the welcome: our journal is a prefix of the primary's history.
+
+        Records of it not applied yet (a deposed primary's last records, or
+        records received early) are queued again for the applier, which applies
+        them once they are confirmed.
+        """
+        j = self.m.journal
+        start = self.applied + 1
+        if j.last_lsn >= start:
+            recs = await asyncio.get_running_loop().run_in_executor(
+                self.journal_thread, lambda: list(j.read_from(start))
+            )
+            self._pending = deque(recs)
+        else:
+            self._pending.clear()
+        self._confirm()
 
     async def _rewind(self, common: int) -> None:
         from .rejoin import CannotRollBack, rollback_divergent
@@ -312,6 +382,14 @@ class Receiver:
             await loop.run_in_executor(None, self.seed_marker.touch)
             return
         self.received = self.applied = min(self.applied, common)
+        if self.confirmed > common:
+            self.m.event(
+                "committed_rolled_back",
+                f"records after LSN {common} that this member had as committed (up to LSN "
+                f"{self.confirmed}) were rolled back: the primary was promoted without them",
+                "critical",
+            )
+            self.confirmed = common
         if rep.removed:
             self.m.event(
                 "rejoin_rolled_back",
@@ -365,44 +443,47 @@ class Receiver:
     async def _applier(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            rec = await self._apply_q.get()
-            batch = [rec]
-            while not self._apply_q.empty() and len(batch) < 256:
-                batch.append(self._apply_q.get_nowait())
-            for rec in batch:
-                if rec.lsn <= self.applied:
-                    continue
-                if rec.kind == RecordKind.IMPORT_DB and not self.m.registry.exists(rec.db):
-                    await self._fetch_database(rec.db)
-                else:
-                    try:
-                        await loop.run_in_executor(self.m.executor, self._apply_one, rec)
-                    except Error as exc:
-                        # The copy no longer matches the primary: never guess; re-seed.
-                        self.m.event(
-                            "apply_failed",
-                            f"applying record {rec.lsn} to "
-                            f"{rec.db} failed: {exc.message}; this member will be "
-                            "re-seeded",
-                            severity="critical",
-                        )
-                        await loop.run_in_executor(None, self.seed_marker.touch)
-                        if self._writer is not None:
-                            self._writer.close()
-                        self._drain_queue()
-                        break
-                self.applied = rec.lsn
-            async with self._applied_cond:
-                self._applied_cond.notify_all()
-            self._send(
-                r.ReplAck(
-                    received=self.received, durable=self.m.journal.last_lsn, applied=self.applied
+            await self._apply_wake.wait()
+            self._apply_wake.clear()
+            while self._pending and self._pending[0].lsn <= self.confirmed:
+                batch: list[Record] = []
+                while self._pending and len(batch) < 256 and self._pending[0].lsn <= self.confirmed:
+                    batch.append(self._pending.popleft())
+                for rec in batch:
+                    if rec.lsn <= self.applied:
+                        continue
+                    if rec.kind == RecordKind.IMPORT_DB and not self.m.registry.exists(rec.db):
+                        await self._fetch_database(rec.db)
+                    else:
+                        try:
+                            await loop.run_in_executor(self.m.executor, self._apply_one, rec)
+                        except Error as exc:
+                            # The copy no longer matches the primary: never guess; re-seed.
+                            self.m.event(
+                                "apply_failed",
+                                f"applying record {rec.lsn} to "
+                                f"{rec.db} failed: {exc.message}; this member will be "
+                                "re-seeded",
+                                severity="critical",
+                            )
+                            await loop.run_in_executor(None, self.seed_marker.touch)
+                            if self._writer is not None:
+                                self._writer.close()
+                            self._drain_queue()
+                            break
+                    self.applied = rec.lsn
+                async with self._applied_cond:
+                    self._applied_cond.notify_all()
+                self._send(
+                    r.ReplAck(
+                        received=self.received,
+                        durable=self.m.journal.last_lsn,
+                        applied=self.applied,
+                    )
                 )
-            )
 
     def _drain_queue(self) -> None:
-        while not self._apply_q.empty():
-            self._apply_q.get_nowait()
+        self._pending.clear()
 
     async def _fetch_database(self, db: str) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -474,6 +555,8 @@ class Receiver:
             lambda: j.restart_at(msg.start_lsn + 1, epoch=int(seeding.get("epoch", 1))),
         )
         self.received = self.applied = msg.start_lsn
+        # The copy holds only what the primary had committed in its databases.
+        self.confirmed = msg.start_lsn
         self._seeding = None
         await loop.run_in_executor(None, self.seed_marker.unlink)
         self.state = "catching up"
@@ -489,6 +572,7 @@ class Receiver:
             "received_lsn": self.received,
             "durable_lsn": self.m.journal.last_lsn,
             "applied_lsn": self.applied,
+            "confirmed_lsn": self.confirmed,
             "lag_records": max(0, self.primary_lsn - self.applied),
             "last_contact_s": round(time.monotonic() - self.last_contact, 3)
             if self.last_contact

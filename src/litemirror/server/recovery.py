@@ -7,6 +7,11 @@ ahead. Recovery replays, through the same apply path a backup uses, every
 ``CHANGES`` record whose LSN is above the database's own meta LSN, and
 recreates databases whose ``CREATE_DB`` record is durable but whose file
 never appeared.
+
+It stops at ``upto``, the member's commit point when it is called for a
+member that does not know yet whether the end of its journal survived a
+failover (a restart, a demotion): those records stay in the journal, not
+visible, until the primary the member rejoins confirms or rolls them back.
 """
 
 from __future__ import annotations
@@ -33,16 +38,21 @@ class RecoveryResult:
     missing_imports: list[str] = field(default_factory=list)
 
 
-def recover(journal: Journal, registry: Registry, horizon: int) -> RecoveryResult:
-    """Replay durable records not yet in their databases (blocking)."""
+def recover(
+    journal: Journal, registry: Registry, horizon: int, upto: int | None = None
+) -> RecoveryResult:
+    """Replay durable records not yet in their databases, up to LSN ``upto`` (blocking)."""
     result = RecoveryResult()
     start = max(horizon + 1, journal.first_lsn or 1)
-    if journal.last_lsn < start:
+    end = journal.last_lsn if upto is None else min(upto, journal.last_lsn)
+    if end < start:
         return result
     conns: dict[str, apsw.Connection] = {}
     lsns: dict[str, int] = {}
     try:
         for rec in journal.read_from(start):
+            if rec.lsn > end:
+                break
             result.scanned += 1
             if rec.kind in (RecordKind.CREATE_DB, RecordKind.IMPORT_DB):
                 if not registry.exists(rec.db):

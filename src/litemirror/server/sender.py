@@ -56,6 +56,10 @@ class Sender:
         self._live: deque[Record] = deque()
         self._zstd: Any = None
         self._wake = asyncio.Event()
+        #: dr and reporting members apply only committed records: tell them the
+        #: commit point whenever it moves (the backup applies what it receives).
+        self._tells_commits = hello.kind != "failover"
+        self._committed_sent = 0
 
     # ------------------------------------------------------------ checks
 
@@ -131,7 +135,11 @@ class Sender:
         j = self.m.journal
         hub = self.m.hub
         hub.connected(self.link)
-        hub.subscribe(self.link.member, self._push)
+        hub.subscribe(
+            self.link.member,
+            self._push,
+            self._wake.set if self._tells_commits else None,
+        )
         if mode == "rewind":
             log.info(
                 "member %s holds records after LSN %d that this primary never had; "
@@ -288,6 +296,7 @@ class Sender:
             if self.link.state == "catching up" and next_lsn > j.last_lsn:
                 self.link.state = "streaming"
                 await self.m.hub.acked(self.link.member, 0, 0, 0)  # re-check activation
+            await self._send_committed()
             # Caught up: send from memory as records become durable.
             if not self._live:
                 self._wake.clear()
@@ -296,7 +305,10 @@ class Sender:
                 except TimeoutError:
                     self._send(
                         r.Heartbeat(
-                            lsn=j.last_lsn, epoch=self.m.epoch, ts_ms=int(time.time() * 1000)
+                            lsn=j.last_lsn,
+                            epoch=self.m.epoch,
+                            ts_ms=int(time.time() * 1000),
+                            committed=self.m.hub.committed_lsn,
                         )
                     )
                     await self.writer.drain()
@@ -314,6 +326,14 @@ class Sender:
                 await self._send_records(batch)
                 next_lsn = batch[-1].lsn + 1
             # A gap (or records older than next_lsn) sends us back to the files.
+
+    async def _send_committed(self) -> None:
+        """Tell a dr/reporting member the commit point, if it moved since last told."""
+        committed = self.m.hub.committed_lsn
+        if self._tells_commits and committed > self._committed_sent:
+            self._committed_sent = committed
+            self._send(r.ReplCommitted(lsn=committed))
+            await self.writer.drain()
 
     # ---------------------------------------------------------- listening
 

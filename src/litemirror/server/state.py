@@ -1,4 +1,4 @@
-"""The member's small durable state file: recovery horizon and epoch.
+"""The member's small durable state file: recovery horizon, epoch, role and commit point.
 
 ``<data_dir>/member.json`` is written atomically (temp file, fsync, rename,
 directory fsync). The *horizon* is an LSN at or below which every journal
@@ -24,6 +24,10 @@ class MemberState(msgspec.Struct, kw_only=True):
     last_role: str | None = None
     #: The member this one last knew as primary.
     last_primary: str | None = None
+    #: The member's commit point: every journal record up to it is committed in
+    #: the mirror (no failover takes it back); a restart replays the journal only
+    #: up to it. None: written by a version that did not record it.
+    confirmed: int | None = None
 
 
 def load_state(data_dir: Path) -> MemberState | None:

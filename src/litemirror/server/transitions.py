@@ -60,8 +60,15 @@ class Transitions:
         loop = asyncio.get_running_loop()
         m = self.m
         how = "waiting for" if wait_for_backup else "without"
-        if m.role == "primary" and m.epoch == epoch and m.journal.last_epoch >= epoch:
-            # Already leading at this epoch: only whether commits wait changes.
+        if (
+            m.role == "primary"
+            and m.receiver is None
+            and m.epoch == epoch
+            and m.journal.last_epoch >= epoch
+        ):
+            # Already leading at this epoch: only whether commits wait changes
+            # (after a restart, the end of the journal is applied first).
+            await m.apply_journal_tail()
             await m.hub.set_backup_active(
                 wait_for_backup, f"commits at epoch {epoch} now go on {how} the backup"
             )
@@ -71,7 +78,8 @@ class Transitions:
         rcv = m.receiver
         horizon = rcv.applied if rcv is not None else m.current_horizon()
         await self._stop_following()
-        # Every durable record must be in the databases before anyone writes.
+        # Every durable record must be in the databases before anyone writes: this
+        # member's journal is the mirror's history from here on.
         res = await loop.run_in_executor(m.executor, recover, m.journal, m.registry, horizon)
         if res.replayed:
             log.info("applied %d journal record(s) before opening writes", res.replayed)
@@ -107,6 +115,8 @@ class Transitions:
         if deposed:
             addr = self._address_of(primary)
             self.m.state = "fenced"
+            # Deposed: nothing more commits here; what waits for the backup is aborted.
+            self.m.hub.hold()
             await self.m.hub.abort_waiters(
                 CommitUnknownError(
                     f"member {self.m.me.name} was deposed ({primary} holds a newer epoch) "
@@ -138,11 +148,18 @@ class Transitions:
             self.m.hub.drop_all()
             await self.m.registry.close_all()
             await self.m.jw.call(lambda _j: None)  # the journal writer is idle from here on
-            # Commits cut short above are in the journal but not in the databases;
-            # the journal is the truth (the new primary may hold them): apply them.
-            # Records the new primary never had are undone when the stream starts.
+            # Commits cut short above are in the journal but not in the databases.
+            # Only those the backup acknowledged are committed; the rest stay in the
+            # journal, invisible, until the new primary's start plan says whether it
+            # holds them (then they are applied) or not (then they are rolled back
+            # without any reader ever having seen them).
             await asyncio.get_running_loop().run_in_executor(
-                self.m.executor, recover, self.m.journal, self.m.registry, horizon
+                self.m.executor,
+                recover,
+                self.m.journal,
+                self.m.registry,
+                horizon,
+                self.m.hub.committed_lsn,
             )
         # A member that held the virtual IP before a crash still has it on its
         # interface (the kernel outlived the process): a follower never holds it.
@@ -154,7 +171,7 @@ class Transitions:
         )
         if self.m.receiver is None:
             self.m.state = "connecting"
-            self.m.receiver = Receiver(self.m)
+            self.m.receiver = Receiver(self.m, self.m.hub.committed_lsn)
             self.m.receiver.missing_imports = list(self.m._missing_imports)
             self.m._receiver_task = asyncio.get_running_loop().create_task(self.m.receiver.run())
         self.m.event("following", f"member {self.m.me.name} follows {primary} at epoch {epoch}")
