@@ -79,3 +79,25 @@ def test_a_seed_gives_the_same_schedule() -> None:
         s.split()[0] in ("kill", "pause", "partition", "cut", "slow", "bandwidth", "disk", "torn")
         for s in sched(7)
     )
+
+
+def test_seen_flags_a_row_a_reader_saw_that_is_gone_at_the_end() -> None:
+    def read(t: float, member: str, appends: list[int], transfers: list[int]) -> dict[str, Any]:
+        return {
+            "type": "read",
+            "f": "bank-read",
+            "member": member,
+            "t": t,
+            "seen": {"appends": appends, "transfers": transfers},
+        }
+
+    history = [
+        read(1.0, "a", [1000001], [2000003]),
+        read(1.5, "b", [1000002], [2000004]),  # b showed transfer 2000004, later rolled back
+        {"type": "read-fail", "f": "bank-read", "member": "r", "t": 2.0},
+    ]
+    end = {"appends": {1000001, 1000002}, "transfers": {2000003}}
+    problems = checks.check_seen(history, end)
+    assert len(problems) == 1
+    assert "reader on b saw transfers row 2000004 at t=1.5s" in problems[0]
+    assert checks.check_seen(history, {**end, "transfers": {2000003, 2000004}}) == []

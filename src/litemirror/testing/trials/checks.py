@@ -13,6 +13,10 @@ histories without any process.
              (epochs taken from each member's status just before the invoke and
              just after the acknowledgement, used only when the two agree), and
              no instant at which two members both said "primary" in one epoch.
+(d) seen     every row a reader saw on any member (the newest of each client
+             process in ``appends`` and ``transfers``, noted at every snapshot
+             read) exists at the end: no reader saw a change that a failover
+             took back.
 """
 
 from __future__ import annotations
@@ -76,6 +80,27 @@ def check_bank(events: Iterable[Mapping[str, Any]], accounts: int, total: int) -
                 )
     if bad > 3:
         problems.append(f"bank: {bad} bad snapshot reads in all")
+    return problems
+
+
+def check_seen(events: Iterable[Mapping[str, Any]], final: Mapping[str, set[int]]) -> list[str]:
+    """Every id a reader saw (``seen`` of read events, per table) is in ``final[table]``."""
+    problems: list[str] = []
+    gone: dict[tuple[str, int], Mapping[str, Any]] = {}
+    for e in events:
+        if e.get("type") != "read" or not e.get("seen"):
+            continue
+        for table, ids in e["seen"].items():
+            for i in ids:
+                if i not in final.get(table, set()) and (table, i) not in gone:
+                    gone[(table, i)] = e
+    for (table, i), e in sorted(gone.items(), key=lambda kv: kv[1]["t"])[:3]:
+        problems.append(
+            f"seen: a reader on {e['member']} saw {table} row {i} at t={e['t']}s, "
+            "and it is gone at the end (a change a failover took back was visible)"
+        )
+    if len(gone) > 3:
+        problems.append(f"seen: {len(gone)} rows seen by readers are gone in all")
     return problems
 
 

@@ -29,6 +29,7 @@ from .workloads import (
     ACCOUNTS,
     INITIAL_BALANCE,
     SCHEMA,
+    SEEN_TABLES,
     History,
     Monitor,
     Reader,
@@ -141,10 +142,10 @@ def _marker(m: TrialMirror, h: History, timeout: float) -> int:
             time.sleep(0.5)
 
 
-def _final_ids(m: TrialMirror, name: str) -> set[int]:
+def _final_ids(m: TrialMirror, name: str, table: str = "appends") -> set[int]:
     conn = litemirror.connect(m.url(members=[name], read_only=True, timeout=30))
     try:
-        return {r[0] for r in conn.execute("SELECT id FROM appends")}
+        return {r[0] for r in conn.execute(f"SELECT id FROM {table}")}
     finally:
         conn.close()
 
@@ -228,6 +229,8 @@ def run_trial(seed: int, base: Path, opts: TrialOptions = TrialOptions()) -> Tri
         for n in m.names:
             m[n].wait_applied(lsn, opts.converge_timeout_s)
         final = {n: _final_ids(m, n) for n in m.names}
+        # Converged and verified identical below: one member's tables are the end state.
+        end_state = {t: _final_ids(m, m.names[0], t) for t in SEEN_TABLES}
         for n in m.names:
             h.add(**read_bank(n, m.url(members=[n], read_only=True, timeout=30)), final=True)
         watching.set()
@@ -236,6 +239,7 @@ def run_trial(seed: int, base: Path, opts: TrialOptions = TrialOptions()) -> Tri
         events = list(h.events)
         result.problems += checks.check_append(events, final)
         result.problems += checks.check_bank(events, ACCOUNTS, ACCOUNTS * INITIAL_BALANCE)
+        result.problems += checks.check_seen(events, end_state)
         obs = {t.member: t.observations for t in monitors}
         result.problems += checks.check_split_brain(events, obs)
         if opts.expect_takeover:

@@ -43,7 +43,13 @@ INITIAL_BALANCE = 100
 SCHEMA = (
     "CREATE TABLE appends (id INTEGER PRIMARY KEY, proc INTEGER NOT NULL, mode TEXT NOT NULL)",
     "CREATE TABLE accounts (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL)",
+    # One row per transfer, written in its transaction: readers note the newest
+    # they see, and every row seen anywhere must exist at the end.
+    "CREATE TABLE transfers (id INTEGER PRIMARY KEY, proc INTEGER NOT NULL, "
+    "src INTEGER NOT NULL, dst INTEGER NOT NULL, amount INTEGER NOT NULL)",
 )
+#: Tables whose newest row per client process the readers note.
+SEEN_TABLES = ("appends", "transfers")
 
 
 class History:
@@ -166,7 +172,9 @@ class Worker(threading.Thread):
     def transfer(self) -> None:
         a, b = self.rng.sample(range(1, ACCOUNTS + 1), 2)
         amount = self.rng.randint(1, 30)
-        value = [a, b, amount]
+        self.seq += 1
+        key = self.proc * 1_000_000 + self.seq
+        value = [a, b, amount, key]
         op = self.h.add(type="invoke", f="transfer", proc=self.proc, value=value)
         committing = False
         try:
@@ -185,6 +193,10 @@ class Worker(threading.Thread):
                 return
             conn.execute("UPDATE accounts SET balance = balance - ? WHERE id = ?", (amount, a))
             conn.execute("UPDATE accounts SET balance = balance + ? WHERE id = ?", (amount, b))
+            conn.execute(
+                "INSERT INTO transfers (id, proc, src, dst, amount) VALUES (?, ?, ?, ?, ?)",
+                (key, self.proc, a, b, amount),
+            )
             committing = True
             conn.commit()
             self._ack(op, conn)
@@ -211,18 +223,40 @@ class Reader(threading.Thread):
 
 
 def read_bank(member: str, url: str) -> dict[str, Any]:
-    """One snapshot read of the accounts on one member, as a history event."""
+    """One snapshot read of the accounts on one member, as a history event.
+
+    It also notes the newest row of each client process in ``appends`` and
+    ``transfers`` that this member shows (``seen``): those must all exist at
+    the end, or a reader saw a change that a failover took back.
+    """
     try:
         conn = litemirror.connect(url)
         try:
             n, total, low = conn.execute(
                 "SELECT count(*), sum(balance), min(balance) FROM accounts"
             ).fetchone()
+            seen = {
+                table: [
+                    i
+                    for (i,) in conn.execute(
+                        f"SELECT max(id) FROM {table} WHERE proc > 0 GROUP BY proc"
+                    )
+                ]
+                for table in SEEN_TABLES
+            }
         finally:
             conn.close()
     except Exception as exc:  # a member that cannot answer is not checked
         return {"type": "read-fail", "f": "bank-read", "member": member, "error": _error(exc)}
-    return {"type": "read", "f": "bank-read", "member": member, "n": n, "total": total, "min": low}
+    return {
+        "type": "read",
+        "f": "bank-read",
+        "member": member,
+        "n": n,
+        "total": total,
+        "min": low,
+        "seen": seen,
+    }
 
 
 class Monitor(threading.Thread):
