@@ -129,7 +129,8 @@ CASES = [
     Case("a catching-up backup never takes over",
          backup(State.BACKUP_CATCHING_UP, arbiter_sees=frozenset({"b"})), PeerLost(),
          State.BACKUP_CATCHING_UP,
-         "lost contact with the primary a; I am not an active backup, so I do not take over",
+         "lost contact with the primary a; I am not an active backup, so I do not take over "
+         "(if a is gone for good: litemirror promote --member b --force)",
          ()),
     Case("claim refused while the arbiter still sees the primary: stay active",
          backup(State.TAKING_OVER, peer_up=False, request=CLAIM5),
@@ -315,6 +316,20 @@ CASES = [
     Case("reporting members are never promoted",
          dr(MemberKind.REPORTING), PromoteRequested(to_primary=True), State.ASYNC,
          "promote refused: reporting members are never promoted", ()),
+    Case("force a backup that is catching up to take over",
+         backup(State.BACKUP_CATCHING_UP, peer_up=False),
+         PromoteRequested(to_primary=True, records_behind=3, force=True), State.TAKING_OVER,
+         "promoting me to primary at epoch 5 on operator request (forced); WARNING: I am 3 "
+         "records behind the last primary; those commits are lost unless it comes back",
+         (AskArbiter(Claim("b", 5, 4, force=True)),)),
+    Case("a forced promote needs the arbiter",
+         backup(State.BACKUP_CATCHING_UP, arbiter_up=False),
+         PromoteRequested(to_primary=True, force=True), State.BACKUP_CATCHING_UP,
+         "promote refused: the arbiter must be reachable to store the new epoch", ()),
+    Case("a backup is not promoted without --force",
+         backup(), PromoteRequested(to_primary=True), State.BACKUP_ACTIVE,
+         "promote refused: a failover member takes over by itself when it may; to make it "
+         "primary anyway, knowing what may be lost, promote it with --force", ()),
     # -- actions that fail
     Case("the VIP or a hook failed: give up leading, retry later",
          primary(State.PRIMARY_ALONE), ActionFailed("PrepareToLead", "vip busy"), State.WAITING,

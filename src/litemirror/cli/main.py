@@ -94,7 +94,26 @@ def cmd_switchover(args: argparse.Namespace) -> int:
 def cmd_promote(args: argparse.Namespace) -> int:
     from .control import admin
 
-    info = admin(load(args.config), "promote", {"to_primary": True}, member=args.member)
+    config = load(args.config)
+    if args.force:
+        check = {"to_primary": True, "force": True, "dry_run": True}
+        info = admin(config, "promote", check, member=args.member)
+        print(f"forced promote of member {args.member}: {info['loss']}")
+        if not args.yes:
+            if not sys.stdin.isatty():
+                print(
+                    "litemirror promote: confirm with --yes (stdin is not a terminal)",
+                    file=sys.stderr,
+                )
+                return 2
+            answer = input(f"type the member name ({args.member}) to promote it: ").strip()
+            if answer != args.member:
+                print("not promoted")
+                return 1
+        go = {"to_primary": True, "force": True, "confirm": args.member}
+        info = admin(config, "promote", go, member=args.member)
+    else:
+        info = admin(config, "promote", {"to_primary": True}, member=args.member)
     for sentence in info.get("decisions") or [info["reason"]]:
         print(f"member {info['member']}: {sentence}")
     print(f"member {info['member']} is now {info['state']}")
@@ -203,9 +222,19 @@ def build_parser() -> argparse.ArgumentParser:
     login_option(s)
     s.set_defaults(func=cmd_switchover)
 
-    s = sub.add_parser("promote", help="make a DR member primary (no failover member left)")
+    s = sub.add_parser(
+        "promote",
+        help="make a DR member primary (no failover member left); --force: manual failover",
+    )
     s.add_argument("--member", required=True)
     s.add_argument("--config", required=True)
+    s.add_argument(
+        "--force",
+        action="store_true",
+        help="make this member primary although the primary is not known to be safe to "
+        "replace (no arbiter, or not the active backup); says what may be lost first",
+    )
+    s.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     login_option(s)
     s.set_defaults(func=cmd_promote)
 

@@ -187,15 +187,18 @@ class TakeOverRequested:
 
 @dataclass(frozen=True)
 class PromoteRequested:
-    """An operator promotes this DR member.
+    """An operator promotes this member (a DR member, or with ``force`` a backup).
 
     ``to_primary``: become primary now (only when no failover member is left);
     otherwise become a failover member. ``records_behind`` is how far the
-    member is known to lag the last primary (None: unknown).
+    member is known to lag the last primary (None: unknown). ``force``: the
+    operator knows the primary is gone and accepts losing what this member
+    does not hold (``litemirror promote --force``).
     """
 
     to_primary: bool
     records_behind: int | None = None
+    force: bool = False
 
 
 @dataclass(frozen=True)

@@ -170,7 +170,7 @@ _row(S.BACKUP_CATCHING_UP, PeerHeartbeat, S.BACKUP_ACTIVE, "primary waits for me
      "{holder} now waits for my acknowledgements: I am its active backup at epoch {epoch}")
 _row(S.BACKUP_CATCHING_UP, PeerLost, None, "", ok, nothing,
      "lost contact with the primary {holder}; I am not an active backup, so I do not ",
-     "take over")
+     "take over (if {holder} is gone for good: litemirror promote --member {me} --force)")
 _row(S.BACKUP_CATCHING_UP, TakeOverRequested, None, "", ok, nothing,
      "refusing to take over from {holder}: I am not an active backup")
 _row(S.BACKUP_ACTIVE, PeerHeartbeat, S.BACKUP_CATCHING_UP, "primary stopped waiting",
@@ -200,6 +200,16 @@ _row(S.BACKUP_ACTIVE, TakeOverRequested, S.TAKING_OVER, "asked at my epoch, arbi
 _row(S.BACKUP_ACTIVE, TakeOverRequested, None, "", ok, nothing,
      "not taking over from {holder}: the request is for another epoch or the arbiter is ",
      "unreachable")
+# An operator who knows the primary is gone may force a backup to take over; the
+# arbiter grants it only while the holder is out of contact.
+_row((S.BACKUP_CATCHING_UP, S.BACKUP_ACTIVE), PromoteRequested, S.TAKING_OVER,
+     "forced, arbiter reachable", st.forced_arbiter_up, st.claim,
+     "promoting me to primary at epoch {next} on operator request (forced); {warning}")
+_row((S.BACKUP_CATCHING_UP, S.BACKUP_ACTIVE), PromoteRequested, None, "forced", st.forced,
+     nothing, "promote refused: the arbiter must be reachable to store the new epoch")
+_row((S.BACKUP_CATCHING_UP, S.BACKUP_ACTIVE), PromoteRequested, None, "", ok, nothing,
+     "promote refused: a failover member takes over by itself when it may; to make it ",
+     "primary anyway, knowing what may be lost, promote it with --force")
 
 # -- TAKING_OVER: the claim is with the arbiter
 _row(S.TAKING_OVER, ArbiterReport, S.ASYNC, "claim refused, DR member", st.refused_dr, nothing,

@@ -34,6 +34,7 @@ from .events import (
     OpenWrites,
     PeerHeartbeat,
     PrepareToLead,
+    PromoteRequested,
     RecordEpoch,
     SendTakeOver,
     SetBackup,
@@ -58,7 +59,7 @@ def _ask(v: View, req: ArbiterRequest, *before: Action) -> tuple[View, tuple[Act
 
 
 def claim(v: View, e: Any) -> tuple[View, tuple[Action, ...]]:
-    force = v.kind is MemberKind.DR
+    force = v.kind is MemberKind.DR or (isinstance(e, PromoteRequested) and e.force)
     return _ask(v, Claim(v.me, v.epoch + 1, v.epoch, force=force))
 
 
@@ -314,6 +315,14 @@ def to_primary(v: View, e: Any) -> bool:
 
 def to_primary_arbiter_up(v: View, e: Any) -> bool:
     return bool(e.to_primary) and v.arbiter_up
+
+
+def forced(v: View, e: Any) -> bool:
+    return bool(e.force)
+
+
+def forced_arbiter_up(v: View, e: Any) -> bool:
+    return bool(e.force) and v.arbiter_up
 
 
 is_dr = is_kind(MemberKind.DR)

@@ -69,6 +69,12 @@ async def admin(
     if action == "switchover":
         return await switchover(m, str(args.get("to", "")), float(args.get("timeout_s", 30)))
     if action == "promote":
+        if args.get("force"):
+            from .promotion import force_promote
+
+            return await force_promote(
+                m, str(args.get("confirm", "")), bool(args.get("dry_run", False))
+            )
         return await promote(m, bool(args.get("to_primary", True)))
     if action == "databases":
         names = m.registry.names()
@@ -149,8 +155,10 @@ async def promote(m: MemberServer, to_primary: bool) -> dict[str, Any]:
 
     if m.agent is None:
         raise OperationalError(
-            f"member {m.me.name} ({m.me.kind}) cannot be promoted: only a dr member "
-            "of a mirror with an arbiter can"
+            f"member {m.me.name} ({m.me.kind}) is not promoted automatically in a mirror "
+            "without an arbiter; if the primary is gone for good, run "
+            f"`litemirror promote --member {m.me.name} --force` (it says what may be lost "
+            "and asks for confirmation)"
         )
     behind = None
     if m.receiver is not None:

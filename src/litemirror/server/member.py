@@ -25,6 +25,7 @@ import msgspec
 from litemirror.config import Config, Member
 from litemirror.config import load as load_config
 from litemirror.errors import ConfigError, Error
+from litemirror.failover.start import PeerStatus, StartFacts, StartRole, decide_start
 from litemirror.journal import Journal, RecordKind
 from litemirror.replication.commit import startup_limit
 from litemirror.replication.purge import ClosedSegment, purge_before
@@ -41,7 +42,6 @@ from .journal_writer import JournalWriter
 from .receiver import Receiver
 from .recovery import recover
 from .registry import Registry
-from .roles import StartFacts, decide_start
 from .session import ClientSession
 from .state import MemberState, load_state, save_state
 from .tls_listener import Listener, error_frame, stream_factory
@@ -221,6 +221,18 @@ class MemberServer:
             out["replication"] = self.receiver.status()
             if self.state not in ("fenced",):
                 out["state"] = self.receiver.state
+            if (
+                self.agent is None
+                and self.me.kind in ("failover", "dr")
+                and self.receiver.primary_missing
+            ):
+                last = self._state.last_primary or "the primary"
+                out["reason"] = (
+                    f"no primary reachable (last: {last}); a mirror without an arbiter does "
+                    f"not fail over by itself: if {last} is gone for good, run `litemirror "
+                    f"promote --member {self.me.name} --force --config FILE` (it says what "
+                    "may be lost first)"
+                )
         return out
 
     # ------------------------------------------------------------- startup
@@ -344,34 +356,82 @@ class MemberServer:
         if self.agent is None or self.me.kind != "failover":
             self._spawn(self._take_role())
 
-    async def _take_role(self) -> None:
+    async def statuses(self) -> tuple[PeerStatus | None, PeerStatus | None]:
+        """(what the other failover member says of itself, the member that says it is
+        primary at the newest epoch); None where unreachable or nobody."""
         from litemirror.cli.control import member_status
 
         loop = asyncio.get_running_loop()
+        peer: PeerStatus | None = None
+        leader: PeerStatus | None = None
+        for mb in self.config.members:
+            if mb.name == self.me.name or mb.kind == "reporting":
+                continue
+            st = await loop.run_in_executor(None, member_status, mb, 1.0)
+            if st.get("role") in (None, "down"):
+                continue
+            ps = PeerStatus(str(st.get("role")), int(st.get("epoch") or 0), mb.name)
+            if self.peer is not None and mb.name == self.peer.name:
+                peer = ps
+            if ps.role == "primary" and (leader is None or ps.epoch > leader.epoch):
+                leader = ps
+        return peer, leader
+
+    async def _take_role(self) -> None:
         said = ""
         while not self._stop.is_set():
-            peer_status = None
-            if self.peer is not None:
-                peer_status = await loop.run_in_executor(None, member_status, self.peer, 1.0)
+            peer, leader = await self.statuses()
             decision = decide_start(
                 StartFacts(
                     me=self.me.name,
                     kind=self.me.kind,
                     first_failover=self.config.failover_members[0].name,
                     peer=self.peer.name if self.peer else None,
+                    arbiter=self.agent is not None,
                     last_role=self._state.last_role,
                     epoch=self.epoch,
-                    peer_status=peer_status,
+                    peer_status=peer,
+                    leader=leader,
                 )
             )
             self.role_reason = decision.reason
-            if decision.role != "waiting":
-                await self._become(decision.role, decision.reason)
+            if decision.role is not StartRole.WAITING:
+                await self._become(decision.role.value, decision.reason)
+                if decision.role is StartRole.PRIMARY:
+                    self.watch_for_newer_primary()
                 return
             if decision.reason != said:
                 said = decision.reason
                 self.event("waiting", decision.reason, "warning")
             await asyncio.sleep(0.5)
+
+    def watch_for_newer_primary(self) -> None:
+        """Without an arbiter, a primary steps down when it sees a newer one."""
+        if self.agent is None:
+            self._spawn(self._watch_peer())
+
+    async def _watch_peer(self) -> None:
+        """Without an arbiter: step down when another member leads at a newer epoch.
+
+        Another member leads at a newer epoch only after an operator promoted it
+        (``promote --force``) while this member was unreachable from it; from
+        the moment this member hears of it, it stops writing and rejoins as
+        backup (its records the new primary never had are rolled back and kept).
+        """
+        while not self._stop.is_set() and self.role == "primary" and self.agent is None:
+            _, lead = await self.statuses()
+            if lead is not None and lead.epoch > self.epoch:
+                reason = (
+                    f"demoting myself: {lead.name} is primary at epoch {lead.epoch}, newer "
+                    f"than my epoch {self.epoch}; I will rejoin as its backup"
+                )
+                self.role_reason = reason
+                self.event("demoted", reason, "warning")
+                await self.roles.stop_writes(deposed=True, primary=lead.name)
+                await self.roles.record_epoch(lead.epoch, lead.name)
+                await self.roles.follow_primary(lead.name, lead.epoch)
+                return
+            await asyncio.sleep(self.config.mirror.heartbeat_ms / 1000 * 2)
 
     async def _become(self, role: str, reason: str) -> None:
         loop = asyncio.get_running_loop()

@@ -82,6 +82,8 @@ class Receiver:
         #: Acknowledgements wait for the session's welcome: before it, the journal's
         #: end may hold records the primary never had.
         self._welcomed = False
+        #: No member answered as primary at the last look.
+        self.primary_missing = False
         self.last_contact = 0.0
         self.resets = 0
         self.refused = 0
@@ -110,6 +112,7 @@ class Receiver:
         try:
             while True:
                 target = await self._find_primary()
+                self.primary_missing = target is None
                 if target is None:
                     self.state = "waiting for a primary"
                     await asyncio.sleep(min(delay, 1.0))
