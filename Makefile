@@ -5,9 +5,19 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: venv demo test test-all check bench faults clean
+.PHONY: venv tools demo test test-all check bench faults clean
 
 venv: $(STAMP)
+
+# System tools some tests need (ip/arping, Chromium, HAProxy). As root the
+# installers run (once; each says what it installs); otherwise the script says
+# which tests will skip and why.
+TOOLS_STAMP := $(VENV)/.tools
+tools: $(TOOLS_STAMP)
+
+$(TOOLS_STAMP): scripts/setup-test-tools.sh $(wildcard scripts/install-*.sh) | $(STAMP)
+	bash scripts/setup-test-tools.sh
+	@if [ "$$(id -u)" -eq 0 ]; then touch $(TOOLS_STAMP); fi
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -18,10 +28,10 @@ $(STAMP): pyproject.toml
 demo: venv
 	$(BIN)/litemirror demo $(ARGS)
 
-test: venv
+test: venv tools
 	$(BIN)/pytest -m "not slow" $(ARGS)
 
-test-all: venv
+test-all: venv tools
 	$(BIN)/pytest $(ARGS)
 
 check: venv
