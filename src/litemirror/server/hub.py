@@ -283,7 +283,8 @@ class Hub:
                     remaining = self.qos_timeout
                 timeout = remaining
             try:
-                await asyncio.wait_for(changed.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await changed.wait()
             except TimeoutError:
                 pass
 
