@@ -249,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .users import add_parser as add_users_parser
 
     add_users_parser(sub)
+    from .diverged import add_parser as add_diverged_parser
+
+    add_diverged_parser(sub)
     return p
 
 
