@@ -25,8 +25,6 @@ from typing import Any
 from urllib.parse import quote
 
 import apsw
-from rich.console import Console
-from rich.table import Table
 
 from litemirror import errors
 from litemirror.config import Config
@@ -108,23 +106,29 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not kept:
         print(f"no diverged records kept in {data_dir / 'diverged'}")
         return 0
-    table = Table(title=f"diverged records in {data_dir / 'diverged'}", title_justify="left")
-    for col in ("file", "rolled back", "LSNs", "records", "tables (rows)"):
-        table.add_column(col)
+    print(f"diverged records kept in {data_dir / 'diverged'}:")
     for _, k in kept:
         lsns = k.lsns
-        table.add_row(
-            k.name,
-            k.rolled_back_at or "?",
-            f"{lsns[0]}-{lsns[1]}" if lsns else "-",
-            str(len(k.records)) + ("" if k.complete else " (no report line)"),
-            "\n".join(
-                f"{db}.{t}: {_counts(ops)}"
-                for db, tables in sorted(k.summary.items())
-                for t, ops in sorted(tables.items())
-            ),
+        print()
+        print(k.name)
+        print(
+            f"  rolled back {k.rolled_back_at or '(time unknown)'}"
+            + (f" after LSN {k.after_lsn}" if k.after_lsn is not None else "")
+            + f": {len(k.records)} record(s)"
+            + (f", LSN {lsns[0]}-{lsns[1]}" if lsns else "")
+            + ("" if k.complete else " (the file has no report line: cut short?)")
         )
-    Console().print(table)
+        if k.records:
+            first, last = k.records[0].time, k.records[-1].time
+            print(
+                f"  committed {first} UTC"
+                if first == last
+                else f"  committed {first} to {last} UTC"
+            )
+        for db, tables in sorted(k.summary.items()):
+            for t, ops in sorted(tables.items()):
+                print(f"  {db}.{t}: {_counts(ops)}")
+    print()
     print("show one: litemirror diverged show FILE ...; re-apply: litemirror diverged apply FILE")
     return 0
 
@@ -409,8 +413,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
             print("nothing was changed")
             return 1
         runs: list[DatabaseRun] = []
-        committed: list[str] = []
-        stop = False
+        committed: dict[str, int] = {}
+        stop = committing = False
         try:
             for db, records in by_db.items():
                 if db == SYSTEM_DB:
@@ -424,11 +428,13 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 for conn in conns.values():
                     _DriverPrimary(conn).rollback()
             else:
+                committing = True
                 committed = _commit_all(conns, runs)
         except BaseException:
             for conn in conns.values():
                 _DriverPrimary(conn).rollback()
-            print("stopped by the error below; nothing was applied", file=sys.stderr)
+            if not committing:  # else the error says which databases were committed
+                print("stopped by the error below; nothing was applied", file=sys.stderr)
             raise
     if args.dry_run:
         return _report_dry_run(runs, policy)
@@ -477,9 +483,9 @@ def _plan_text(
     return "\n".join(lines)
 
 
-def _commit_all(conns: dict[str, Any], runs: list[DatabaseRun]) -> list[str]:
-    """Commit each database's open transaction; the names committed, in order."""
-    done: list[str] = []
+def _commit_all(conns: dict[str, Any], runs: list[DatabaseRun]) -> dict[str, int]:
+    """Commit each database's open transaction: database -> the primary's commit LSN."""
+    done: dict[str, int] = {}
     for run in runs:
         conn = conns.get(run.database)
         if conn is None or not conn.in_transaction:
@@ -492,7 +498,7 @@ def _commit_all(conns: dict[str, Any], runs: list[DatabaseRun]) -> list[str]:
                 f"committing database {run.database} failed ({exc.message}); already committed: "
                 f"{', '.join(done) or 'none'}; not committed: {', '.join(left[1:]) or 'none'}"
             ) from exc
-        done.append(run.database)
+        done[run.database] = conn.last_lsn
     return done
 
 
@@ -507,10 +513,15 @@ def _conflict_lines(runs: list[DatabaseRun]) -> list[str]:
 
 def _report_dry_run(runs: list[DatabaseRun], policy: Policy) -> int:
     print("dry run: every statement ran on the primary and was rolled back; nothing changed")
+    labels = {
+        "applied": "runs",
+        "in place": "already in place",
+        "not needed": "not needed",
+        "conflict": "CONFLICT",
+    }
     for run in runs:
         for o in run.outcomes:
-            mark = o.status.upper() if o.status == "conflict" else o.status
-            print(f"LSN {o.lsn} {run.database}: {mark}: {o.what}")
+            print(f"LSN {o.lsn} {run.database}: {labels[o.status]}: {o.what}")
             if o.sql:
                 print(f"    {o.sql};")
     conflicts = _conflict_lines(runs)
@@ -523,7 +534,7 @@ def _report_dry_run(runs: list[DatabaseRun], policy: Policy) -> int:
     return 0
 
 
-def _report(runs: list[DatabaseRun], committed: list[str], stopped: bool, primary: str) -> int:
+def _report(runs: list[DatabaseRun], committed: dict[str, int], stopped: bool, primary: str) -> int:
     conflicts = _conflict_lines(runs)
     if stopped:
         print("conflicts found; nothing was applied (policy: stop):")
@@ -531,13 +542,14 @@ def _report(runs: list[DatabaseRun], committed: list[str], stopped: bool, primar
         print("fix those rows on the primary and apply again, or use --on-conflict skip")
         return 1
     for run in runs:
-        if run.database not in committed:
-            continue
         lsns = run.applied_records()
+        if run.database not in committed or not lsns:
+            print(f"database {run.database}: nothing applied (every record left out)")
+            continue
+        at = f", committed there at LSN {committed[run.database]}" if run.count("applied") else ""
         print(
-            f"database {run.database}: applied {len(lsns)} record(s) on {primary} "
-            f"(LSN {', '.join(map(str, lsns)) or '-'}): "
-            f"{run.count('applied')} change(s) re-executed, "
+            f"database {run.database}: applied record(s) LSN {', '.join(map(str, lsns))} on "
+            f"{primary}{at}: {run.count('applied')} change(s) re-executed, "
             f"{run.count('in place')} already in place, {run.count('not needed')} not needed"
         )
     if conflicts:
