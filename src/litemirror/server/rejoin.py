@@ -54,7 +54,8 @@ class RollbackReport:
         return (
             f"rolled back {self.removed} journal record(s) after LSN {self.common_lsn} that "
             f"the new primary never had ({self.undone} had reached the databases, "
-            f"{tables} table(s) touched); kept in {self.kept_file}"
+            f"{tables} table(s) touched); kept in {self.kept_file} "
+            "(`litemirror diverged show` shows them, `diverged apply` re-applies them)"
         )
 
 
