@@ -21,10 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import apsw
 import pytest
 
 import litemirror
 from litemirror import errors
+from litemirror.engine.ops import ChangesetOp, encode_ops
+from litemirror.journal import Record, RecordKind
+from litemirror.server.rejoin import keep
 from litemirror.testing.cluster import Cluster
 from litemirror.testing.workload import other, settle_backup
 
@@ -266,3 +270,61 @@ def test_apply_stops_skips_and_applies_on_the_current_primary(diverged: Diverged
     lsn = int(c.primary().status()["lsn"])
     c[old].wait_applied(lsn)
     assert rows(c, "app", APP, member=old) == got
+
+
+def _kept(tmp_path: Path, db: str, schema: str, sql: str, lsn: int = 900) -> Path:
+    """A kept file written by the member's own code from a change captured on ``schema``."""
+    src = apsw.Connection(":memory:")
+    src.execute(schema)
+    session = apsw.Session(src, "main")
+    session.config(apsw.SQLITE_SESSION_OBJCONFIG_ROWID, 1)
+    session.attach()
+    src.execute(sql)
+    payload = encode_ops([ChangesetOp(session.changeset())])
+    rec = Record(lsn, 1, RecordKind.CHANGES, db, int(time.time() * 1000), payload)
+    path, _ = keep([rec], tmp_path / "diverged", lsn - 1)
+    return path
+
+
+def test_apply_fires_the_primarys_triggers_and_finds_their_rows_in_place(
+    diverged: Diverged, tmp_path: Path
+) -> None:
+    c = diverged.c
+    trigger = "CREATE TRIGGER ulog AFTER INSERT ON u BEGIN INSERT INTO ulog VALUES (new.id); END"
+    write(c, "app2", "CREATE TABLE ulog (id)", trigger)
+    path = _kept(
+        tmp_path,
+        "app2",
+        f"CREATE TABLE u (id INTEGER PRIMARY KEY, v TEXT); CREATE TABLE ulog (id); {trigger}",
+        "INSERT INTO u VALUES (60, 'sixty')",
+    )
+    config = ["--config", str(c.config_path)]
+    r = cli(c, "show", str(path), *config)
+    assert "INSERT rowid=1: id=60  (made by a trigger or foreign-key action)" in r.stdout, r.stdout
+    r = cli(c, "apply", str(path), *config, "--dry-run")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "warning: table app2.u has trigger ulog on the primary" in r.stdout, r.stdout
+    r = cli(c, "apply", str(path), *config, "--yes")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "1 change(s) re-executed, 1 already in place" in r.stdout, r.stdout
+    assert rows(c, "app2", "SELECT id FROM ulog") == [(60,)]
+
+
+def test_apply_leaves_out_what_it_cannot_re_execute(diverged: Diverged, tmp_path: Path) -> None:
+    c = diverged.c
+    config = ["--config", str(c.config_path), "--yes", "--on-conflict", "skip"]
+    gone = _kept(tmp_path / "gone", "gone", "CREATE TABLE g (id)", "INSERT INTO g VALUES (1)")
+    r = cli(c, "apply", str(gone), *config)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "database gone does not exist on the primary" in r.stdout
+    assert "litemirror db add gone" in r.stdout
+    users = _kept(
+        tmp_path / "users",
+        "_system",
+        "CREATE TABLE users (name TEXT PRIMARY KEY, role TEXT)",
+        "INSERT INTO users VALUES ('eve', 'admin')",
+    )
+    r = cli(c, "apply", str(users), *config)
+    assert r.returncode == 1 and "redo them with `litemirror user`" in r.stdout, r.stdout
+    r = cli(c, "apply", str(users), "--config", str(c.config_path), "--yes", "--lsn", "5")
+    assert r.returncode == 2 and "--lsn 5: no such record" in r.stderr
