@@ -18,7 +18,6 @@ import apsw
 import pytest
 
 from litemirror import errors
-from litemirror.cli.diverged import show_lines
 from litemirror.cli.diverged_apply import Policy, run_database
 from litemirror.cli.diverged_records import (
     UNCHANGED,
@@ -29,6 +28,7 @@ from litemirror.cli.diverged_records import (
     names_for,
     parse_kept,
     row_step,
+    show_lines,
     show_value,
 )
 from litemirror.engine.ops import ChangesetOp, Op, SqlOp, encode_ops

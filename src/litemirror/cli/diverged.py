@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -29,21 +29,25 @@ import apsw
 from litemirror import errors
 from litemirror.config import Config
 
-from .diverged_apply import POLICIES, SYSTEM_DB, DatabaseRun, Policy, run_database
+from .diverged_apply import (
+    POLICIES,
+    SYSTEM_DB,
+    DatabaseRun,
+    Policy,
+    counts_text,
+    dry_run_report,
+    plan_lines,
+    report,
+    run_database,
+)
 from .diverged_records import (
     KeptFile,
-    SqlChange,
     TableShape,
     Value,
-    describe,
-    names_for,
-    numbered,
     parse_kept,
+    show_lines,
 )
 from .users import login_option
-
-Shapes = Callable[[str, str], TableShape | None]
-
 
 # ------------------------------------------------------------------ finding files
 
@@ -86,10 +90,6 @@ def _read(path: Path) -> KeptFile:
         raise errors.DataError(f"{path.name} is not text: is it a diverged-records file?") from None
 
 
-def _counts(ops: dict[str, int]) -> str:
-    return ", ".join(f"{n} {op}" for op, n in sorted(ops.items()))
-
-
 # ------------------------------------------------------------------ list
 
 
@@ -127,7 +127,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             )
         for db, tables in sorted(k.summary.items()):
             for t, ops in sorted(tables.items()):
-                print(f"  {db}.{t}: {_counts(ops)}")
+                print(f"  {db}.{t}: {counts_text(ops)}")
     print()
     print("show one: litemirror diverged show FILE ...; re-apply: litemirror diverged apply FILE")
     return 0
@@ -241,51 +241,6 @@ def cmd_show(args: argparse.Namespace) -> int:
         for line in show_lines(kept, shapes):
             print(line)
     return 0
-
-
-def show_lines(
-    kept: KeptFile, shapes: Callable[[str, str], tuple[TableShape | None, str]]
-) -> list[str]:
-    """The text of ``diverged show``: rows per table with old and new values, and SQL."""
-    seen: dict[tuple[str, str], tuple[TableShape | None, str]] = {}
-    lsns = kept.lsns
-    out = [
-        f"{kept.name}: {len(kept.records)} record(s)"
-        + (f", LSN {lsns[0]}-{lsns[1]}" if lsns else "")
-        + (f", rolled back {kept.rolled_back_at}" if kept.rolled_back_at else "")
-        + (f" after LSN {kept.after_lsn}" if kept.after_lsn is not None else "")
-    ]
-    for rec in kept.records:
-        out.append("")
-        out.append(
-            f"LSN {rec.lsn}  epoch {rec.epoch}  {rec.time} UTC  database {rec.database}"
-            + ("" if rec.kind == "CHANGES" else f"  ({rec.kind})")
-        )
-        if not rec.ordered:
-            out.append("  (older file: the order of its SQL and row changes is not known)")
-        table: str | None = None
-        for change in rec.changes():
-            if isinstance(change, SqlChange):
-                table = None
-                what = "AUTOINCREMENT counters" if change.is_sequence else "SQL"
-                out.append(f"  {what}: {change.sql}")
-                continue
-            if (rec.database, change.table) not in seen:
-                seen[rec.database, change.table] = shapes(rec.database, change.table)
-            shape, source = seen[rec.database, change.table]
-            names = names_for(change, shape)
-            if change.table != table:
-                table = change.table
-                out.append(
-                    f"  table {table}"
-                    + (
-                        f" (columns from {source})"
-                        if names is not None
-                        else " (columns numbered: the table's columns are not known here)"
-                    )
-                )
-            out.append("    " + describe(change, names or numbered(change.width)))
-    return out
 
 
 # ------------------------------------------------------------------ apply
@@ -406,7 +361,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             stack.callback(conns[db].close)
         primary = next((c.member for c in conns.values()), None) or "?"
         warnings = _trigger_warnings(conns, kept)
-        plan = _plan_text(kept, by_db, primary, policy, warnings)
+        plan = "\n".join(plan_lines(kept, by_db, primary, policy, warnings))
         if args.dry_run:
             print(plan)
         elif not _confirm(args, plan):
@@ -436,9 +391,11 @@ def cmd_apply(args: argparse.Namespace) -> int:
             if not committing:  # else the error says which databases were committed
                 print("stopped by the error below; nothing was applied", file=sys.stderr)
             raise
-    if args.dry_run:
-        return _report_dry_run(runs, policy)
-    return _report(runs, committed, stop, primary)
+    lines, code = (
+        dry_run_report(runs, policy) if args.dry_run else report(runs, committed, stop, primary)
+    )
+    print("\n".join(lines))
+    return code
 
 
 def _trigger_warnings(conns: dict[str, Any], kept: KeptFile) -> list[str]:
@@ -458,31 +415,6 @@ def _trigger_warnings(conns: dict[str, Any], kept: KeptFile) -> list[str]:
     return out
 
 
-def _plan_text(
-    kept: KeptFile,
-    by_db: dict[str, list[Any]],
-    primary: str,
-    policy: Policy,
-    warnings: list[str],
-) -> str:
-    lines = [f"{kept.name}: re-execute on the current primary ({primary}):"]
-    for db, records in by_db.items():
-        lines.append(f"  database {db}: {len(records)} record(s)")
-        for table, ops in sorted(kept.summary.get(db, {}).items()):
-            lines.append(f"    {table}: {_counts(ops)}")
-    lines.append(
-        "conflicts: "
-        + (
-            "stop, nothing is applied anywhere (--on-conflict skip leaves out the "
-            "records with conflicts instead)"
-            if policy == "stop"
-            else "a record with a conflict is left out whole; the others are applied"
-        )
-    )
-    lines += [f"warning: {w}" for w in warnings]
-    return "\n".join(lines)
-
-
 def _commit_all(conns: dict[str, Any], runs: list[DatabaseRun]) -> dict[str, int]:
     """Commit each database's open transaction: database -> the primary's commit LSN."""
     done: dict[str, int] = {}
@@ -500,64 +432,6 @@ def _commit_all(conns: dict[str, Any], runs: list[DatabaseRun]) -> dict[str, int
             ) from exc
         done[run.database] = conn.last_lsn
     return done
-
-
-def _conflict_lines(runs: list[DatabaseRun]) -> list[str]:
-    out = []
-    for run in runs:
-        for lsn, whys in sorted(run.conflicts.items()):
-            for why in whys:
-                out.append(f"  LSN {lsn} ({run.database}): {why}")
-    return out
-
-
-def _report_dry_run(runs: list[DatabaseRun], policy: Policy) -> int:
-    print("dry run: every statement ran on the primary and was rolled back; nothing changed")
-    labels = {
-        "applied": "runs",
-        "in place": "already in place",
-        "not needed": "not needed",
-        "conflict": "CONFLICT",
-    }
-    for run in runs:
-        for o in run.outcomes:
-            print(f"LSN {o.lsn} {run.database}: {labels[o.status]}: {o.what}")
-            if o.sql:
-                print(f"    {o.sql};")
-    conflicts = _conflict_lines(runs)
-    if conflicts:
-        verb = "would stop the apply" if policy == "stop" else "would be left out"
-        print(f"conflicts ({verb}):")
-        print("\n".join(conflicts))
-        return 1
-    print("no conflicts: apply would re-execute everything above")
-    return 0
-
-
-def _report(runs: list[DatabaseRun], committed: dict[str, int], stopped: bool, primary: str) -> int:
-    conflicts = _conflict_lines(runs)
-    if stopped:
-        print("conflicts found; nothing was applied (policy: stop):")
-        print("\n".join(conflicts))
-        print("fix those rows on the primary and apply again, or use --on-conflict skip")
-        return 1
-    for run in runs:
-        lsns = run.applied_records()
-        if run.database not in committed or not lsns:
-            print(f"database {run.database}: nothing applied (every record left out)")
-            continue
-        at = f", committed there at LSN {committed[run.database]}" if run.count("applied") else ""
-        print(
-            f"database {run.database}: applied record(s) LSN {', '.join(map(str, lsns))} on "
-            f"{primary}{at}: {run.count('applied')} change(s) re-executed, "
-            f"{run.count('in place')} already in place, {run.count('not needed')} not needed"
-        )
-    if conflicts:
-        print("left out (conflicts):")
-        print("\n".join(conflicts))
-        return 1
-    print("everything in the file was applied or already in place")
-    return 0
 
 
 # ------------------------------------------------------------------ parser

@@ -37,6 +37,7 @@ from litemirror import errors
 from litemirror.engine.policy import quote_ident
 
 from .diverged_records import (
+    KeptFile,
     KeptRecord,
     RowChange,
     SqlChange,
@@ -261,3 +262,97 @@ def _row(
         held = ", ".join(f"{n}={show_value(v)}" for n, v in zip(names, now[0], strict=False))
         why = f"the primary's row now holds {held}"
     return Outcome(lsn, what, "conflict", sql=step.shown(), detail=f"{what}: {why}")
+
+
+# ------------------------------------------------------------------ reports
+
+
+def counts_text(ops: dict[str, int]) -> str:
+    """``{"insert": 2, "delete": 1}`` as "1 delete, 2 insert"."""
+    return ", ".join(f"{n} {op}" for op, n in sorted(ops.items()))
+
+
+def plan_lines(
+    kept: KeptFile,
+    by_db: dict[str, list[KeptRecord]],
+    primary: str,
+    policy: Policy,
+    warnings: list[str],
+) -> list[str]:
+    """What apply will do, shown before it asks."""
+    lines = [f"{kept.name}: re-execute on the current primary ({primary}):"]
+    for db, records in by_db.items():
+        lines.append(f"  database {db}: {len(records)} record(s)")
+        for table, ops in sorted(kept.summary.get(db, {}).items()):
+            lines.append(f"    {table}: {counts_text(ops)}")
+    lines.append(
+        "conflicts: "
+        + (
+            "stop, nothing is applied anywhere (--on-conflict skip leaves out the "
+            "records with conflicts instead)"
+            if policy == "stop"
+            else "a record with a conflict is left out whole; the others are applied"
+        )
+    )
+    lines += [f"warning: {w}" for w in warnings]
+    return lines
+
+
+def conflict_lines(runs: list[DatabaseRun]) -> list[str]:
+    return [
+        f"  LSN {lsn} ({run.database}): {why}"
+        for run in runs
+        for lsn, whys in sorted(run.conflicts.items())
+        for why in whys
+    ]
+
+
+_LABELS: dict[Status, str] = {
+    "applied": "runs",
+    "in place": "already in place",
+    "not needed": "not needed",
+    "conflict": "CONFLICT",
+}
+
+
+def dry_run_report(runs: list[DatabaseRun], policy: Policy) -> tuple[list[str], int]:
+    """The lines ``--dry-run`` prints, and the exit status."""
+    out = ["dry run: every statement ran on the primary and was rolled back; nothing changed"]
+    for run in runs:
+        for o in run.outcomes:
+            out.append(f"LSN {o.lsn} {run.database}: {_LABELS[o.status]}: {o.what}")
+            if o.sql:
+                out.append(f"    {o.sql};")
+    conflicts = conflict_lines(runs)
+    if conflicts:
+        verb = "would stop the apply" if policy == "stop" else "would be left out"
+        return [*out, f"conflicts ({verb}):", *conflicts], 1
+    return [*out, "no conflicts: apply would re-execute everything above"], 0
+
+
+def report(
+    runs: list[DatabaseRun], committed: dict[str, int], stopped: bool, primary: str
+) -> tuple[list[str], int]:
+    """The lines apply prints at the end, and the exit status."""
+    conflicts = conflict_lines(runs)
+    if stopped:
+        return [
+            "conflicts found; nothing was applied (policy: stop):",
+            *conflicts,
+            "fix those rows on the primary and apply again, or use --on-conflict skip",
+        ], 1
+    out = []
+    for run in runs:
+        lsns = run.applied_records()
+        if run.database not in committed or not lsns:
+            out.append(f"database {run.database}: nothing applied (every record left out)")
+            continue
+        at = f", committed there at LSN {committed[run.database]}" if run.count("applied") else ""
+        out.append(
+            f"database {run.database}: applied record(s) LSN {', '.join(map(str, lsns))} on "
+            f"{primary}{at}: {run.count('applied')} change(s) re-executed, "
+            f"{run.count('in place')} already in place, {run.count('not needed')} not needed"
+        )
+    if conflicts:
+        return [*out, "left out (conflicts):", *conflicts], 1
+    return [*out, "everything in the file was applied or already in place"], 0

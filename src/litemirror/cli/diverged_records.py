@@ -41,7 +41,7 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -434,3 +434,51 @@ def row_step(change: RowChange, names: tuple[str, ...]) -> Step:
         new_params,
         *current,
     )
+
+
+# ------------------------------------------------------------------ show
+
+
+def show_lines(
+    kept: KeptFile, shapes: Callable[[str, str], tuple[TableShape | None, str]]
+) -> list[str]:
+    """The text of ``diverged show``: rows per table with old and new values, and SQL."""
+    seen: dict[tuple[str, str], tuple[TableShape | None, str]] = {}
+    lsns = kept.lsns
+    out = [
+        f"{kept.name}: {len(kept.records)} record(s)"
+        + (f", LSN {lsns[0]}-{lsns[1]}" if lsns else "")
+        + (f", rolled back {kept.rolled_back_at}" if kept.rolled_back_at else "")
+        + (f" after LSN {kept.after_lsn}" if kept.after_lsn is not None else "")
+    ]
+    for rec in kept.records:
+        out.append("")
+        out.append(
+            f"LSN {rec.lsn}  epoch {rec.epoch}  {rec.time} UTC  database {rec.database}"
+            + ("" if rec.kind == "CHANGES" else f"  ({rec.kind})")
+        )
+        if not rec.ordered:
+            out.append("  (older file: the order of its SQL and row changes is not known)")
+        table: str | None = None
+        for change in rec.changes():
+            if isinstance(change, SqlChange):
+                table = None
+                what = "AUTOINCREMENT counters" if change.is_sequence else "SQL"
+                out.append(f"  {what}: {change.sql}")
+                continue
+            if (rec.database, change.table) not in seen:
+                seen[rec.database, change.table] = shapes(rec.database, change.table)
+            shape, source = seen[rec.database, change.table]
+            names = names_for(change, shape)
+            if change.table != table:
+                table = change.table
+                out.append(
+                    f"  table {table}"
+                    + (
+                        f" (columns from {source})"
+                        if names is not None
+                        else " (columns numbered: the table's columns are not known here)"
+                    )
+                )
+            out.append("    " + describe(change, names or numbered(change.width)))
+    return out
