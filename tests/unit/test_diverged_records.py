@@ -358,3 +358,24 @@ def test_an_applied_pass_reports_what_it_did(tmp_path: Path) -> None:
     sql = [o.sql for o in run.outcomes if o.sql]
     assert 'UPDATE "t" SET "v" = \'changed\' WHERE "id" IS 1 AND "v" IS \'v1\'' in sql
     assert "CREATE TABLE z (a)" in sql
+
+
+# ------------------------------------------------------------------ the command, without a mirror
+
+
+def test_list_shows_every_file_and_which_cannot_be_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from litemirror.cli.main import main
+
+    kept, _ = diverged(tmp_path)
+    (tmp_path / "diverged" / "diverged-20260101T000000-lsn1-1.jsonl").write_text("garbage\n")
+    assert main(["diverged", "list", "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "cannot be read: diverged-20260101T000000-lsn1-1.jsonl line 1 is not JSON" in out
+    assert kept.name in out and "2 record(s), LSN 11-12" in out
+    assert "app.t: 1 delete, 1 insert, 2 update" in out
+    assert main(["diverged", "list", "--data-dir", str(tmp_path / "nope")]) == 2
+    assert "is not a directory" in capsys.readouterr().err
+    assert main(["diverged", "show", kept.name, "--data-dir", str(tmp_path)]) == 0
+    assert "UPDATE #0=1: #1 'v1' -> 'changed'" in capsys.readouterr().out  # no copy: numbered

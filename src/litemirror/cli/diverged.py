@@ -98,8 +98,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     data_dir = _data_dir(args, cfg)
     if data_dir is None:
         raise errors.ConfigError("diverged list: give --config and --member, or --data-dir")
-    files = sorted((data_dir / "diverged").glob("diverged-*.jsonl"))
-    kept = [(p, _read(p)) for p in files]
+    if not data_dir.is_dir():
+        raise errors.ConfigError(f"{str(data_dir)!r} is not a directory (a member's data_dir)")
+    kept: list[tuple[Path, KeptFile | str]] = []
+    for p in sorted((data_dir / "diverged").glob("diverged-*.jsonl")):
+        try:
+            kept.append((p, _read(p)))
+        except errors.DataError as exc:  # one damaged file does not hide the others
+            kept.append((p, exc.message))
     if args.json:
         print(json.dumps([_summary(p, k) for p, k in kept], indent=2))
         return 0
@@ -107,9 +113,12 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"no diverged records kept in {data_dir / 'diverged'}")
         return 0
     print(f"diverged records kept in {data_dir / 'diverged'}:")
-    for _, k in kept:
-        lsns = k.lsns
+    for p, k in kept:
         print()
+        if isinstance(k, str):
+            print(f"{p.name}\n  cannot be read: {k}")
+            continue
+        lsns = k.lsns
         print(k.name)
         print(
             f"  rolled back {k.rolled_back_at or '(time unknown)'}"
@@ -133,7 +142,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summary(path: Path, k: KeptFile) -> dict[str, Any]:
+def _summary(path: Path, k: KeptFile | str) -> dict[str, Any]:
+    if isinstance(k, str):
+        return {"file": path.name, "path": str(path), "error": k}
     lsns = k.lsns
     return {
         "file": k.name,
