@@ -12,6 +12,7 @@ rolls it back and keeps it. Here the kept file holds two records: one in
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -35,12 +36,14 @@ from litemirror.testing.workload import other, settle_backup
 FAST = {"qos_timeout_ms": 3000, "heartbeat_ms": 200}
 
 
-def cli(c: Cluster, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+def cli(c: Cluster, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("LITEMIRROR_")}
     return subprocess.run(
         [sys.executable, "-m", "litemirror.cli.main", "diverged", *args],
         capture_output=True,
         text=True,
-        input=stdin,
+        input="",
+        env={**environ, **env},
         timeout=180,
     )
 
@@ -328,3 +331,36 @@ def test_apply_leaves_out_what_it_cannot_re_execute(diverged: Diverged, tmp_path
     assert r.returncode == 1 and "redo them with `litemirror user`" in r.stdout, r.stdout
     r = cli(c, "apply", str(users), "--config", str(c.config_path), "--yes", "--lsn", "5")
     assert r.returncode == 2 and "--lsn 5: no such record" in r.stderr
+
+
+def test_apply_logs_in_over_tls_like_every_command(cluster_factory: Any, tmp_path: Path) -> None:
+    c: Cluster = cluster_factory(tls_require=True, sections={"auth": {"require": True}})
+    c.start()
+    add = subprocess.run(
+        [sys.executable, "-m", "litemirror.cli.main", "user", "add", "root", "--role", "admin",
+         "--password-stdin", "--config", str(c.config_path)],
+        capture_output=True, text=True, input="root-secret-1", timeout=60,
+    )  # fmt: skip
+    assert add.returncode == 0, add.stderr
+    root = {"LITEMIRROR_USER": "root", "LITEMIRROR_PASSWORD": "root-secret-1"}
+    conn = litemirror.connect(
+        c.url("app").replace("litemirror://", "litemirror://root:root-secret-1@"),
+        isolation_level=None,
+    )
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    conn.close()
+    path = _kept(
+        tmp_path,
+        "app",
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)",
+        "INSERT INTO t VALUES (1, 'a')",
+    )
+    r = cli(c, "apply", str(path), "--config", str(c.config_path), "--yes")
+    assert r.returncode != 0 and "AuthenticationError" in r.stderr, r.stdout + r.stderr
+    r = cli(c, "apply", str(path), "--config", str(c.config_path), "--yes", **root)
+    assert r.returncode == 0, r.stdout + r.stderr
+    conn = litemirror.connect(
+        c.url("app").replace("litemirror://", "litemirror://root:root-secret-1@")
+    )
+    assert conn.execute("SELECT id, v FROM t").fetchall() == [(1, "a")]
+    conn.close()
