@@ -185,6 +185,7 @@ def test_imports_are_off_without_an_import_directory(cluster_factory: Any, tmp_p
         (".", "not inside"),
         ("link-out.db", "not inside"),
         ("data/databases/_system.db", "own files"),
+        ("inside.db\x00.txt", "NUL character"),
         ("inside.db", None),
         ("sub/inside.db", None),
         ("link-in.db", None),

@@ -54,6 +54,8 @@ def resolve_source(src: str, import_dir: str | None, internal: Iterable[Path], m
             "mirror's configuration to a directory that holds only the files meant for "
             "import, put the file there, and run the command again; nothing was changed"
         )
+    if "\x00" in src:
+        raise ProgrammingError(f"db add: {src!r} holds a NUL character; nothing was changed")
     base = Path(import_dir)
     real = Path(os.path.realpath(base / src))
     if not _within(real, base) or real == base:
