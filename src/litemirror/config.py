@@ -56,6 +56,9 @@ import msgspec
 
 from litemirror.errors import ConfigError
 
+#: Name patterns. Check names with ``fullmatch`` only: ``match`` lets "$" accept a
+#: trailing newline, and "nl\n" would become a database nobody can open or remove
+#: (tests/security/test_names.py keeps every caller to fullmatch).
 NAME_RE = re.compile(r"^[A-Za-z0-9]{1,15}$")
 MEMBER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 DB_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -156,6 +159,12 @@ class ServerSection(_Frozen, frozen=True):
     http_token: str | None = None
     #: WAL pages before the writer checkpoints (PASSIVE).
     checkpoint_pages: int = 4000
+    #: The only directory ``db add --from`` may read (symlinks resolved; files
+    #: resolving outside it, and the member's own files, are refused). None:
+    #: imports are off, because the member would otherwise read any SQLite file
+    #: its OS user can, private ones and its own ``_system`` database included.
+    #: Relative to the config file's directory; the config holds it absolute.
+    import_dir: str | None = None
 
 
 class LimitsSection(_Frozen, frozen=True):
@@ -461,6 +470,26 @@ def _check_subject(key: str, value: str | None) -> str | None:
     return value
 
 
+def _check_import_dir(s: ServerSection, base: Path, members: list[Member]) -> ServerSection:
+    """``s`` with ``import_dir`` made absolute; refused when it overlaps a data_dir."""
+    if s.import_dir is None:
+        return s
+    if not s.import_dir.strip():
+        raise ConfigError(
+            "server.import_dir: '' names no directory; leave the key out to turn imports off"
+        )
+    d = Path(os.path.realpath(base / s.import_dir))
+    for mb in members:
+        data = Path(os.path.realpath(mb.data_dir))
+        if d == data or data in d.parents or d in data.parents:
+            raise ConfigError(
+                f"server.import_dir: {s.import_dir!r} overlaps the data_dir of member "
+                f"{mb.name!r} ({mb.data_dir}); imports would reach the member's own files "
+                "(its journal, its _system database): use a directory of its own"
+            )
+    return msgspec.structs.replace(s, import_dir=str(d))
+
+
 def _check_tls(t: TlsSection, base: Path, members: list[Member]) -> Tls | None:
     given = {k: getattr(t, k) for k in ("ca", "cert", "key") if getattr(t, k) is not None}
     if not given:
@@ -624,10 +653,10 @@ def build(
     if not failover:
         raise ConfigError("members: at least one member must have kind 'failover'")
 
+    s = _check_import_dir(fc.server, base, members)
     j = fc.journal
     if j.segment_bytes < 64 * 1024:
         raise ConfigError(f"journal.segment_bytes: {j.segment_bytes} is below 65536")
-    s = fc.server
     if not 1 <= s.threads <= 256:
         raise ConfigError(f"server.threads: {s.threads} must be between 1 and 256")
     if s.max_open_databases < 1:

@@ -159,8 +159,12 @@ def test_new_dr_member_with_empty_data_dir_is_seeded_while_writes_go_on(
 
 
 def test_db_add_from_file_appears_on_all_members(cluster_factory: Any, tmp_path: Path) -> None:
-    c = _mirror(cluster_factory, ("r", "reporting"))
-    src = tmp_path / "legacy.sqlite"
+    imports = tmp_path / "import"
+    imports.mkdir()
+    c = _mirror(
+        cluster_factory, ("r", "reporting"), sections={"server": {"import_dir": str(imports)}}
+    )
+    src = imports / "legacy.sqlite"
     with sqlite3.connect(src) as s:
         s.execute("CREATE TABLE patients (id INTEGER PRIMARY KEY, name TEXT)")
         s.executemany("INSERT INTO patients VALUES (?, ?)", [(i, f"p{i}") for i in range(300)])

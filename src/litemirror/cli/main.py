@@ -62,7 +62,9 @@ def cmd_db_add(args: argparse.Namespace) -> int:
     from .progress import follow_to_members
 
     cfg = load(args.config)
-    frm = os.path.abspath(args.from_) if args.from_ else None
+    # Sent as given: the member reads it on its own host, relative to its
+    # server.import_dir (the only directory it imports from).
+    frm = args.from_ or None
     primary = args.member or find_primary(cfg).name
     info = admin(cfg, "db_add", {"name": args.name, "from": frm}, member=primary)
     print(f"database {info['database']} added at LSN {info['lsn']} on {primary}")
@@ -194,7 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s = db.add_parser("add", help="add a database to the mirror (optionally from a file)")
     s.add_argument("name")
-    s.add_argument("--from", dest="from_", metavar="FILE")
+    s.add_argument(
+        "--from",
+        dest="from_",
+        metavar="FILE",
+        help="SQLite file on the member's host, inside its server.import_dir (absolute, "
+        "or relative to that directory)",
+    )
     s.add_argument("--config", required=True)
     s.add_argument("--member", help="member to send it to (default: the primary)")
     s.add_argument(
@@ -270,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .users import add_parser as add_users_parser
 
     add_users_parser(sub)
+    from .diverged import add_parser as add_diverged_parser
+
+    add_diverged_parser(sub)
     return p
 
 

@@ -33,6 +33,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import unicodedata
 from dataclasses import dataclass
 
 SCHEME = "scrypt"
@@ -124,6 +125,21 @@ def _scrypt(password: str, ln: int, r: int, p: int, salt: bytes, dklen: int) -> 
     )
 
 
+def control_character(password: str) -> int | None:
+    """Index of the first control character (Unicode category Cc) in ``password``, or None.
+
+    Why passwords may not hold them: scrypt keys its PBKDF2-HMAC-SHA256 with
+    the password, and HMAC pads a key shorter than its block with NUL bytes,
+    so ``"secret12"`` and ``"secret12\\0"`` derive the same hash. Newlines,
+    tabs and other invisible characters are also how a password picks up a
+    stray character from a file or a copy-paste that its owner cannot see.
+    """
+    for i, ch in enumerate(password):
+        if unicodedata.category(ch) == "Cc":
+            return i
+    return None
+
+
 def check_password(password: str) -> str:
     """``password`` if it may be stored; :class:`ValueError` saying why not."""
     if not isinstance(password, str):
@@ -132,6 +148,13 @@ def check_password(password: str) -> str:
         raise ValueError("the password is shorter than 8 characters; choose a longer one")
     if len(password) > MAX_PASSWORD_CHARS:
         raise ValueError(f"the password is longer than {MAX_PASSWORD_CHARS} characters")
+    at = control_character(password)
+    if at is not None:
+        raise ValueError(
+            f"the password holds a control character (U+{ord(password[at]):04X} at position "
+            f"{at + 1}); use printable characters only: a NUL, newline or tab is invisible, "
+            "and a trailing NUL would make two different passwords equal"
+        )
     return password
 
 
@@ -150,7 +173,13 @@ def verify_password(stored: str, password: str) -> bool:
     Raises :class:`ValueError` when ``stored`` is not a valid hash.
     """
     h = parse(stored)
-    if not isinstance(password, str) or len(password) > MAX_PASSWORD_CHARS:
+    if (
+        not isinstance(password, str)
+        or len(password) > MAX_PASSWORD_CHARS
+        or control_character(password) is not None
+    ):
+        # No stored password holds a control character (check_password), so
+        # "pw" + NUL must not match the hash of "pw" through HMAC's key padding.
         # Still pay the cost, so the answer's timing says nothing.
         dummy_verify("")
         return False

@@ -65,7 +65,7 @@ def action_needs(action: str, args: dict[str, Any]) -> str:
 
 
 def check_user_name(name: object) -> str:
-    if not isinstance(name, str) or not USER_RE.match(name):
+    if not isinstance(name, str) or not USER_RE.fullmatch(name):
         raise ProgrammingError(
             f"user name {str(name)[:80]!r} is not usable: use 1-64 letters, digits, '.', '_' "
             "or '-', starting with a letter or digit"

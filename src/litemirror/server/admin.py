@@ -41,7 +41,7 @@ async def admin(
 ) -> dict[str, Any]:
     """Run an admin action; the caller has checked that ``actor`` may (None: anyone)."""
     from .importer import import_database
-    from .registry import SYSTEM_DB
+    from .registry import SYSTEM_DB, Registry
     from .users import OPEN, USER_ACTIONS, allows
 
     if action == "journal_switch":
@@ -60,6 +60,7 @@ async def admin(
             raise ProgrammingError(
                 f"database name {name!r} is reserved for litemirror's users; choose another"
             )
+        Registry.validate_name(name)  # before any file is touched
         src = args.get("from")
         if src:
             lsn = await import_database(m, name, str(src))

@@ -161,7 +161,8 @@ class Registry:
 
     @staticmethod
     def validate_name(name: str) -> None:
-        if not DB_RE.match(name) and name != SYSTEM_DB:
+        # fullmatch: with match, "$" would also accept a trailing newline ("nl\n").
+        if not DB_RE.fullmatch(name) and name != SYSTEM_DB:
             raise ProgrammingError(
                 f"database name {name!r}: use letters, digits, '_' or '-' (at most 64, "
                 "starting with a letter or digit)"

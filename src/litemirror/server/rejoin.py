@@ -8,7 +8,8 @@ changes reached a database is undone with the inverted changesets, newest
 first, in one transaction per database. Nothing is silently discarded:
 every removed record is first written to ``<data_dir>/diverged/`` — time,
 database, tables and row counts, and the changes themselves — for a person
-to review.
+to review (``litemirror diverged list|show|apply``: cli/diverged.py reads
+the format written by :func:`keep`).
 
 DDL cannot be inverted. If a removed, applied record holds DDL, the rollback
 is refused (:class:`CannotRollBack`) and the member is re-seeded instead;
@@ -53,7 +54,8 @@ class RollbackReport:
         return (
             f"rolled back {self.removed} journal record(s) after LSN {self.common_lsn} that "
             f"the new primary never had ({self.undone} had reached the databases, "
-            f"{tables} table(s) touched); kept in {self.kept_file}"
+            f"{tables} table(s) touched); kept in {self.kept_file} "
+            "(`litemirror diverged show` shows them, `diverged apply` re-applies them)"
         )
 
 
@@ -94,8 +96,13 @@ def keep(
                         agg[k] = agg.get(k, 0) + v
                 entry["tables"] = counts
                 entry["sql"] = [op.sql for op in ops if isinstance(op, SqlOp)]
-                entry["changesets_base64"] = [
-                    base64.b64encode(op.data).decode() for op in ops if isinstance(op, ChangesetOp)
+                # In their order: a changeset applies under the schema of its
+                # place between the SQL statements (``litemirror diverged``).
+                entry["ops"] = [
+                    {"sql": op.sql}
+                    if isinstance(op, SqlOp)
+                    else {"changeset": base64.b64encode(op.data).decode()}
+                    for op in ops
                 ]
             f.write(json.dumps(entry) + "\n")
         f.write(

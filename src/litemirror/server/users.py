@@ -257,7 +257,7 @@ class Users:
             # connections are not held up; this one just waits).
             await asyncio.sleep(wait)
         try:
-            row = await self.lookup(name) if USER_RE.match(name) else None
+            row = await self.lookup(name) if USER_RE.fullmatch(name) else None
         except Error as exc:
             log.warning("cannot look up user %s for %s: %s", _short(name), peer, exc.message)
             raise UnavailableError(
@@ -451,10 +451,12 @@ class Users:
         name = check_user_name(args.get("name"))
         password = args.get("password")
         if password is not None:
+            # Checked here, on the member, so every client (CLI, HTTP, a driver
+            # sending admin requests) meets the same rules.
             try:
                 check_password(password)
             except ValueError as exc:
-                raise ProgrammingError(str(exc)) from None
+                raise ProgrammingError(f"{action} {name}: {exc}; nothing was changed") from None
         now = datetime.now(UTC).isoformat(timespec="seconds")
         async with self._lock:
             if action == "user_add":
