@@ -2,7 +2,8 @@
 
 The message is SQLite's own ("UNIQUE constraint failed: t.id"), as
 :mod:`sqlite3` reports it, so programs that show or match it keep working;
-``sqlite_code`` carries SQLite's primary result code. The classes follow
+``sqlite_code`` carries SQLite's primary result code, ``sqlite_errorcode``
+and ``sqlite_errorname`` the extended one, as :mod:`sqlite3` does. The classes follow
 :mod:`sqlite3` exactly (SQL errors such as a syntax error or an unknown table
 are ``OperationalError``, a datatype mismatch is ``IntegrityError``), so a
 program moved from ``sqlite3`` to litemirror catches the same exceptions.
@@ -75,7 +76,19 @@ def translate(exc: BaseException) -> DatabaseError:
         return DataError(f"Python int too large to convert to SQLite INTEGER: {_message(exc)}")
     code = getattr(exc, "result", None)
     sqlite_code = code if isinstance(code, int) and code >= 0 else None
-    for apsw_class, our_class in _BY_CLASS:
-        if isinstance(exc, apsw_class):
-            return our_class(_message(exc), sqlite_code=sqlite_code)
-    return DatabaseError(_message(exc), sqlite_code=sqlite_code)
+    # sqlite3 reports the extended code and its name; so do we.
+    extended = getattr(exc, "extendedresult", None)
+    errorcode = extended if isinstance(extended, int) and extended > 0 else sqlite_code
+    name = (
+        apsw.mapping_extended_result_codes.get(errorcode)
+        or apsw.mapping_result_codes.get(errorcode)
+        if errorcode is not None
+        else None
+    )
+    cls = next((ours for theirs, ours in _BY_CLASS if isinstance(exc, theirs)), DatabaseError)
+    return cls(
+        _message(exc),
+        sqlite_code=sqlite_code,
+        sqlite_errorcode=errorcode,
+        sqlite_errorname=name if isinstance(name, str) else None,
+    )
