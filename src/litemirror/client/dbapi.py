@@ -582,7 +582,7 @@ class Cursor:
     """A DB-API cursor. Rows are tuples unless a ``row_factory`` is set.
 
     ``description`` gives each column's declared type as its type code (None
-    for an expression); it compares equal to the PEP 249 type objects
+    for an expression or an untyped column); it compares equal to the PEP 249 type objects
     (``litemirror.STRING``, ``NUMBER``, ...), see :mod:`.types`.
     """
 

@@ -6,8 +6,9 @@ the same way.
 
 A cursor's ``description`` gives, as each column's ``type_code``, the type
 the column was declared with (``"INTEGER"``, ``"VARCHAR(20)"``; None for an
-expression), and the type objects compare equal to the declared types that
-belong to them. The groups follow SQLite's own type affinity rules
+expression or a column declared without a type, for which SQLite reports
+none), and the type objects compare equal to the declared types that belong
+to them. The groups follow SQLite's own type affinity rules
 (https://sqlite.org/datatype3.html#determination_of_column_affinity), with
 the date and time names that :mod:`sqlite3`'s converters know taken first:
 

@@ -11,6 +11,8 @@ program moved from ``sqlite3`` to litemirror catches the same exceptions.
 
 from __future__ import annotations
 
+import re
+
 import apsw
 
 from litemirror.errors import (
@@ -53,9 +55,23 @@ _BY_CLASS: tuple[tuple[type[BaseException], type[DatabaseError]], ...] = (
 )
 
 
+#: apsw's wording of a wrong parameter count, which sqlite3 words differently.
+_BINDINGS = re.compile(
+    r"Incorrect number of bindings supplied\.\s+The current statement uses (\d+) and "
+    r"there are (\d+) supplied\..*",
+    re.S,
+)
+
+
 def _message(exc: BaseException) -> str:
     if exc.args and isinstance(exc.args[0], str):
-        return exc.args[0]
+        text: str = exc.args[0]
+        if match := _BINDINGS.fullmatch(text):
+            return (
+                "Incorrect number of bindings supplied. The current statement uses "
+                f"{match[1]}, and there are {match[2]} supplied."
+            )
+        return text
     return str(exc) or type(exc).__name__
 
 

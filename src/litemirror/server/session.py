@@ -407,6 +407,9 @@ class ClientSession:
         parts = chunks(path)
         while (part := await loop.run_in_executor(executor, next, parts, None)) is not None:
             offset, data, last, size, digest = part
+            if last:
+                # Gone before the client has the end: nothing of it outlives the request.
+                path.unlink(missing_ok=True)
             self._send(
                 m.FileChunk(
                     id=req, offset=offset, data=data, last=last, size=size, digest=digest, lsn=lsn
