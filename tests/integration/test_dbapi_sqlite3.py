@@ -152,6 +152,33 @@ def test_sqlite3_exception_classes_catch_litemirror_errors(pair: tuple[Any, Any]
     assert _failure(remote, sql, ()) == _failure(local, sql, ())
 
 
+class Point:
+    def __init__(self, x: float, y: float) -> None:
+        self.x, self.y = x, y
+
+
+class Conforming:
+    def __conform__(self, protocol: Any) -> Any:
+        return "conformed" if protocol is sqlite3.PrepareProtocol else None
+
+
+def test_parameter_adapters(scratch: tuple[Any, Any]) -> None:
+    sqlite3.register_adapter(Point, lambda p: f"{p.x};{p.y}")
+    try:
+        day, moment = litemirror.Date(2024, 1, 2), litemirror.Timestamp(2024, 1, 2, 3, 4, 5)
+        values: list[Any] = [Point(1, 2.5), Conforming(), True, bytearray(b"ab"), day, moment]
+        sql = "SELECT " + ", ".join("?, typeof(?)" for _ in values)
+        params = [v for value in values for v in (value, value)]
+        rows = [conn.execute(sql, params).fetchall() for conn in scratch]
+        assert rows[1] == rows[0]
+        assert rows[0][0][:2] == ("1;2.5", "text")
+        for conn in scratch:
+            with pytest.raises(sqlite3.ProgrammingError, match="type 'object' is not supported"):
+                conn.execute("SELECT ?", (object(),))
+    finally:
+        del sqlite3.adapters[(Point, sqlite3.PrepareProtocol)]
+
+
 # ------------------------------------------------------------------- rows
 
 QUERIES = [
