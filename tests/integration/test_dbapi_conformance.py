@@ -303,5 +303,11 @@ def test_connect_arguments(url: str, tmp_path: Path) -> None:
     conn = litemirror.connect(url, factory=Mine, isolation_level=None)
     assert isinstance(conn, Mine) and conn.isolation_level is None
     conn.close()
-    with pytest.raises(litemirror.InterfaceError, match="detect_types"):
-        litemirror.connect(url, detect_types=1)
+    # sqlite3's own arguments: accepted where they mean what litemirror does anyway.
+    same = litemirror.connect(url, check_same_thread=False, cached_statements=64, uri=False)
+    same.close()
+    for bad in ({"detect_types": 1}, {"check_same_thread": True}, {"uri": True}):
+        with pytest.raises(litemirror.InterfaceError, match=f"{next(iter(bad))}=.* not supported"):
+            litemirror.connect(url, **bad)
+    with pytest.raises(litemirror.InterfaceError, match=r"unknown connect\(\) argument 'colour'"):
+        litemirror.connect(url, colour="blue")

@@ -44,7 +44,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, NoReturn
+from typing import Any
 
 import msgspec
 
@@ -55,6 +55,7 @@ from . import copies
 from .row import Row
 from .statements import adapt_params, is_dml, transaction_verb
 from .transport import Transport, dial, wire_error
+from .unsupported import NotOffered
 from .url import ConnectInfo, parse_url
 
 apilevel = "2.0"
@@ -80,23 +81,30 @@ def _safe_to_resend(request: m.ClientMessage) -> bool:
     return False
 
 
-Values = tuple[Any, ...]
 #: Called as ``row_factory(cursor, values)``; loosely typed so that ``sqlite3.Row`` fits.
 RowFactory = Callable[..., Any]
 TextFactory = Callable[[bytes], Any]
-#: Why a Python callback cannot be installed: it would have to run inside the member.
-_ON_MEMBER = "the SQL runs in the member's SQLite, not in this process"
-
-
-def _not_supported(name: str, why: str) -> Callable[..., NoReturn]:
-    """A Connection method of sqlite3's that litemirror cannot offer, and why."""
-
-    def method(self: Connection, *args: object, **kwargs: object) -> NoReturn:
-        raise errors.NotSupportedError(f"{name}() is not supported by litemirror: {why}")
-
-    method.__name__ = name
-    method.__doc__ = f"Raises NotSupportedError: {why}."
-    return method
+#: sqlite3.connect() arguments: which values mean what litemirror does anyway, and
+#: why the others cannot be honoured.
+_SQLITE3_ARGUMENTS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "detect_types": (
+        lambda v: v == 0,
+        "converters are not applied to litemirror results; convert the values after fetching",
+    ),
+    "check_same_thread": (
+        lambda v: v is False,
+        "a litemirror connection may be used from any thread, one request at a time "
+        "(as with check_same_thread=False)",
+    ),
+    "cached_statements": (
+        lambda v: isinstance(v, int) and v >= 0,
+        "it must be a number of statements (the member keeps its own statement cache)",
+    ),
+    "uri": (
+        lambda v: v is False,
+        "the database is always named by a litemirror:// URL",
+    ),
+}
 
 
 def connect(url: str, **kwargs: Any) -> Connection:
@@ -105,10 +113,18 @@ def connect(url: str, **kwargs: Any) -> Connection:
     Besides the URL options (read_only, target, connect_timeout, timeout, ack,
     retry, user, password) it takes ``isolation_level`` (default ``""``, like
     sqlite3; None means autocommit) and ``factory`` (a Connection subclass,
-    like sqlite3's).
+    like sqlite3's). sqlite3's other arguments are accepted with the values
+    that mean what litemirror does anyway (``check_same_thread=False``,
+    ``detect_types=0``, ``uri=False``, any ``cached_statements``) and refused
+    with a reason otherwise.
     """
     isolation_level = kwargs.pop("isolation_level", "")
     factory = kwargs.pop("factory", Connection)
+    for name, (harmless, why) in _SQLITE3_ARGUMENTS.items():
+        if name in kwargs:
+            value = kwargs.pop(name)
+            if not harmless(value):
+                raise errors.InterfaceError(f"connect({name}={value!r}) is not supported: {why}")
     info = parse_url(url)
     if kwargs:
         fields = {f.name for f in dataclasses.fields(info)} - {"hosts", "database"}
@@ -125,7 +141,7 @@ def connect(url: str, **kwargs: Any) -> Connection:
     return connection
 
 
-class Connection:
+class Connection(NotOffered):
     """A DB-API connection to the mirror's primary (or any member when read-only)."""
 
     __slots__ = (
@@ -307,65 +323,6 @@ class Connection:
     def serialize(self, *, name: str = "main") -> bytes:
         """The bytes of a consistent copy of the database (without litemirror's own table)."""
         return copies.read_bytes(self._fetch_copy(name).path)
-
-    create_function = _not_supported(
-        "create_function",
-        f"{_ON_MEMBER}, so it cannot call a Python function; use SQLite's built-in "
-        "functions, or compute the value in Python before or after the statement",
-    )
-    create_aggregate = _not_supported(
-        "create_aggregate",
-        f"{_ON_MEMBER}, so it cannot call a Python aggregate; use SQLite's built-in "
-        "aggregates, or aggregate the fetched rows in Python",
-    )
-    create_window_function = _not_supported(
-        "create_window_function",
-        f"{_ON_MEMBER}, so it cannot call a Python window function; use SQLite's "
-        "built-in window functions",
-    )
-    create_collation = _not_supported(
-        "create_collation",
-        f"{_ON_MEMBER}, so it cannot call a Python collation; use BINARY, NOCASE or "
-        "RTRIM, or sort the fetched rows in Python",
-    )
-    set_authorizer = _not_supported(
-        "set_authorizer",
-        f"{_ON_MEMBER}, which applies its own checks and the user's role "
-        "(read, write, admin); restrict what a client may do with roles",
-    )
-    set_progress_handler = _not_supported(
-        "set_progress_handler",
-        f"{_ON_MEMBER}; bound how long a request may take with timeout= in the URL",
-    )
-    set_trace_callback = _not_supported(
-        "set_trace_callback",
-        f"{_ON_MEMBER}; log the statements you pass to execute() instead",
-    )
-    enable_load_extension = _not_supported(
-        "enable_load_extension",
-        f"{_ON_MEMBER}, and extensions would have to be loaded into every member",
-    )
-    load_extension = _not_supported(
-        "load_extension",
-        f"{_ON_MEMBER}, and extensions would have to be loaded into every member",
-    )
-    blobopen = _not_supported(
-        "blobopen",
-        f"{_ON_MEMBER}, so there is no BLOB handle to hold here; read and write "
-        "BLOBs with SELECT and UPDATE",
-    )
-    deserialize = _not_supported(
-        "deserialize",
-        "it would replace the mirrored database behind the journal's back; add a "
-        "database from a file with 'litemirror db add NAME --from FILE'",
-    )
-    getlimit = _not_supported("getlimit", f"{_ON_MEMBER}, whose limits are SQLite's defaults")
-    setlimit = _not_supported("setlimit", f"{_ON_MEMBER}, whose limits are SQLite's defaults")
-    interrupt = _not_supported(
-        "interrupt",
-        "interrupting a statement running on the member is not available yet; bound "
-        "how long a request may take with timeout= in the URL",
-    )
 
     def __enter__(self) -> Connection:
         self._check_open()
