@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
+import time
 from typing import Any
 
 import pytest
 
 import litemirror
 from litemirror import errors
+from litemirror.protocol import messages as m
+from litemirror.protocol.framing import encode
+from litemirror.server import snapshot
 from litemirror.testing.cluster import Cluster
 
 
@@ -83,3 +88,31 @@ def test_a_read_only_user_may_take_a_copy(cluster_factory: Any) -> None:
     finally:
         admin.close()
         reader.close()
+
+
+@pytest.mark.slow
+def test_a_client_that_stops_reading_its_copy_is_disconnected(member: Any) -> None:
+    """The member does not keep a copy (and a worker's file) for a client that went silent."""
+    conn = litemirror.connect(member.url())
+    conn.execute("CREATE TABLE big (b BLOB)")
+    conn.executemany("INSERT INTO big VALUES (randomblob(?))", [(1_000_000,)] * 32)
+    conn.commit()
+    host, port = member.proc.address.rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    try:
+        sock.sendall(encode(m.Hello(version=1, database="app", client=m.client_name("test"))))
+        sock.sendall(encode(m.Snapshot(id=1)))
+        folder = member.data_dir / "snapshots"
+        time.sleep(snapshot.STALL_S + 5)  # never reading
+        assert list(folder.iterdir()) == []  # the copy is gone...
+        received = 0
+        while chunk := sock.recv(1 << 20):  # ...and the connection ends after what was sent
+            received += len(chunk)
+        assert received < 32_000_000
+    finally:
+        sock.close()
+    # The member serves everyone else as before.
+    target = sqlite3.connect(":memory:")
+    conn.backup(target)
+    assert target.execute("SELECT count(*) FROM big").fetchone() == (32,)
+    conn.close()

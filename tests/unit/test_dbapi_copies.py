@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -74,6 +75,18 @@ def test_claim_bounds_copies_in_flight_and_removes_leftovers(tmp_path: Path) -> 
     assert sorted(folder.iterdir()) == sorted(held)  # the refusal made nothing
     held[0].unlink()
     assert snapshot.claim(folder, src).exists()
+
+
+def test_claim_refuses_a_copy_the_disk_cannot_hold(tmp_path: Path) -> None:
+    # A sparse file: as large as the disk's free space says, and occupying nothing.
+    src = tmp_path / "huge.sqlite"
+    with open(src, "wb") as f:
+        f.truncate(shutil.disk_usage(tmp_path).free)
+    folder = tmp_path / "snapshots"
+    with pytest.raises(errors.OperationalError, match="not enough free disk") as info:
+        snapshot.claim(folder, src)
+    assert not info.value.retryable
+    assert list(folder.iterdir()) == []  # nothing was made
 
 
 @pytest.mark.parametrize(
