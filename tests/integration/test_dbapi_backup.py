@@ -104,7 +104,7 @@ def test_a_client_that_stops_reading_its_copy_is_disconnected(member: Any) -> No
         sock.sendall(encode(m.Snapshot(id=1)))
         folder = member.data_dir / "snapshots"
         time.sleep(snapshot.STALL_S + 5)  # never reading
-        assert list(folder.iterdir()) == []  # the copy is gone...
+        assert list(folder.iterdir()) == []  # the copy and its place are gone...
         received = 0
         while chunk := sock.recv(1 << 20):  # ...and the connection ends after what was sent
             received += len(chunk)

@@ -65,16 +65,23 @@ def test_claim_bounds_copies_in_flight_and_removes_leftovers(tmp_path: Path) -> 
     _member_database(src)
     folder = tmp_path / "snapshots"
     folder.mkdir()
-    leftover = folder / "123-456-deadbeef.copy"
-    leftover.write_bytes(b"x")
+    (folder / "123-456-deadbeef").mkdir()  # left by a member process that was killed
+    (folder / "123-456-deadbeef" / "copy.sqlite").write_bytes(b"x")
+    (folder / "stray").write_bytes(b"x")
     held = [snapshot.claim(folder, src) for _ in range(snapshot.MAX_IN_FLIGHT)]
-    assert not leftover.exists()
+    assert sorted(folder.iterdir()) == sorted(h.parent for h in held)  # left-overs gone
+    # The copy replaces its file (the backup API does); the place stays claimed.
+    snapshot.make_snapshot(src, held[0])
     with pytest.raises(errors.OperationalError, match="retry") as info:
         snapshot.claim(folder, src)
     assert info.value.retryable
-    assert sorted(folder.iterdir()) == sorted(held)  # the refusal made nothing
-    held[0].unlink()
-    assert snapshot.claim(folder, src).exists()
+    assert sorted(folder.iterdir()) == sorted(h.parent for h in held)  # the refusal made nothing
+    snapshot.release(held[0])
+    assert not held[0].parent.exists()
+    again = snapshot.claim(folder, src)
+    assert again.parent.is_dir() and not again.exists()
+    snapshot.release(again)
+    snapshot.release(again)  # twice is harmless
 
 
 def test_claim_refuses_a_copy_the_disk_cannot_hold(tmp_path: Path) -> None:

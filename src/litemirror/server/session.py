@@ -391,7 +391,7 @@ class ClientSession:
                 await self._send_copy(msg.id, db.name, db.path, path)
             finally:
                 # An unfinished chunk reader closes its file when it is dropped.
-                path.unlink(missing_ok=True)
+                snapshot.release(path)
         except ConnectionError:
             raise  # the client is gone (or stopped reading): end the session
         except (OSError, apsw.Error) as exc:
@@ -409,7 +409,7 @@ class ClientSession:
             offset, data, last, size, digest = part
             if last:
                 # Gone before the client has the end: nothing of it outlives the request.
-                path.unlink(missing_ok=True)
+                snapshot.release(path)
             self._send(
                 m.FileChunk(
                     id=req, offset=offset, data=data, last=last, size=size, digest=digest, lsn=lsn

@@ -49,7 +49,6 @@ MAX_IN_FLIGHT = 2
 STALL_S = 60.0
 #: Files made by this process start with this; any other file there is a left-over.
 _RUN = f"{os.getpid()}-{time.time_ns()}"
-_SUFFIX = ".copy"
 
 
 def reserve(total: int) -> int:
@@ -60,8 +59,10 @@ def reserve(total: int) -> int:
 def claim(folder: Path, source: Path) -> Path:
     """Reserve the file for a new copy of ``source``, or raise OperationalError (nothing made).
 
-    Runs on the event loop without awaiting, so two requests cannot both see
-    the last free place.
+    Each copy gets a directory of its own, which exists from the claim until
+    :func:`release`, so the count of copies in flight never depends on the
+    copy's file (the backup API replaces it). Runs on the event loop without
+    awaiting, so two requests cannot both see the last free place.
     """
     folder.mkdir(parents=True, exist_ok=True)
     ours = []
@@ -69,7 +70,7 @@ def claim(folder: Path, source: Path) -> Path:
         if entry.name.startswith(_RUN):
             ours.append(entry)
         else:
-            entry.unlink(missing_ok=True)  # left by an earlier run of the member
+            _remove(entry)  # left by an earlier run of the member
     if len(ours) >= MAX_IN_FLIGHT:
         raise OperationalError(
             f"{len(ours)} copies of databases are being sent by this member already; "
@@ -85,9 +86,21 @@ def claim(folder: Path, source: Path) -> Path:
             f"up to {need} bytes and {keep} bytes must stay free, {usage.free} are free; "
             "nothing was copied. Free space on the member or copy the file there"
         )
-    path = folder / f"{_RUN}-{uuid.uuid4().hex}{_SUFFIX}"
-    path.touch(exist_ok=False)
-    return path
+    place = folder / f"{_RUN}-{uuid.uuid4().hex}"
+    place.mkdir()
+    return place / "copy.sqlite"
+
+
+def release(copy: Path) -> None:
+    """Delete a claimed copy and its place (also when it was never made)."""
+    _remove(copy.parent)
+
+
+def _remove(entry: Path) -> None:
+    if entry.is_dir():
+        shutil.rmtree(entry, ignore_errors=True)
+    else:
+        entry.unlink(missing_ok=True)
 
 
 def make_snapshot(source: Path, copy: Path) -> int:
