@@ -375,8 +375,8 @@ class ClientSession:
             raise ProgrammingError("this connection has no database; name one in the URL")
         if self.txn is not None:
             raise ProgrammingError(
-                "backup() inside an open transaction: the copy would not hold its changes; "
-                "commit or roll back first"
+                "a copy of the database (backup(), iterdump(), serialize()) inside an open "
+                "transaction would not hold its changes; commit or roll back first"
             )
         if not allows(self.principal.role, "read"):
             raise PermissionDeniedError(
