@@ -209,6 +209,17 @@ def _sample_messages() -> list[msgspec.Struct]:
         m.Result(id=1, columns=[m.Column(name="a", decltype="INTEGER")], rows=[[1, "b", None]]),
         m.Ok(id=2, lsn=5, info={"segment": 3}),
         m.Error(id=3, kind="NotPrimaryError", message="not primary", primary="h:1"),
+        m.Error(
+            id=4,
+            kind="IntegrityError",
+            message="x",
+            sqlite_code=19,
+            changes=1,
+            sqlite_errorcode=2067,
+            sqlite_errorname="SQLITE_CONSTRAINT_UNIQUE",
+        ),
+        m.Snapshot(id=11, min_lsn=3),
+        m.FileChunk(id=11, offset=0, data=b"SQLite format 3\x00", last=True, size=16, lsn=3),
         replication.ReplHello(
             version=1, mirror="mir", member="b", kind="failover", last_lsn=7, last_epoch=1
         ),

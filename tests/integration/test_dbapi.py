@@ -81,9 +81,10 @@ def test_description_rowcount_lastrowid(conn: Connection) -> None:
     cur.execute("INSERT INTO t (id, a) VALUES (41, 'y')")
     assert cur.lastrowid == 41
     cur.execute("SELECT id, a AS alias FROM t WHERE 0")
+    # The type code is the declared type (sqlite3 gives None), see README "From Python".
     assert cur.description == (
-        ("id", None, None, None, None, None, None),
-        ("alias", None, None, None, None, None, None),
+        ("id", "INTEGER", None, None, None, None, None),
+        ("alias", "TEXT", None, None, None, None, None),
     )
     assert cur.fetchall() == []
     cur.executemany("INSERT INTO t (a) VALUES (?)", [("p",), ("q",), ("r",)])

@@ -23,11 +23,24 @@ transaction, none of which can have left anything half done),
 :class:`ConnectionLostError`, or with ``retry=N`` in the URL a quiet reconnect
 and resend, up to N times. A COMMIT whose answer was lost is reported with
 ``retryable=False``: it may have been applied.
+
+The rest of :mod:`sqlite3`'s connection is kept where it can mean the same
+thing: ``row_factory`` (``sqlite3.Row`` gives :class:`~.row.Row` rows),
+``text_factory``, ``total_changes`` (the member reports the rows each
+statement changed, as SQLite counts them), ``backup()``, ``iterdump()`` and
+``serialize()`` (from a consistent copy the member sends, see
+:mod:`.copies`). What would need Python code inside the member's SQLite
+(``create_function``, authorizers, progress handlers, extensions, ...)
+raises :class:`~litemirror.errors.NotSupportedError` saying why. Connection
+and cursor have fixed attributes (``__slots__``), so a misspelt or
+unsupported attribute assignment fails as it does in :mod:`sqlite3` instead
+of being silently ignored.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -38,8 +51,11 @@ import msgspec
 from litemirror import errors
 from litemirror.protocol import messages as m
 
+from . import copies
+from .row import Row
 from .statements import adapt_params, is_dml, transaction_verb
-from .transport import Transport, dial
+from .transport import Transport, dial, wire_error
+from .unsupported import NotOffered
 from .url import ConnectInfo, parse_url
 
 apilevel = "2.0"
@@ -54,7 +70,7 @@ _QUERY_WORDS = ("select", "values", "explain")
 
 def _safe_to_resend(request: m.ClientMessage) -> bool:
     """Whether running ``request`` twice is harmless (it changes nothing)."""
-    if isinstance(request, (m.Ping, m.StatusRequest, m.Begin, m.Rollback)):
+    if isinstance(request, (m.Ping, m.StatusRequest, m.Begin, m.Rollback, m.Snapshot)):
         return True
     if isinstance(request, m.Execute):
         if request.begin:
@@ -65,8 +81,30 @@ def _safe_to_resend(request: m.ClientMessage) -> bool:
     return False
 
 
-Row = tuple[Any, ...]
-RowFactory = Callable[["Cursor", Row], Any]
+#: Called as ``row_factory(cursor, values)``; loosely typed so that ``sqlite3.Row`` fits.
+RowFactory = Callable[..., Any]
+TextFactory = Callable[[bytes], Any]
+#: sqlite3.connect() arguments: which values mean what litemirror does anyway, and
+#: why the others cannot be honoured.
+_SQLITE3_ARGUMENTS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "detect_types": (
+        lambda v: v == 0,
+        "converters are not applied to litemirror results; convert the values after fetching",
+    ),
+    "check_same_thread": (
+        lambda v: v is False,
+        "a litemirror connection may be used from any thread, one request at a time "
+        "(as with check_same_thread=False)",
+    ),
+    "cached_statements": (
+        lambda v: isinstance(v, int) and v >= 0,
+        "it must be a number of statements (the member keeps its own statement cache)",
+    ),
+    "uri": (
+        lambda v: v is False,
+        "the database is always named by a litemirror:// URL",
+    ),
+}
 
 
 def connect(url: str, **kwargs: Any) -> Connection:
@@ -74,9 +112,19 @@ def connect(url: str, **kwargs: Any) -> Connection:
 
     Besides the URL options (read_only, target, connect_timeout, timeout, ack,
     retry, user, password) it takes ``isolation_level`` (default ``""``, like
-    sqlite3; None means autocommit).
+    sqlite3; None means autocommit) and ``factory`` (a Connection subclass,
+    like sqlite3's). sqlite3's other arguments are accepted with the values
+    that mean what litemirror does anyway (``check_same_thread=False``,
+    ``detect_types=0``, ``uri=False``, any ``cached_statements``) and refused
+    with a reason otherwise.
     """
     isolation_level = kwargs.pop("isolation_level", "")
+    factory = kwargs.pop("factory", Connection)
+    for name, (harmless, why) in _SQLITE3_ARGUMENTS.items():
+        if name in kwargs:
+            value = kwargs.pop(name)
+            if not harmless(value):
+                raise errors.InterfaceError(f"connect({name}={value!r}) is not supported: {why}")
     info = parse_url(url)
     if kwargs:
         fields = {f.name for f in dataclasses.fields(info)} - {"hosts", "database"}
@@ -84,14 +132,35 @@ def connect(url: str, **kwargs: Any) -> Connection:
         if unknown:
             raise errors.InterfaceError(
                 f"unknown connect() argument {unknown[0]!r}; known: "
-                f"isolation_level, {', '.join(sorted(fields))}"
+                f"factory, isolation_level, {', '.join(sorted(fields))}"
             )
         info = dataclasses.replace(info, **kwargs)
-    return Connection(info, isolation_level=isolation_level)
+    if not (isinstance(factory, type) and issubclass(factory, Connection)):
+        raise TypeError(f"factory must be a subclass of litemirror.Connection, not {factory!r}")
+    connection: Connection = factory(info, isolation_level=isolation_level)
+    return connection
 
 
-class Connection:
+class Connection(NotOffered):
     """A DB-API connection to the mirror's primary (or any member when read-only)."""
+
+    __slots__ = (
+        "__weakref__",
+        "_closed",
+        "_in_transaction",
+        "_info",
+        "_isolation_level",
+        "_last_lsn",
+        "_lock",
+        "_member",
+        "_next_id",
+        "_role",
+        "_total_changes",
+        "_transport",
+        "min_lsn",
+        "row_factory",
+        "text_factory",
+    )
 
     Warning = errors.Warning
     Error = errors.Error
@@ -105,28 +174,57 @@ class Connection:
     NotSupportedError = errors.NotSupportedError
 
     def __init__(self, info: ConnectInfo, *, isolation_level: str | None = "") -> None:
-        self.info = info
+        self._info = info
         self._isolation_level = self._check_level(isolation_level)
         self._lock = threading.RLock()
         self._transport: Transport | None = None
         self._closed = False
         self._in_transaction = False
         self._next_id = 1
-        self.member: str | None = None
-        self.role: str | None = None
-        #: Highest LSN this connection committed (0 before its first write).
-        self.last_lsn = 0
+        self._member: str | None = None
+        self._role: str | None = None
+        self._last_lsn = 0
+        self._total_changes = 0
         #: Reads wait until the member has applied this LSN (read-your-writes on a backup).
         self.min_lsn = 0
+        #: Called as ``row_factory(cursor, values)`` for each row; ``sqlite3.Row`` works.
         self.row_factory: RowFactory | None = None
+        #: Called with the UTF-8 bytes of each TEXT value (``str`` by default, as in sqlite3).
+        self.text_factory: TextFactory | type[str] = str
         self._open()
 
     # ------------------------------------------------------------ properties
 
     @property
+    def info(self) -> ConnectInfo:
+        """What the connection was opened with (hosts, database, options)."""
+        return self._info
+
+    @property
+    def member(self) -> str | None:
+        """Name of the member this connection talks to."""
+        return self._member
+
+    @property
+    def role(self) -> str | None:
+        """That member's role when the connection was opened (primary, backup, ...)."""
+        return self._role
+
+    @property
+    def last_lsn(self) -> int:
+        """Highest LSN this connection committed (0 before its first write)."""
+        return self._last_lsn
+
+    @property
     def in_transaction(self) -> bool:
         self._check_open()
         return self._in_transaction
+
+    @property
+    def total_changes(self) -> int:
+        """Rows inserted, changed or deleted through this connection, as sqlite3 counts them."""
+        self._check_open()
+        return self._total_changes
 
     @property
     def isolation_level(self) -> str | None:
@@ -155,9 +253,12 @@ class Connection:
 
     # ------------------------------------------------------------ public API
 
-    def cursor(self) -> Cursor:
+    def cursor(self, factory: Callable[[Connection], Cursor] | None = None) -> Cursor:
         self._check_open()
-        return Cursor(self)
+        cursor = Cursor(self) if factory is None else factory(self)
+        if not isinstance(cursor, Cursor):
+            raise TypeError(f"factory must return a cursor, not {type(cursor).__name__}")
+        return cursor
 
     def execute(self, sql: str, parameters: object = ()) -> Cursor:
         return self.cursor().execute(sql, parameters)
@@ -171,7 +272,7 @@ class Connection:
     def commit(self) -> None:
         self._check_open()
         if self._in_transaction:
-            self._request(lambda rid: m.Commit(rid, ack=self.info.ack))
+            self._request(lambda rid: m.Commit(rid, ack=self._info.ack))
 
     def rollback(self) -> None:
         self._check_open()
@@ -183,6 +284,45 @@ class Connection:
         # it back when the connection goes away.
         self._closed = True
         self._drop()
+
+    def backup(
+        self,
+        target: object,
+        *,
+        pages: int = -1,
+        progress: copies.Progress | None = None,
+        name: str = "main",
+        sleep: float = 0.250,
+    ) -> None:
+        """Copy the database, as of one instant, into a local sqlite3 or apsw connection.
+
+        The member takes a consistent copy from a read snapshot (committed
+        transactions only, so not inside a transaction of this connection)
+        and sends it; ``pages``, ``progress`` and ``sleep`` then apply to the
+        local copy into ``target`` as in :meth:`sqlite3.Connection.backup`.
+        The member's bookkeeping table is not part of the copy.
+        """
+        self._check_open()
+        if target is self:
+            raise ValueError("target cannot be the same connection instance")
+        copies.check_target(target)
+        if not isinstance(pages, int) or not isinstance(sleep, int | float):
+            raise TypeError("backup() pages must be an int and sleep a number of seconds")
+        if progress is not None and not callable(progress):
+            raise TypeError("progress argument must be a callable")
+        copy = self._fetch_copy(name)
+        try:
+            copies.copy_into(copy.path, target, pages=pages, progress=progress, sleep=sleep)
+        finally:
+            copy.discard()
+
+    def iterdump(self) -> Iterator[str]:
+        """The database as SQL text, like :meth:`sqlite3.Connection.iterdump`, from one copy."""
+        return copies.dump_lines(self._fetch_copy("main").path)
+
+    def serialize(self, *, name: str = "main") -> bytes:
+        """The bytes of a consistent copy of the database (without litemirror's own table)."""
+        return copies.read_bytes(self._fetch_copy(name).path)
 
     def __enter__(self) -> Connection:
         self._check_open()
@@ -211,10 +351,10 @@ class Connection:
             raise errors.ProgrammingError(_CLOSED)
 
     def _open(self, hint: str | None = None) -> Transport:
-        session = dial(self.info, hint=hint)
+        session = dial(self._info, hint=hint)
         self._transport = session.transport
-        self.member = session.welcome.member
-        self.role = session.welcome.role
+        self._member = session.welcome.member
+        self._role = session.welcome.role
         self._in_transaction = False
         return session.transport
 
@@ -224,11 +364,50 @@ class Connection:
         if transport is not None:
             transport.close()
 
-    def _request(self, build: Callable[[int], m.ClientMessage]) -> m.Result | m.Ok:
-        """Send one request and return its final answer; see the module docstring."""
+    def _fetch_copy(self, name: str) -> copies.CopyFile:
+        """Ask the member for a consistent copy of the database; a complete CopyFile."""
+        self._check_open()
+        if name != "main":
+            raise copies.unknown_schema(name)
+        if self._in_transaction:
+            raise errors.ProgrammingError(
+                "cannot copy the database inside an open transaction: the member copies "
+                "committed data only, so the copy would miss this transaction's changes; "
+                "commit or roll back first"
+            )
+        copy = copies.CopyFile()
+        try:
+            self._request(lambda rid: m.Snapshot(rid, min_lsn=self.min_lsn), sink=copy.write)
+        except errors.ProtocolError as exc:
+            copy.discard()
+            # A member that does not know the request refuses it as a malformed
+            # frame naming the message's tag.
+            if "'snapshot'" in exc.message:
+                raise errors.NotSupportedError(
+                    f"member {self._member} cannot send a copy of the database (it runs an "
+                    f"older litemirror release): {exc.message}"
+                ) from exc
+            raise
+        except BaseException:
+            copy.discard()
+            raise
+        if not copy.complete:
+            copy.discard()
+            raise errors.ProtocolError("the member ended the database copy before its last chunk")
+        return copy
+
+    def _request(
+        self,
+        build: Callable[[int], m.ClientMessage],
+        sink: Callable[[m.FileChunk], None] | None = None,
+    ) -> m.Result | m.Ok | m.FileChunk:
+        """Send one request and return its final answer; see the module docstring.
+
+        ``sink`` receives the chunks of a ``Snapshot`` answer; the last one is returned.
+        """
         self._check_open()
         with self._lock:
-            retries = self.info.retry
+            retries = self._info.retry
             hint: str | None = None
             while True:
                 was_in_transaction = self._in_transaction
@@ -249,7 +428,7 @@ class Connection:
                 try:
                     transport.send(request)
                     sent = True
-                    answer = self._exchange(transport, request)
+                    answer = self._exchange(transport, request, sink)
                 except (errors.ConnectionLostError, errors.ProtocolError) as exc:
                     self._drop()
                     if was_in_transaction:
@@ -270,12 +449,8 @@ class Connection:
                     raise
                 if isinstance(answer, m.Error):
                     self._in_transaction = answer.in_transaction
-                    error = errors.BY_NAME.get(answer.kind, errors.DatabaseError)(
-                        answer.message,
-                        sqlite_code=answer.sqlite_code,
-                        primary=answer.primary,
-                        retryable=answer.retryable,
-                    )
+                    self._total_changes += answer.changes
+                    error = wire_error(answer)
                     if isinstance(error, errors.NotPrimaryError):
                         # This member was demoted under us: find the new primary next time.
                         self._drop()
@@ -285,7 +460,11 @@ class Connection:
                         time.sleep(_PAUSE)
                         continue
                     raise error
+                if isinstance(answer, m.FileChunk):
+                    return answer  # a copy: refused inside a transaction, changes nothing
                 self._in_transaction = answer.in_transaction
+                if isinstance(answer, m.Result):
+                    self._total_changes += answer.changes
                 if (
                     was_in_transaction
                     and not answer.in_transaction
@@ -297,13 +476,16 @@ class Connection:
                     raise errors.TransactionAbortedError(
                         "the member rolled the transaction back; run it again from the start"
                     )
-                if answer.lsn > self.last_lsn and not answer.in_transaction:
-                    self.last_lsn = answer.lsn
+                if answer.lsn > self._last_lsn and not answer.in_transaction:
+                    self._last_lsn = answer.lsn
                 return answer
 
     def _exchange(
-        self, transport: Transport, request: m.ClientMessage
-    ) -> m.Result | m.Ok | m.Error:
+        self,
+        transport: Transport,
+        request: m.ClientMessage,
+        sink: Callable[[m.FileChunk], None] | None,
+    ) -> m.Result | m.Ok | m.Error | m.FileChunk:
         """Read the answer to ``request`` (already sent)."""
         rid = request.id  # type: ignore[union-attr]
         parts: list[m.Result] = []
@@ -319,6 +501,17 @@ class Connection:
                     f"member {transport.address} answered request {rid} with "
                     f"{type(answer).__name__} {getattr(answer, 'id', '')}; connection closed"
                 )
+            if isinstance(answer, m.FileChunk):
+                if sink is None:
+                    transport.close()
+                    raise errors.ProtocolError(
+                        f"member {transport.address} answered request {rid} with a chunk "
+                        "of a database copy; connection closed"
+                    )
+                sink(answer)
+                if answer.last:
+                    return answer
+                continue
             if not isinstance(answer, m.Result) or (answer.done and not parts):
                 return answer
             parts.append(answer)
@@ -343,18 +536,69 @@ class Connection:
 
 
 class Cursor:
-    """A DB-API cursor. Rows are tuples unless a ``row_factory`` is set."""
+    """A DB-API cursor. Rows are tuples unless a ``row_factory`` is set.
+
+    ``description`` gives each column's declared type as its type code (None
+    for an expression or an untyped column); it compares equal to the PEP 249 type objects
+    (``litemirror.STRING``, ``NUMBER``, ...), see :mod:`.types`.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_arraysize",
+        "_closed",
+        "_connection",
+        "_description",
+        "_lastrowid",
+        "_pos",
+        "_rowcount",
+        "_rows",
+        "row_factory",
+    )
 
     def __init__(self, connection: Connection) -> None:
-        self.connection = connection
-        self.arraysize = 1
+        if not isinstance(connection, Connection):
+            raise TypeError(
+                f"Cursor() argument must be a litemirror Connection, not "
+                f"{type(connection).__name__}"
+            )
+        self._connection = connection
+        self._arraysize = 1
         self.row_factory: RowFactory | None = connection.row_factory
-        self.description: tuple[tuple[Any, ...], ...] | None = None
-        self.rowcount = -1
-        self.lastrowid: int | None = None
+        self._description: tuple[tuple[Any, ...], ...] | None = None
+        self._rowcount = -1
+        self._lastrowid: int | None = None
         self._rows: list[list[m.Value]] = []
         self._pos = 0
         self._closed = False
+
+    # ------------------------------------------------------------ attributes
+
+    @property
+    def connection(self) -> Connection:
+        return self._connection
+
+    @property
+    def description(self) -> tuple[tuple[Any, ...], ...] | None:
+        return self._description
+
+    @property
+    def rowcount(self) -> int:
+        return self._rowcount
+
+    @property
+    def lastrowid(self) -> int | None:
+        return self._lastrowid
+
+    @property
+    def arraysize(self) -> int:
+        return self._arraysize
+
+    @arraysize.setter
+    def arraysize(self, value: int) -> None:
+        if not isinstance(value, int):
+            raise TypeError(f"'{type(value).__name__}' object cannot be interpreted as an integer")
+        self._arraysize = value
 
     # ------------------------------------------------------------ execute
 
@@ -454,7 +698,7 @@ class Cursor:
         conn = self.connection
         return conn.isolation_level is not None and not conn.in_transaction and is_dml(sql)
 
-    def _run(self, build: Callable[[int], m.ClientMessage]) -> m.Result | m.Ok:
+    def _run(self, build: Callable[[int], m.ClientMessage]) -> m.Result | m.Ok | m.FileChunk:
         self._reset()
         return self.connection._request(build)
 
@@ -474,23 +718,34 @@ class Cursor:
             conn.rollback()
 
     def _reset(self) -> None:
-        self.description = None
-        self.rowcount = -1
+        self._description = None
+        self._rowcount = -1
         self._rows = []
         self._pos = 0
 
-    def _take(self, result: m.Result | m.Ok, *, many: bool) -> None:
+    def _take(self, result: m.Result | m.Ok | m.FileChunk, *, many: bool) -> None:
         if not isinstance(result, m.Result):
             return
         if result.columns:
-            self.description = tuple(
-                (c.name, None, None, None, None, None, None) for c in result.columns
+            self._description = tuple(
+                (c.name, c.decltype, None, None, None, None, None) for c in result.columns
             )
-        self.rowcount = result.rowcount
+        self._rowcount = result.rowcount
         if result.lastrowid is not None and not many:
-            self.lastrowid = result.lastrowid
+            self._lastrowid = result.lastrowid
         self._rows = result.rows
 
     def _make(self, row: list[m.Value]) -> Any:
-        values = tuple(row)
-        return values if self.row_factory is None else self.row_factory(self, values)
+        text_factory = self._connection.text_factory
+        if text_factory is str:
+            values = tuple(row)
+        else:
+            # sqlite3 hands a text_factory the UTF-8 bytes of each TEXT value.
+            values = tuple(text_factory(v.encode()) if isinstance(v, str) else v for v in row)
+        factory = self.row_factory
+        if factory is None:
+            return values
+        if factory is sqlite3.Row:
+            # sqlite3.Row only takes a sqlite3.Cursor; litemirror.Row behaves the same.
+            return Row(self, values)
+        return factory(self, values)

@@ -9,15 +9,18 @@ The member runs the SQL; the driver only needs two facts, decided exactly as
 * does it start with INSERT / UPDATE / DELETE / REPLACE (after whitespace and
   comments)? Then legacy transaction control opens a transaction before it.
 
-Parameters are converted to wire values with sqlite3's rules: bool -> int,
-bytearray/memoryview -> bytes, date/datetime -> ISO text (sqlite3's default
-adapters), ints outside 64 bits -> OverflowError, anything else -> ProgrammingError.
+Parameters are converted to wire values with sqlite3's rules: adapters
+registered with ``sqlite3.register_adapter`` and ``__conform__`` are honoured,
+bool -> int, bytearray/memoryview -> bytes, date/datetime -> ISO text
+(sqlite3's default adapters), ints outside 64 bits -> OverflowError, anything
+else -> ProgrammingError.
 """
 
 from __future__ import annotations
 
 import datetime
 import re
+import sqlite3
 from collections.abc import Mapping, Sequence
 
 from litemirror import errors
@@ -53,7 +56,36 @@ def is_dml(sql: str) -> bool:
 
 
 def adapt_value(value: object, index: object) -> m.Value:
-    """One parameter as a wire value; ``index`` names it in the error message."""
+    """One parameter as a wire value; ``index`` names it in the error message.
+
+    As in :mod:`sqlite3`: an adapter registered with ``sqlite3.register_adapter``
+    for the value's exact type comes first, then the SQLite types, then the
+    value's ``__conform__(sqlite3.PrepareProtocol)``.
+    """
+    adapter = sqlite3.adapters.get((type(value), sqlite3.PrepareProtocol))
+    if adapter is not None:
+        return _basic(adapter(value), index)
+    basic = _basic(value, index, strict=False)
+    if basic is not _NOT_BASIC:
+        return basic
+    conform = getattr(value, "__conform__", None)
+    if conform is not None:
+        adapted = conform(sqlite3.PrepareProtocol)
+        if adapted is not None:
+            return _basic(adapted, index)
+    # The adapters sqlite3 registers by default (deprecated there, kept for parity).
+    if isinstance(value, datetime.datetime):
+        return value.isoformat(" ")
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    raise _unsupported(value, index)
+
+
+_NOT_BASIC = object()
+
+
+def _basic(value: object, index: object, *, strict: bool = True) -> m.Value:
+    """``value`` as a wire value if it is one of SQLite's types; else raise (or _NOT_BASIC)."""
     if value is None or isinstance(value, str | float | bytes):
         return value
     if isinstance(value, int):  # bool included: SQLite stores True as 1
@@ -62,12 +94,13 @@ def adapt_value(value: object, index: object) -> m.Value:
         return int(value)
     if isinstance(value, bytearray | memoryview):
         return bytes(value)
-    # The adapters sqlite3 registers by default (deprecated there, kept for parity).
-    if isinstance(value, datetime.datetime):
-        return value.isoformat(" ")
-    if isinstance(value, datetime.date):
-        return value.isoformat()
-    raise errors.ProgrammingError(
+    if strict:
+        raise _unsupported(value, index)
+    return _NOT_BASIC
+
+
+def _unsupported(value: object, index: object) -> errors.ProgrammingError:
+    return errors.ProgrammingError(
         f"Error binding parameter {index}: type '{type(value).__name__}' is not supported"
     )
 

@@ -161,6 +161,19 @@ class Transport:
         return self._sock
 
 
+def wire_error(answer: m.Error, message: str | None = None) -> errors.Error:
+    """The exception a member's ``Error`` answer stands for (``message`` replaces its text)."""
+    cls = errors.BY_NAME.get(answer.kind, errors.DatabaseError)
+    return cls(
+        answer.message if message is None else message,
+        sqlite_code=answer.sqlite_code,
+        sqlite_errorcode=answer.sqlite_errorcode,
+        sqlite_errorname=answer.sqlite_errorname,
+        primary=answer.primary,
+        retryable=answer.retryable,
+    )
+
+
 @dataclass(frozen=True)
 class Session:
     """An open transport and what the member said about itself."""
@@ -301,6 +314,7 @@ def _hello(
         return None, None
     hello = m.Hello(
         version=m.PROTOCOL_VERSION,
+        client=m.client_name("litemirror-python"),
         database=info.database,
         read_only=info.read_only,
         user=info.user,
@@ -324,15 +338,9 @@ def _hello(
             return None, answer.primary
         # Wrong database, bad credentials, unsupported version: asking this
         # member again will not help; another member may still serve us.
-        cls = errors.BY_NAME.get(answer.kind, errors.DatabaseError)
         said[address] = f"refused: {answer.message}"
         refusals.append(
-            cls(
-                f"member {address} refused the connection: {answer.message}",
-                sqlite_code=answer.sqlite_code,
-                primary=answer.primary,
-                retryable=answer.retryable,
-            )
+            wire_error(answer, f"member {address} refused the connection: {answer.message}")
         )
         return None, None
     said[address] = f"answered Hello with an unexpected {type(answer).__name__}"

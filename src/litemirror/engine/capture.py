@@ -40,8 +40,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Concatenate, ParamSpec
 
 import apsw
 
@@ -57,6 +57,7 @@ Params = Sequence[Any] | Mapping[str, Any] | None
 _STATEMENT_ERRORS = (apsw.Error, KeyError, TypeError, OverflowError, ValueError)
 
 _CTAS_TEMP = "_litemirror_ctas"
+_P = ParamSpec("_P")
 
 
 class _Mode(enum.IntEnum):
@@ -73,6 +74,26 @@ class ExecResult:
     rows: list[tuple[Any, ...]]
     rowcount: int
     lastrowid: int
+    #: Rows the client's statements changed, counted as SQLite's total_changes()
+    #: counts them (triggers included); the member's own statements are not.
+    changes: int = 0
+
+
+def _counted(
+    run: Callable[Concatenate[Capture, _P], ExecResult],
+) -> Callable[Concatenate[Capture, _P], ExecResult]:
+    """Give a request's result (or error) the rows its client statements changed."""
+
+    def counted(self: Capture, /, *args: _P.args, **kwargs: _P.kwargs) -> ExecResult:
+        start = self._changes
+        try:
+            result = run(self, *args, **kwargs)
+        except DatabaseError as exc:
+            exc.changes = self._changes - start
+            raise
+        return replace(result, changes=self._changes - start)
+
+    return counted
 
 
 class Capture:
@@ -91,6 +112,8 @@ class Capture:
         self._seq_before: dict[str, Any] = {}
         self._columns: list[tuple[str, str | None]] | None = None
         self._readonly = False
+        #: Rows changed by client statements on this connection (see ExecResult.changes).
+        self._changes = 0
         self._cursor = conn.cursor()
         self._cursor.exec_trace = self._trace
         # Setting an authorizer expires prepared statements, so it is set once
@@ -130,6 +153,7 @@ class Capture:
 
     # --------------------------------------------------------------- execution
 
+    @_counted
     def execute(self, sql: str, params: Params = None) -> ExecResult:
         """Run exactly one statement (:mod:`sqlite3` rules) and capture it."""
         self._job_ops()
@@ -140,6 +164,7 @@ class Capture:
             return ExecResult(None, [], -1, self._conn.last_insert_rowid())
         return self._run(statements[0], params)
 
+    @_counted
     def executemany(self, sql: str, seq_of_params: Iterable[Params]) -> ExecResult:
         """Run one DML statement once per parameter set; rowcount is the total."""
         self._job_ops()
@@ -157,6 +182,7 @@ class Capture:
                 counted = True
         return ExecResult(None, [], total if counted else -1, self._conn.last_insert_rowid())
 
+    @_counted
     def executescript(self, sql: str) -> ExecResult:
         """Run every statement of a script, without parameters."""
         self._job_ops()
@@ -177,6 +203,7 @@ class Capture:
         self._refusal = None
         self._columns = None
         self._readonly = False
+        before = self._conn.total_changes()
         try:
             self._cursor.execute(statement, params, can_cache=keyword != "PRAGMA")
             rows = self._cursor.fetchall()
@@ -188,6 +215,7 @@ class Capture:
             rows = None
         finally:
             self._mode = _Mode.IDLE
+            self._changes += self._conn.total_changes() - before
         if rows is None:
             return self._run_ddl(statement, params)
         rowcount = self._conn.changes() if keyword in policy.DML_KEYWORDS else -1
@@ -238,6 +266,7 @@ class Capture:
             )
         )
         self._mode = _Mode.DDL
+        before = conn.total_changes()
         try:
             conn.execute(statement, params, can_cache=False).fetchall()
         except _STATEMENT_ERRORS as exc:
@@ -246,6 +275,7 @@ class Capture:
             raise translate(exc) from exc
         finally:
             self._mode = _Mode.IDLE
+            self._changes += conn.total_changes() - before
         try:
             op = self._ddl_op(statement, self._schema_version() != version)
             if op is not None:

@@ -2,13 +2,16 @@
 
 The message is SQLite's own ("UNIQUE constraint failed: t.id"), as
 :mod:`sqlite3` reports it, so programs that show or match it keep working;
-``sqlite_code`` carries SQLite's primary result code. The classes follow
+``sqlite_code`` carries SQLite's primary result code, ``sqlite_errorcode``
+and ``sqlite_errorname`` the extended one, as :mod:`sqlite3` does. The classes follow
 :mod:`sqlite3` exactly (SQL errors such as a syntax error or an unknown table
 are ``OperationalError``, a datatype mismatch is ``IntegrityError``), so a
 program moved from ``sqlite3`` to litemirror catches the same exceptions.
 """
 
 from __future__ import annotations
+
+import re
 
 import apsw
 
@@ -52,9 +55,23 @@ _BY_CLASS: tuple[tuple[type[BaseException], type[DatabaseError]], ...] = (
 )
 
 
+#: apsw's wording of a wrong parameter count, which sqlite3 words differently.
+_BINDINGS = re.compile(
+    r"Incorrect number of bindings supplied\.\s+The current statement uses (\d+) and "
+    r"there are (\d+) supplied\..*",
+    re.S,
+)
+
+
 def _message(exc: BaseException) -> str:
     if exc.args and isinstance(exc.args[0], str):
-        return exc.args[0]
+        text: str = exc.args[0]
+        if match := _BINDINGS.fullmatch(text):
+            return (
+                "Incorrect number of bindings supplied. The current statement uses "
+                f"{match[1]}, and there are {match[2]} supplied."
+            )
+        return text
     return str(exc) or type(exc).__name__
 
 
@@ -75,7 +92,19 @@ def translate(exc: BaseException) -> DatabaseError:
         return DataError(f"Python int too large to convert to SQLite INTEGER: {_message(exc)}")
     code = getattr(exc, "result", None)
     sqlite_code = code if isinstance(code, int) and code >= 0 else None
-    for apsw_class, our_class in _BY_CLASS:
-        if isinstance(exc, apsw_class):
-            return our_class(_message(exc), sqlite_code=sqlite_code)
-    return DatabaseError(_message(exc), sqlite_code=sqlite_code)
+    # sqlite3 reports the extended code and its name; so do we.
+    extended = getattr(exc, "extendedresult", None)
+    errorcode = extended if isinstance(extended, int) and extended > 0 else sqlite_code
+    name = (
+        apsw.mapping_extended_result_codes.get(errorcode)
+        or apsw.mapping_result_codes.get(errorcode)
+        if errorcode is not None
+        else None
+    )
+    cls = next((ours for theirs, ours in _BY_CLASS if isinstance(exc, theirs)), DatabaseError)
+    return cls(
+        _message(exc),
+        sqlite_code=sqlite_code,
+        sqlite_errorcode=errorcode,
+        sqlite_errorname=name if isinstance(name, str) else None,
+    )

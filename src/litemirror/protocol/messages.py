@@ -21,6 +21,24 @@ names are checked in full by :mod:`litemirror.protocol.handshake`.
 
 SQLite values map to MessagePack natively: NULL, 64-bit INTEGER, REAL, TEXT
 and BLOB (bin). Parameters are a list (qmark) or a map (named).
+
+Growing the protocol
+--------------------
+Every message refuses fields it does not know, so a field added to an
+answer would make an older driver refuse the whole frame. Answers therefore
+leave out fields at their default value (``omit_defaults``), and a member
+fills the newer fields only for a driver that asked for them: the driver
+lists what it understands in ``Hello.client`` after a ``+``
+(``"litemirror-python+changes+errorcodes"``), the one place an older member
+accepts any text. The features are:
+
+``changes``     ``Result.changes`` / ``Error.changes``: rows the request's
+                statements changed, as SQLite's ``total_changes()`` counts them
+``errorcodes``  ``Error.sqlite_errorcode`` / ``sqlite_errorname``: SQLite's
+                extended result code and its name
+
+A request an older member does not know (``Snapshot``) is refused by it as
+a malformed frame; the driver says the member is too old.
 """
 
 from __future__ import annotations
@@ -29,11 +47,24 @@ from typing import Annotated, Any
 
 import msgspec
 
-from .fields import ARGS_MAX, Address, Count, Name, Password, Sql, User, Version, Word
+from .fields import ARGS_MAX, Address, Count, Digest, Name, Password, Sql, User, Version, Word
 from .peer import PeerHello
 from .replication import ReplHello
 
 PROTOCOL_VERSION = 1
+#: Optional answer fields this release understands (see "Growing the protocol").
+FEATURES = ("changes", "errorcodes")
+
+
+def client_name(client: str, features: tuple[str, ...] = FEATURES) -> str:
+    """``Hello.client`` for a driver called ``client`` that understands ``features``."""
+    return "+".join((client, *features))
+
+
+def client_features(client: str) -> frozenset[str]:
+    """The features a driver announced in ``Hello.client``."""
+    return frozenset(client.split("+")[1:])
+
 
 #: A SQLite value on the wire: None, int, float, str or bytes. msgspec cannot
 #: type a union holding both str and bytes, so values are ``Any`` here and
@@ -80,6 +111,7 @@ class Hello(Message, tag="hello", frozen=True):
     version: Version
     #: "" for a control connection (status, admin actions).
     database: Name
+    #: The driver's name, then the optional features it understands, each after a "+".
     client: Name = "litemirror-python"
     read_only: bool = False
     user: User | None = None
@@ -159,7 +191,7 @@ class Column(Message, tag="col", frozen=True):
     decltype: str | None = None
 
 
-class Result(Message, tag="result", frozen=True):
+class Result(Message, tag="result", frozen=True, omit_defaults=True):
     id: Count
     columns: list[Column] | None = None
     rows: list[list[Value]] = []
@@ -168,6 +200,8 @@ class Result(Message, tag="result", frozen=True):
     lsn: Count = 0
     in_transaction: bool = False
     done: bool = True
+    #: Feature ``changes``: rows the statement changed (SQLite's total_changes() delta).
+    changes: Count = 0
 
 
 class Ok(Message, tag="ok", frozen=True):
@@ -177,7 +211,7 @@ class Ok(Message, tag="ok", frozen=True):
     info: dict[str, Any] = {}
 
 
-class Error(Message, tag="error", frozen=True):
+class Error(Message, tag="error", frozen=True, omit_defaults=True):
     id: Count
     kind: Name
     message: str
@@ -185,12 +219,51 @@ class Error(Message, tag="error", frozen=True):
     retryable: bool = False
     primary: Address | None = None
     in_transaction: bool = False
+    #: Feature ``changes``: rows the request changed before it failed.
+    changes: Count = 0
+    #: Feature ``errorcodes``: SQLite's extended result code and its name.
+    sqlite_errorcode: int | None = None
+    sqlite_errorname: Name | None = None
+
+
+class Snapshot(Message, tag="snapshot", frozen=True):
+    """Send a consistent copy of the database (``Connection.backup`` / ``iterdump``).
+
+    Answered by ``FileChunk`` frames, the last with ``last=True``, or ``Error``.
+    The copy is taken from a read snapshot after the member has applied
+    ``min_lsn``, and holds no litemirror bookkeeping table.
+    """
+
+    id: Count
+    min_lsn: Count = 0
+
+
+class FileChunk(Message, tag="chunk", frozen=True, omit_defaults=True):
+    """One piece of a ``Snapshot``; the last carries the size and xxh3_64 digest."""
+
+    id: Count
+    offset: Count
+    data: bytes
+    last: bool = False
+    size: Count = 0
+    digest: Digest = ""
+    #: The LSN of the last record the copy contains.
+    lsn: Count = 0
 
 
 ClientMessage = (
-    Hello | Execute | Script | Begin | Commit | Rollback | Ping | StatusRequest | AdminRequest
+    Hello
+    | Execute
+    | Script
+    | Begin
+    | Commit
+    | Rollback
+    | Ping
+    | StatusRequest
+    | AdminRequest
+    | Snapshot
 )
 #: What may open a connection to a member: a client ``Hello`` or a member's ``ReplHello``.
 OpeningMessage = ClientMessage | ReplHello | PeerHello
-ServerMessage = Welcome | Result | Ok | Error
+ServerMessage = Welcome | Result | Ok | Error | FileChunk
 AnyMessage = ClientMessage | ServerMessage

@@ -14,6 +14,11 @@ group commit. ``Begin`` (or ``Execute`` with ``begin=True``) queues an
 interactive transaction on the database's writer; the session then feeds it
 commands until ``Commit``/``Rollback``. A client that disconnects in the
 middle of a transaction has it rolled back.
+
+``Snapshot`` answers with a consistent copy of the database in chunks
+(:mod:`.snapshot`). Answers carry the newer optional fields (rows changed,
+extended error codes) only for a driver that announced it understands them
+in ``Hello.client`` (see :mod:`litemirror.protocol.messages`).
 """
 
 from __future__ import annotations
@@ -21,7 +26,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import apsw
 
 from litemirror.engine import policy
 from litemirror.engine.capture import ExecResult
@@ -29,6 +37,7 @@ from litemirror.errors import (
     Error,
     NotPrimaryError,
     OperationalError,
+    PermissionDeniedError,
     ProgrammingError,
     ProtocolError,
     TransactionAbortedError,
@@ -42,9 +51,11 @@ from litemirror.protocol.replication import ReplHello
 from litemirror.security.certs import PeerIdentity
 from litemirror.security.tls import member_authorisation
 
+from . import snapshot
 from .database import ACK_LEVELS, Database
 from .jobs import TxnCommand, TxnJob
 from .reads import looks_like_query
+from .seeding import chunks
 from .sender import Sender
 from .tls_listener import identity_of
 from .users import OPEN, Principal, allows
@@ -77,6 +88,8 @@ class ClientSession:
         self.txn: TxnJob | None = None
         #: Who the client logged in as (everything allowed while auth.require is off).
         self.principal: Principal = OPEN
+        #: Optional answer fields the driver understands (from its Hello).
+        self.features: frozenset[str] = frozenset()
 
     # ------------------------------------------------------------- framing
 
@@ -96,6 +109,7 @@ class ClientSession:
         self.writer.write(encode(msg))
 
     def _send_error(self, req_id: int, exc: Error) -> None:
+        codes = "errorcodes" in self.features
         self._send(
             m.Error(
                 id=req_id,
@@ -105,6 +119,10 @@ class ClientSession:
                 retryable=exc.retryable,
                 primary=exc.primary,
                 in_transaction=self.txn is not None,
+                changes=exc.changes if "changes" in self.features else 0,
+                # Set, as in sqlite3, only on errors that came from SQLite.
+                sqlite_errorcode=getattr(exc, "sqlite_errorcode", None) if codes else None,
+                sqlite_errorname=getattr(exc, "sqlite_errorname", None) if codes else None,
             )
         )
 
@@ -209,6 +227,7 @@ class ClientSession:
         except Error as exc:
             self._send_error(0, exc)
             return False
+        self.features = m.client_features(hello.client)
         if not hello.database:
             # A control connection (status, admin): no database attached.
             self.read_only = True
@@ -292,6 +311,8 @@ class ClientSession:
                     raise ProgrammingError("this connection has no database; name one in the URL")
                 res, lsn = await self.db.write("script", msg.sql)
                 self._send_result(req, res, lsn)
+            elif isinstance(msg, m.Snapshot):
+                await self._snapshot(msg)
             elif isinstance(msg, m.Ping):
                 self._send(m.Ok(id=req, in_transaction=self.txn is not None))
             elif isinstance(msg, m.StatusRequest):
@@ -335,19 +356,80 @@ class ClientSession:
         db = self.db.name if self.db is not None else None
         self.member.users.may_write(self.principal, db, self.peer, what)
 
-    async def _execute(self, msg: m.Execute) -> None:
-        if self.db is None:
-            raise ProgrammingError("this connection has no database; name one in the URL")
-        if msg.min_lsn and self.txn is None:
+    async def _wait_applied(self, min_lsn: int) -> None:
+        """Read-your-writes: wait until this member has applied ``min_lsn``, or raise."""
+        if min_lsn and self.txn is None:
             timeout = self.member.config.limits.read_wait_s
-            if not await self.member.wait_applied(msg.min_lsn, timeout):
+            if not await self.member.wait_applied(min_lsn, timeout):
                 raise OperationalError(
-                    f"member {self.member.me.name} has not applied LSN {msg.min_lsn} within "
+                    f"member {self.member.me.name} has not applied LSN {min_lsn} within "
                     f"{timeout:g}s (it is at {self.member.applied_lsn}); read from the primary "
                     "or retry",
                     retryable=True,
                     primary=self.member.primary_address,
                 )
+
+    async def _snapshot(self, msg: m.Snapshot) -> None:
+        """Send a consistent copy of the database in chunks (see :mod:`.snapshot`)."""
+        if self.db is None:
+            raise ProgrammingError("this connection has no database; name one in the URL")
+        if self.txn is not None:
+            raise ProgrammingError(
+                "a copy of the database (backup(), iterdump(), serialize()) inside an open "
+                "transaction would not hold its changes; commit or roll back first"
+            )
+        if not allows(self.principal.role, "read"):
+            raise PermissionDeniedError(
+                f"{self.principal.describe()} may not read database {self.db.name!r}; "
+                "a copy needs the read role"
+            )
+        await self._wait_applied(msg.min_lsn)
+        mem, db = self.member, self.db
+        try:
+            path = snapshot.claim(mem.me.data_dir / snapshot.FOLDER, db.path)
+            try:
+                await self._send_copy(msg.id, db.name, db.path, path)
+            finally:
+                # An unfinished chunk reader closes its file when it is dropped.
+                snapshot.release(path)
+        except ConnectionError:
+            raise  # the client is gone (or stopped reading): end the session
+        except (OSError, apsw.Error) as exc:
+            raise OperationalError(
+                f"could not copy database {db.name!r} on member {mem.me.name}: {exc}; "
+                "the copy was abandoned, nothing changed"
+            ) from exc
+
+    async def _send_copy(self, req: int, name: str, source: Path, path: Path) -> None:
+        loop = asyncio.get_running_loop()
+        executor = self.member.executor
+        lsn = await loop.run_in_executor(executor, snapshot.make_snapshot, source, path)
+        parts = chunks(path)
+        while (part := await loop.run_in_executor(executor, next, parts, None)) is not None:
+            offset, data, last, size, digest = part
+            if last:
+                # Gone before the client has the end: nothing of it outlives the request.
+                snapshot.release(path)
+            self._send(
+                m.FileChunk(
+                    id=req, offset=offset, data=data, last=last, size=size, digest=digest, lsn=lsn
+                )
+            )
+            try:
+                await asyncio.wait_for(self.writer.drain(), snapshot.STALL_S)
+            except TimeoutError:
+                log.info(
+                    "client %s: copy of %s not read for %g s; closed",
+                    self.peer,
+                    name,
+                    snapshot.STALL_S,
+                )
+                raise ConnectionAbortedError("the client stopped reading its copy") from None
+
+    async def _execute(self, msg: m.Execute) -> None:
+        if self.db is None:
+            raise ProgrammingError("this connection has no database; name one in the URL")
+        await self._wait_applied(msg.min_lsn)
         if self.txn is None and not msg.begin:
             # Refused on the writer too; refused here before a reader could run them
             # (ATTACH would read any file the member can, BEGIN would pin a reader).
@@ -438,6 +520,7 @@ class ClientSession:
         rows = [list(r) for r in res.rows]
         chunk = self.member.config.limits.result_chunk_rows
         in_txn = self.txn is not None
+        changes = res.changes if "changes" in self.features else 0
         if len(rows) <= chunk:
             self._send(
                 m.Result(
@@ -448,6 +531,7 @@ class ClientSession:
                     lastrowid=res.lastrowid,
                     lsn=lsn,
                     in_transaction=in_txn,
+                    changes=changes,
                 )
             )
             return
@@ -463,5 +547,6 @@ class ClientSession:
                     lsn=lsn,
                     in_transaction=in_txn,
                     done=last,
+                    changes=changes if last else 0,
                 )
             )
