@@ -30,7 +30,12 @@ def client_hello(version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2) -> bytes:
 HELLO = encode(m.Hello(version=m.PROTOCOL_VERSION, database="app"))
 REPL = encode(
     replication.ReplHello(
-        version=1, mirror="mir", member="b", kind="failover", last_lsn=0, last_epoch=0
+        version=replication.REPL_VERSION,
+        mirror="mir",
+        member="b",
+        kind="failover",
+        last_lsn=0,
+        last_epoch=0,
     )
 )
 
@@ -90,7 +95,8 @@ GOOD: list[tuple[Any, object]] = [
     (
         m.OpeningMessage,
         replication.ReplHello(
-            version=1, mirror="mir", member="dr-1", kind="dr", last_lsn=7, last_epoch=2,
+            version=replication.REPL_VERSION, mirror="mir", member="dr-1", kind="dr",
+            last_lsn=7, last_epoch=2,
             compression="zstd", reseed=True,
         ),
     ),
@@ -113,7 +119,7 @@ def _hello(**kw: Any) -> m.Hello:
 
 
 def _repl(**kw: Any) -> replication.ReplHello:
-    base = {"version": 1, "mirror": "mir", "member": "b", "kind": "failover"}
+    base = {"version": replication.REPL_VERSION, "mirror": "mir", "member": "b", "kind": "failover"}
     return replication.ReplHello(**{**base, "last_lsn": 0, "last_epoch": 0, **kw})
 
 
