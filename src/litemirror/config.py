@@ -25,6 +25,10 @@ the bad value. Example::
     # require = true
     # [auth]
     # require = true              # clients log in; roles read | write | admin
+    # [sqlite]                    # docs/sql.md
+    # foreign_keys = true         # enforce FOREIGN KEY constraints (default false)
+    # [sqlite.databases.legacy]   # per-database override
+    # foreign_keys = false
     # [canary]                    # heartbeat through the whole pipeline
     # interval_s = 5.0            # 0: off
     # stale_after_s = 30.0
@@ -37,7 +41,7 @@ the bad value. Example::
     # url = "https://hooks.example.com/litemirror"
 
 Environment overrides use ``LITEMIRROR_<SECTION>_<KEY>`` for scalar keys of
-the ``mirror``, ``journal``, ``server``, ``limits``, ``tls`` and ``auth`` sections, e.g.
+the ``mirror``, ``journal``, ``server``, ``limits``, ``tls``, ``auth`` and ``sqlite`` sections, e.g.
 ``LITEMIRROR_SERVER_THREADS=8``. Relative ``data_dir`` paths are resolved
 against the directory holding the config file.
 """
@@ -127,6 +131,29 @@ class AuthSection(_Frozen, frozen=True):
     #: While no admin user exists, a connection from loopback may act as
     #: admin, so that the first ``litemirror user add`` can run.
     localhost_bootstrap: bool = True
+
+
+class SqliteDatabaseSection(_Frozen, frozen=True):
+    """``[sqlite.databases.NAME]``: settings of one database; unset keys follow ``[sqlite]``."""
+
+    foreign_keys: bool | None = None
+
+
+class SqliteSection(_Frozen, frozen=True):
+    """How the member runs SQLite for client databases (see docs/sql.md)."""
+
+    #: Enforce FOREIGN KEY constraints (``PRAGMA foreign_keys = ON`` on the
+    #: writer and reader connections) in every database without an override.
+    foreign_keys: bool = False
+    #: Per-database overrides, by database name.
+    databases: dict[str, SqliteDatabaseSection] = {}
+
+    def foreign_keys_for(self, database: str) -> bool:
+        """Whether ``database`` enforces foreign keys."""
+        override = self.databases.get(database)
+        if override is not None and override.foreign_keys is not None:
+            return override.foreign_keys
+        return self.foreign_keys
 
 
 class JournalSection(_Frozen, frozen=True):
@@ -265,6 +292,7 @@ class _FileConfig(_Frozen, frozen=True):
     canary: CanarySection = CanarySection()
     tls: TlsSection = TlsSection()
     auth: AuthSection = AuthSection()
+    sqlite: SqliteSection = SqliteSection()
 
 
 class Member(_Frozen, frozen=True):
@@ -325,6 +353,7 @@ class Config(_Frozen, frozen=True):
     canary: CanarySection = CanarySection()
     tls: Tls | None = None
     auth: AuthSection = AuthSection()
+    sqlite: SqliteSection = SqliteSection()
 
     def member(self, name: str) -> Member:
         for m in self.members:
@@ -438,6 +467,15 @@ def _check_canary(c: CanarySection) -> None:
         )
 
 
+def _check_sqlite(q: SqliteSection) -> None:
+    for name in q.databases:
+        if not DB_RE.fullmatch(name):
+            raise ConfigError(
+                f"sqlite.databases.{name}: {name!r} is not a database name (letters, digits, "
+                "'_' or '-', at most 64, starting with a letter or digit)"
+            )
+
+
 def _path(base: Path, value: str | None) -> Path | None:
     if value is None:
         return None
@@ -494,7 +532,7 @@ def _check_tls(t: TlsSection, base: Path, members: list[Member]) -> Tls | None:
 
 
 def _env_overrides(data: dict[str, Any], environ: dict[str, str]) -> None:
-    for section in ("mirror", "journal", "server", "limits", "tls", "auth"):
+    for section in ("mirror", "journal", "server", "limits", "tls", "auth", "sqlite"):
         prefix = f"LITEMIRROR_{section.upper()}_"
         for key, raw in environ.items():
             if not key.startswith(prefix):
@@ -657,6 +695,7 @@ def build(
     _positive("limits.handshake_timeout_s", lim.handshake_timeout_s)
     _check_notify(fc.notify)
     _check_canary(fc.canary)
+    _check_sqlite(fc.sqlite)
     tls = _check_tls(fc.tls, base, members)
 
     return Config(
@@ -671,6 +710,7 @@ def build(
         canary=fc.canary,
         tls=tls,
         auth=fc.auth,
+        sqlite=fc.sqlite,
     )
 
 

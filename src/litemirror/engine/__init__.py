@@ -15,6 +15,7 @@ from litemirror.engine.capture import Capture, ExecResult
 from litemirror.engine.checksum import database_checksum, table_checksums
 from litemirror.engine.meta import META_TABLE, ensure_meta, read_lsn, write_lsn
 from litemirror.engine.ops import ChangesetOp, Op, SqlOp, decode_ops, encode_ops
+from litemirror.engine.policy import Where
 from litemirror.engine.sqlerrors import translate
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "ExecResult",
     "Op",
     "SqlOp",
+    "Where",
     "apply_ops",
     "apply_record",
     "database_checksum",

@@ -21,6 +21,15 @@ class BatchJob:
 
 
 @dataclass(slots=True)
+class MaintenanceJob:
+    """VACUUM or a WAL checkpoint: runs between group commits, never inside one."""
+
+    kind: str  # "vacuum" | "checkpoint"
+    mode: str = ""  # the checkpoint mode
+    future: asyncio.Future[tuple[ExecResult, int]] | None = None
+
+
+@dataclass(slots=True)
 class TxnCommand:
     kind: str  # "exec" | "many" | "commit" | "rollback" | "abort" (sql holds the reason)
     ack: str | None = None

@@ -278,6 +278,7 @@ class MemberServer:
             replicate=self._replicate,
             ack=self.config.mirror.ack,
             writable=lambda: self.writable,
+            sqlite=self.config.sqlite,
         )
         res = await loop.run_in_executor(
             self.executor, recover, self.journal, self.registry, self._horizon
