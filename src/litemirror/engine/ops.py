@@ -46,6 +46,7 @@ def is_vacuum(ops: list[Op]) -> bool:
     """Whether ``ops`` are a VACUUM record's."""
     return len(ops) == 1 and isinstance(ops[0], SqlOp) and ops[0].sql == VACUUM_SQL
 
+
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(list[Op])
 

@@ -78,7 +78,7 @@ CREATED_TYPE = {
     apsw.SQLITE_CREATE_VTABLE: "table",
 }
 #: Codes that create a TEMP object the member must drop at the end of the job.
-TEMP_CREATE_CODES = frozenset(
+_TEMP_CREATE_CODES = frozenset(
     {apsw.SQLITE_CREATE_TEMP_TABLE, apsw.SQLITE_CREATE_TEMP_VIEW, apsw.SQLITE_CREATE_TEMP_INDEX}
 )
 _TEMP_DROP_CODES = frozenset(
@@ -91,6 +91,7 @@ _TEMP_DROP_CODES = frozenset(
 )
 _WRITE_CODES = frozenset({apsw.SQLITE_INSERT, apsw.SQLITE_UPDATE, apsw.SQLITE_DELETE})
 _SCHEMA_TABLES = frozenset({"sqlite_master", "sqlite_schema"})
+_TEMP_SCHEMA_TABLES = frozenset({"sqlite_temp_master", "sqlite_temp_schema"})
 #: Names the member uses for its own tables (meta, and a TEMP table while capturing).
 RESERVED_PREFIX = "_litemirror"
 
@@ -176,7 +177,7 @@ def client_action(
 ) -> Verdict:
     """Decide one authorizer action of a client statement (arguments as SQLite gives them)."""
     private_temp = rules.where is not Where.STATEMENT
-    if code in TEMP_CREATE_CODES or (code == apsw.SQLITE_CREATE_VTABLE and db == "temp"):
+    if code in _TEMP_CREATE_CODES or (code == apsw.SQLITE_CREATE_VTABLE and db == "temp"):
         if not private_temp:
             return refuse("temp-outside-transaction", f"creating TEMP object {arg1}")
         if _reserved(arg1):
@@ -200,7 +201,7 @@ def client_action(
         if db == "temp":
             if private_temp:
                 return ALLOW
-            creating = arg1 in ("sqlite_temp_master", "sqlite_temp_schema")
+            creating = arg1 in _TEMP_SCHEMA_TABLES
             what = "creating a TEMP object" if creating else f"writing TEMP table {arg1}"
             return refuse("temp-outside-transaction", what)
         if arg1 in _SCHEMA_TABLES:
@@ -225,6 +226,10 @@ def ddl_action(
     trigger fired by a foreign-key action would do, is decided as for any
     client statement. Only a refusal counts: the rest runs.
     """
+    if code == apsw.SQLITE_INSERT and arg1 in _TEMP_SCHEMA_TABLES:
+        # A main-schema DDL statement that makes a TEMP object: CREATE TRIGGER temp.x
+        # (SQLite reports it as a main CREATE TRIGGER on the table's schema).
+        return refuse("temp-trigger", "TEMP trigger")
     if code in _WRITE_CODES and trigger is None:
         return ALLOW
     verdict = client_action(code, arg1, arg2, db, rules)
