@@ -75,7 +75,8 @@ def test_vacuum_renumbers_rowids_the_same_way_everywhere(member: MemberWriter) -
         Where.SCRIPT,
         "CREATE TABLE nokey(v); INSERT INTO nokey VALUES ('a'), ('b'), ('c'), ('d'), ('e');"
         "DELETE FROM nokey WHERE v IN ('a', 'c');"
-        "CREATE TABLE textkey(k TEXT PRIMARY KEY, v); INSERT INTO textkey VALUES ('x', 1), ('y', 2);"
+        "CREATE TABLE textkey(k TEXT PRIMARY KEY, v);"
+        "INSERT INTO textkey VALUES ('x', 1), ('y', 2);"
         "DELETE FROM big WHERE a % 3 = 0;",
     )
     before = list(member.conn.execute("SELECT rowid, v FROM nokey"))

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from litemirror import errors
-from litemirror.engine import Where, table_checksums
+from litemirror.engine import table_checksums
 from litemirror.testing.writer import MemberWriter, content
 
 SETUP = (
@@ -39,7 +39,8 @@ SCRIPTS = [
     ("begin-commit", "BEGIN; INSERT INTO p VALUES (5); INSERT INTO seq(v) VALUES ('b'); COMMIT;"),
     (
         "fails-inside-begin",
-        "INSERT INTO p VALUES (3); BEGIN; INSERT INTO p VALUES (6); INSERT INTO p VALUES (6); COMMIT;",
+        "INSERT INTO p VALUES (3); BEGIN; INSERT INTO p VALUES (6); INSERT INTO p VALUES (6);"
+        "COMMIT;",
     ),
     ("rollback-in-script", "BEGIN; INSERT INTO p VALUES (7); ROLLBACK; INSERT INTO p VALUES (8);"),
     (
@@ -76,7 +77,8 @@ SCRIPTS = [
     ),
     (
         "deferred-fk-at-commit",
-        "INSERT INTO p VALUES (22); BEGIN; INSERT INTO d VALUES (3, 97); COMMIT; INSERT INTO p VALUES (23);",
+        "INSERT INTO p VALUES (22); BEGIN; INSERT INTO d VALUES (3, 97); COMMIT;"
+        "INSERT INTO p VALUES (23);",
     ),
     (
         "deferred-fk-ddl-alone",

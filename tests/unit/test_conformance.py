@@ -23,8 +23,8 @@ import pytest
 
 from litemirror.engine import (
     META_TABLE,
-    Where,
     Capture,
+    Where,
     apply_record,
     decode_ops,
     encode_ops,

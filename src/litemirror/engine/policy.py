@@ -419,11 +419,11 @@ def maintenance(statement: str) -> Maintenance | None:
     if not rest or _unquote(rest[0]).lower() != "wal_checkpoint":
         return None
     args = rest[1:]
+    paren = len(args) == 3 and args[0] == "(" and args[2] == ")"
+    equals = len(args) == 2 and args[0] == "="
     if not args:
         mode = "PASSIVE"
-    elif len(args) == 3 and args[0] == "(" and args[2] == ")":
-        mode = _unquote(args[1]).upper()
-    elif len(args) == 2 and args[0] == "=":
+    elif paren or equals:
         mode = _unquote(args[1]).upper()
     else:
         return None

@@ -107,9 +107,10 @@ class _ReadOnlyAuthorizer:
             name = (p1 or "").lower()
             if name in _READ_PRAGMAS or (name in _GET_PRAGMAS and p2 is None):
                 return apsw.SQLITE_OK
-            if name == "foreign_keys" and p2 is not None and _db in (None, "main"):
-                if pragma_bool(p2) == self._foreign_keys:
-                    return apsw.SQLITE_OK
+            # Setting the value in force is the no-op it is on the writer.
+            setting = name == "foreign_keys" and p2 is not None and _db in (None, "main")
+            if setting and pragma_bool(p2 or "") == self._foreign_keys:
+                return apsw.SQLITE_OK
         self.refused = True
         return apsw.SQLITE_DENY
 

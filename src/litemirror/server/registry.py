@@ -53,7 +53,7 @@ class Registry:
         replicate: Callable[[int, str], Awaitable[None]] | None = None,
         ack: str = "durable",
         writable: Callable[[], bool] = lambda: True,
-        sqlite: SqliteSection = SqliteSection(),
+        sqlite: SqliteSection | None = None,
     ) -> None:
         self.dir = data_dir / "databases"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -65,7 +65,7 @@ class Registry:
         self._replicate = replicate
         self._ack = ack
         self._writable = writable
-        self._sqlite = sqlite
+        self._sqlite = sqlite or SqliteSection()
         self._open: OrderedDict[str, Database] = OrderedDict()
         self._opening: dict[str, asyncio.Future[Database]] = {}
         self._names: set[str] = {p.name[: -len(SUFFIX)] for p in self.dir.glob("*" + SUFFIX)}
