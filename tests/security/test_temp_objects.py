@@ -153,7 +153,7 @@ def test_temp_tables_are_private_to_their_transaction(mirror: Cluster) -> None:
     # The transaction is over: nothing of it is left on the shared connection.
     alice = connect(mirror, "alice")
     alice.execute("BEGIN")
-    with pytest.raises(errors.OperationalError, match="no such table: temp.notes"):
+    with pytest.raises(errors.OperationalError, match=r"no such table: temp\.notes"):
         alice.execute("SELECT * FROM temp.notes")
     alice.execute("UPDATE accounts SET balance = balance WHERE name = 'alice'")
     assert alice.execute("SELECT balance FROM accounts WHERE name = 'alice'").fetchone()[0] > 0
