@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from litemirror.engine import SqlOp, Where, apply_record, encode_ops, policy, table_checksums
-from litemirror.engine.apply import apply_vacuum
+from litemirror.engine.maintenance import vacuum as apply_vacuum
 from litemirror.engine.ops import VACUUM_SQL, is_vacuum
 from litemirror.errors import NotSupportedError, OperationalError
 from litemirror.testing.writer import MemberWriter, content

@@ -7,7 +7,9 @@
 - :mod:`.meta` keeps the last applied LSN inside each database;
 - :mod:`.checksum` proves two copies hold the same data;
 - :mod:`.sqlerrors` maps SQLite errors onto :mod:`litemirror.errors`;
-- :mod:`.policy` says which statements clients may run.
+- :mod:`.policy` says which statements clients may run, :mod:`.refusals`
+  why it refuses the others (the table docs/sql.md shows);
+- :mod:`.maintenance` runs VACUUM and checkpoints, outside any transaction.
 """
 
 from litemirror.engine.apply import apply_ops, apply_record, open_apply_connection

@@ -10,10 +10,8 @@ commits. Any error rolls everything back: a record is applied whole or not
 at all.
 
 A VACUUM record (:func:`litemirror.engine.ops.is_vacuum`) is the one
-exception: VACUUM cannot run inside a transaction, so it runs first and the
-LSN is stored after it in a transaction of its own. A crash in between runs
-it again on replay, which changes nothing more: VACUUM of a freshly vacuumed
-database leaves every row, rowids included, where it was.
+exception: VACUUM cannot run inside a transaction (see
+:func:`litemirror.engine.maintenance.vacuum`).
 
 The applying connection has triggers disabled and foreign keys off, because
 the changesets already contain every row a trigger or a cascade changed on
@@ -32,8 +30,9 @@ from typing import Any
 
 import apsw
 
+from litemirror.engine.maintenance import vacuum
 from litemirror.engine.meta import ensure_meta, read_lsn, write_lsn
-from litemirror.engine.ops import VACUUM_SQL, ChangesetOp, Op, SqlOp, decode_ops, is_vacuum
+from litemirror.engine.ops import ChangesetOp, Op, SqlOp, decode_ops, is_vacuum
 from litemirror.engine.sqlerrors import translate
 from litemirror.errors import DatabaseError, InternalError, OperationalError
 
@@ -147,7 +146,7 @@ def apply_record(conn: apsw.Connection, lsn: int, payload: bytes) -> bool:
     """
     ops = decode_ops(payload)
     if is_vacuum(ops):
-        return apply_vacuum(conn, lsn)
+        return vacuum(conn, lsn)
     try:
         conn.execute("BEGIN IMMEDIATE", can_cache=False)
     except apsw.Error as exc:
@@ -157,24 +156,6 @@ def apply_record(conn: apsw.Connection, lsn: int, payload: bytes) -> bool:
             conn.execute("ROLLBACK", can_cache=False)
             return False
         apply_ops(conn, ops)
-        write_lsn(conn, lsn)
-        conn.execute("COMMIT", can_cache=False)
-    except apsw.Error as exc:
-        _rollback(conn)
-        raise translate(exc) from exc
-    except BaseException:
-        _rollback(conn)
-        raise
-    return True
-
-
-def apply_vacuum(conn: apsw.Connection, lsn: int) -> bool:
-    """Apply a VACUUM record: VACUUM, then store ``lsn``; False if applied before."""
-    try:
-        if read_lsn(conn) >= lsn:
-            return False
-        conn.execute(VACUUM_SQL, can_cache=False)
-        conn.execute("BEGIN IMMEDIATE", can_cache=False)
         write_lsn(conn, lsn)
         conn.execute("COMMIT", can_cache=False)
     except apsw.Error as exc:

@@ -54,13 +54,12 @@ from typing import Any, TypeVar
 import apsw
 
 from litemirror.engine import apply as engine_apply
-from litemirror.engine import meta, policy
+from litemirror.engine import maintenance, meta
 from litemirror.engine.capture import Capture, ExecResult, ScriptStopped
 from litemirror.engine.ops import VACUUM_SQL, Op, SqlOp, encode_ops
 from litemirror.engine.policy import Where
 from litemirror.engine.sqlerrors import translate
 from litemirror.errors import (
-    DatabaseError,
     Error,
     IntegrityError,
     InternalError,
@@ -71,7 +70,17 @@ from litemirror.errors import (
 )
 from litemirror.journal import RecordKind
 
-from .jobs import BatchJob, MaintenanceJob, TxnCommand, TxnJob
+from .jobs import (
+    CHECKPOINT_COLUMNS,
+    BatchJob,
+    Job,
+    Late,
+    MaintenanceJob,
+    TxnCommand,
+    TxnJob,
+    future_of,
+    maintenance_of,
+)
 from .journal_writer import JournalWriter
 from .reads import Deferred, NeedsWriter, open_reader, run_read, run_read_inline
 
@@ -87,16 +96,6 @@ T = TypeVar("T")
 INLINE_COMMIT_BYTES = 16 * 1024
 #: How many statements too slow for an inline read are remembered per database.
 _SLOW_READS_KEPT = 256
-
-
-#: The result columns of ``PRAGMA wal_checkpoint``.
-_CHECKPOINT_COLUMNS: list[tuple[str, str | None]] = [
-    ("busy", None),
-    ("log", None),
-    ("checkpointed", None),
-]
-
-Job = BatchJob | TxnJob | MaintenanceJob
 
 
 def open_writer(path: str, foreign_keys: bool = False) -> apsw.Connection:
@@ -259,7 +258,7 @@ class Database:
     ) -> tuple[ExecResult, int]:
         """Run a one-shot job, committed in a group. Returns (result, commit LSN)."""
         fut: asyncio.Future[tuple[ExecResult, int]] = asyncio.get_running_loop().create_future()
-        task = _maintenance_of(sql) if kind == "exec" else None
+        task = maintenance_of(sql) if kind == "exec" else None
         if task is not None:
             self._submit(MaintenanceJob(kind=task.kind, mode=task.mode, future=fut))
         else:
@@ -300,7 +299,7 @@ class Database:
                 f"the member no longer accepts writes to {self.name!r}; nothing was committed"
             )
             while self._queue:
-                _fail(_future_of(self._queue.popleft()), refusal)
+                _fail(future_of(self._queue.popleft()), refusal)
             return
         done: list[tuple[asyncio.Future[Any] | None, Any]] = []  # answered after commit
         self._group_ack = self._ack
@@ -319,7 +318,7 @@ class Database:
             for fut in exc.futures:
                 _fail(fut, err)
             while self._queue:
-                _fail(_future_of(self._queue.popleft()), err)
+                _fail(future_of(self._queue.popleft()), err)
         except BaseException as exc:
             # Unexpected: answer everyone of this group, leave the database clean.
             log.exception("database %s: group failed", self.name)
@@ -387,15 +386,15 @@ class Database:
 
     def _exec_batch(
         self, cap: Capture, batch: list[BatchJob]
-    ) -> list[tuple[ExecResult | _Late | None, list[Op], Error | None]]:
+    ) -> list[tuple[ExecResult | Late | None, list[Op], Error | None]]:
         assert self._writer is not None
         self._open_group([job.future for job in batch])
-        out: list[tuple[ExecResult | _Late | None, list[Op], Error | None]] = []
+        out: list[tuple[ExecResult | Late | None, list[Op], Error | None]] = []
         for job in batch:
             self._writer.execute("SAVEPOINT lm_job")
             cap.begin_job(Where.SCRIPT if job.kind == "script" else Where.STATEMENT)
             try:
-                res: ExecResult | _Late
+                res: ExecResult | Late
                 if job.kind == "exec":
                     res = cap.execute(job.sql, job.params)
                 elif job.kind == "many":
@@ -405,7 +404,7 @@ class Database:
                         res = cap.executescript(job.sql)
                     except ScriptStopped as stopped:
                         # What ran before the failing statement stays, as in sqlite3.
-                        res = _Late(stopped.error)
+                        res = Late(stopped.error)
                 job_ops = cap.end_job()
                 self._writer.execute("RELEASE lm_job")
                 out.append((res, job_ops, None))
@@ -468,6 +467,8 @@ class Database:
     async def _interactive_loop(
         self, txn: TxnJob, stop: Callable[[bool], list[Op]]
     ) -> tuple[asyncio.Future[Any] | None, Any, list[Op]] | None:
+        assert self._capture is not None
+        cap = self._capture
         loop = asyncio.get_running_loop()
         while True:
             try:
@@ -510,7 +511,7 @@ class Database:
                 ):
                     self._group_ack = cmd.ack
                 try:
-                    await self._run(self._capture_of().check_deferred)
+                    await self._run(cap.check_deferred)
                 except IntegrityError as exc:
                     # A deferred foreign-key violation: as in SQLite, the COMMIT
                     # fails and the transaction stays open for the client to
@@ -671,30 +672,17 @@ class Database:
             _answer(fut, res, record.lsn)
         await self._maybe_checkpoint()
 
-    def _capture_of(self) -> Capture:
-        assert self._capture is not None
-        return self._capture
-
     async def _maintain(self, job: MaintenanceJob) -> None:
         """Run VACUUM or a checkpoint between groups (the writer is in autocommit)."""
         assert self._writer is not None
-        w = self._writer
-        if not self._writable():
-            _fail(
-                job.future,
-                NotPrimaryError(
-                    f"the member no longer accepts writes to {self.name!r}; nothing was done"
-                ),
-            )
-            return
         try:
+            if not self._writable():
+                raise NotPrimaryError(f"the member no longer accepts writes to {self.name!r}")
             if job.kind == "checkpoint":
-                rows = await self._run(_checkpoint, w, job.mode)
-                _ok(job.future, (ExecResult(_CHECKPOINT_COLUMNS, rows, -1, 0), 0))
+                rows = await self._run(maintenance.checkpoint, self._writer, job.mode)
+                _ok(job.future, (ExecResult(CHECKPOINT_COLUMNS, rows, -1, 0), 0))
             else:
-                lsn = await self._vacuum()
-                if lsn:
-                    _ok(job.future, (ExecResult(None, [], -1, 0), lsn))
+                _ok(job.future, (ExecResult(None, [], -1, 0), await self._vacuum()))
         except BaseException as exc:
             _fail(job.future, _as_error(exc))
             if isinstance(exc, asyncio.CancelledError):
@@ -713,7 +701,7 @@ class Database:
             # (never applied here) until the rejoin rolls it back.
             await self._replicate(record.lsn, self._ack)
         try:
-            await self._run(engine_apply.apply_vacuum, w, record.lsn)
+            await self._run(maintenance.vacuum, w, record.lsn)
         except BaseException as exc:
             log.error(
                 "database %s: VACUUM of durable journal record %d failed (%s); "
@@ -729,7 +717,7 @@ class Database:
         self.commits += 1
         self._on_commit(self.name, record.lsn)
         # VACUUM wrote the whole database into the WAL: move it back now.
-        await self._run(_checkpoint, w, "PASSIVE")
+        await self._run(maintenance.checkpoint, w, "PASSIVE")
         return record.lsn
 
     async def _apply_until_done(self, lsn: int, payload: bytes) -> None:
@@ -775,41 +763,12 @@ class _CannotBegin(Exception):
         self.futures = futures
 
 
-class _Late:
-    """The answer of a job that committed but whose client gets an error (a stopped script)."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: DatabaseError) -> None:
-        self.error = error
-
-
 def _answer(fut: asyncio.Future[Any] | None, res: Any, lsn: int) -> None:
     """Answer a job of a group that committed at ``lsn`` (0: nothing to record)."""
-    if isinstance(res, _Late):
+    if isinstance(res, Late):
         _fail(fut, res.error)
     else:
         _ok(fut, (res, lsn) if res is not None else lsn)
-
-
-def _future_of(job: Job) -> asyncio.Future[Any] | None:
-    return job.started if isinstance(job, TxnJob) else job.future
-
-
-def _maintenance_of(sql: str) -> policy.Maintenance | None:
-    """VACUUM or a checkpoint sent as one statement (raises for VACUUM INTO)."""
-    if policy.first_keyword(sql) not in ("VACUUM", "PRAGMA"):
-        return None  # the hot path: one short scan of the first word
-    statements = policy.split_statements(sql)
-    return policy.maintenance(statements[0]) if len(statements) == 1 else None
-
-
-def _checkpoint(conn: apsw.Connection, mode: str) -> list[tuple[Any, ...]]:
-    mode = mode if mode in policy.CHECKPOINT_MODES else "PASSIVE"
-    try:
-        return [tuple(r) for r in conn.execute(f"PRAGMA main.wal_checkpoint({mode})")]
-    except apsw.Error as exc:
-        raise translate(exc) from exc
 
 
 def _rollback_quietly(conn: apsw.Connection) -> None:
