@@ -467,13 +467,27 @@ def _check_canary(c: CanarySection) -> None:
         )
 
 
-def _check_sqlite(q: SqliteSection) -> None:
-    for name in q.databases:
+def _check_sqlite(raw: Any) -> None:
+    """Check ``[sqlite.databases.NAME]`` tables before decoding, to name NAME in errors.
+
+    (msgspec reports a wrong value inside a mapping as ``databases[...]``.)
+    """
+    databases = raw.get("databases") if isinstance(raw, dict) else None
+    if not isinstance(databases, dict):
+        return  # absent, or reported by the decoder with its key
+    for name, table in databases.items():
+        key = f"sqlite.databases.{name}"
         if not DB_RE.fullmatch(name):
             raise ConfigError(
-                f"sqlite.databases.{name}: {name!r} is not a database name (letters, digits, "
-                "'_' or '-', at most 64, starting with a letter or digit)"
+                f"{key}: {name!r} is not a database name (letters, digits, '_' or '-', at "
+                "most 64, starting with a letter or digit)"
             )
+        try:
+            msgspec.convert(table, SqliteDatabaseSection)
+        except msgspec.ValidationError as exc:
+            msg, _, where = str(exc).partition(" - at `$.")
+            field = f".{where.rstrip('`')}" if where else ""
+            raise ConfigError(f"{key}{field}: {msg}") from None
 
 
 def _path(base: Path, value: str | None) -> Path | None:
@@ -568,6 +582,7 @@ def build(
     """Validate a parsed config mapping and return the frozen :class:`Config`."""
     data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
     _env_overrides(data, dict(os.environ) if environ is None else environ)
+    _check_sqlite(data.get("sqlite"))
     fc = _decode(data)
     base = path.parent if path is not None else Path.cwd()
 
@@ -695,7 +710,6 @@ def build(
     _positive("limits.handshake_timeout_s", lim.handshake_timeout_s)
     _check_notify(fc.notify)
     _check_canary(fc.canary)
-    _check_sqlite(fc.sqlite)
     tls = _check_tls(fc.tls, base, members)
 
     return Config(
