@@ -147,7 +147,8 @@ class Capture:
         #: Set on the connection before it got here, outside any transaction
         #: (the only place SQLite honours it); clients cannot change it.
         self._foreign_keys = bool(_scalar(conn, "PRAGMA foreign_keys"))
-        self._rules = Rules(Where.STATEMENT, self._foreign_keys)
+        self._all_rules = {w: Rules(w, self._foreign_keys) for w in Where}
+        self._rules = self._all_rules[Where.STATEMENT]
         self._mode = _Mode.IDLE
         self._wants_ddl = False
         self._wants_optimize: str | None = None
@@ -182,7 +183,7 @@ class Capture:
         """Start capturing a job; call right after the job's SAVEPOINT."""
         if self._ops is not None:
             raise InternalError("begin_job() called while a job is already being captured")
-        self._rules = Rules(where, self._foreign_keys)
+        self._rules = self._all_rules[where]
         self._ops = []
         self._marks = []
         self._temp_created = False
@@ -235,9 +236,10 @@ class Capture:
         if not statements:
             return self._empty()
         statement = statements[0]
-        if policy.first_keyword(statement) in policy.TRANSACTION_KEYWORDS:
+        keyword = policy.first_keyword(statement)
+        if keyword in policy.TRANSACTION_KEYWORDS:
             return self._savepoint_statement(statement)
-        return self._run(statement, params)
+        return self._run(statement, params, keyword)
 
     def executemany(self, sql: str, seq_of_params: Iterable[Params]) -> ExecResult:
         """Run one DML statement once per parameter set; rowcount is the total."""
@@ -291,8 +293,9 @@ class Capture:
     def _empty(self) -> ExecResult:
         return ExecResult(None, [], -1, self._conn.last_insert_rowid())
 
-    def _run(self, statement: str, params: Params) -> ExecResult:
-        keyword = policy.first_keyword(statement)
+    def _run(self, statement: str, params: Params, keyword: str | None = None) -> ExecResult:
+        if keyword is None:
+            keyword = policy.first_keyword(statement)
         if keyword == "ANALYZE":
             # Its writes to sqlite_stat1 would be refused as direct writes.
             return self._run_ddl(statement, params)

@@ -90,6 +90,14 @@ _TEMP_DROP_CODES = frozenset(
     }
 )
 _WRITE_CODES = frozenset({apsw.SQLITE_INSERT, apsw.SQLITE_UPDATE, apsw.SQLITE_DELETE})
+_READ_CODES = frozenset(
+    {
+        apsw.SQLITE_READ,
+        apsw.SQLITE_SELECT,
+        apsw.SQLITE_FUNCTION,
+        getattr(apsw, "SQLITE_RECURSIVE", 33),
+    }
+)
 _SCHEMA_TABLES = frozenset({"sqlite_master", "sqlite_schema"})
 _TEMP_SCHEMA_TABLES = frozenset({"sqlite_temp_master", "sqlite_temp_schema"})
 #: Names the member uses for its own tables (meta, and a TEMP table while capturing).
@@ -176,6 +184,10 @@ def client_action(
     code: int, arg1: str | None, arg2: str | None, db: str | None, rules: Rules
 ) -> Verdict:
     """Decide one authorizer action of a client statement (arguments as SQLite gives them)."""
+    if code in _READ_CODES:
+        return ALLOW  # the most frequent actions first: this runs at every prepare
+    if code == apsw.SQLITE_PRAGMA:
+        return _pragma(arg1, arg2, db, rules)
     private_temp = rules.where is not Where.STATEMENT
     if code in _TEMP_CREATE_CODES or (code == apsw.SQLITE_CREATE_VTABLE and db == "temp"):
         if not private_temp:
@@ -207,8 +219,6 @@ def client_action(
         if arg1 in _SCHEMA_TABLES:
             return RUN_AS_DDL
         return _internal_table(arg1, "writing") or ALLOW
-    if code == apsw.SQLITE_PRAGMA:
-        return _pragma(arg1, arg2, db, rules)
     if code in (apsw.SQLITE_TRANSACTION, apsw.SQLITE_SAVEPOINT):
         return refuse("transaction-sql", arg1 or "transaction control")
     if code in (apsw.SQLITE_ATTACH, apsw.SQLITE_DETACH):
@@ -238,6 +248,8 @@ def ddl_action(
 
 def _pragma(name_: str | None, value: str | None, db: str | None, rules: Rules) -> Verdict:
     name = (name_ or "").lower()
+    if name in READ_PRAGMAS_WITH_ARGUMENT:
+        return ALLOW  # also what the session extension itself runs (table_xinfo)
     if value is not None and db == "temp":
         return refuse("pragma-setting", f"PRAGMA temp.{name} = {value}")
     if name in REPLICATED_PRAGMAS and value is not None:
@@ -457,13 +469,15 @@ def is_blank(sql: str) -> bool:
     return _skip_blank(sql, 0) == len(sql)
 
 
+#: Blanks, comments and ';' (an open comment runs to the end), then a word of
+#: letters and '_': what ``_skip_blank`` skips and the word after it.
+_FIRST_WORD = re.compile(r"(?:\s|;|--[^\n]*|/\*.*?(?:\*/|\Z))*([^\W\d]*)", re.S)
+
+
 def first_keyword(sql: str) -> str:
     """The statement's first word, upper-cased ('' if there is none)."""
-    start = _skip_blank(sql, 0)
-    end = start
-    while end < len(sql) and (sql[end].isalpha() or sql[end] == "_"):
-        end += 1
-    return sql[start:end].upper()
+    match = _FIRST_WORD.match(sql)
+    return match.group(1).upper() if match else ""
 
 
 def _split(sql: str) -> tuple[str, ...]:
