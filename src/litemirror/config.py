@@ -25,6 +25,10 @@ the bad value. Example::
     # require = true
     # [auth]
     # require = true              # clients log in; roles read | write | admin
+    # [sqlite]                    # docs/sql.md
+    # foreign_keys = true         # enforce FOREIGN KEY constraints (default false)
+    # [sqlite.databases.legacy]   # per-database override
+    # foreign_keys = false
     # [canary]                    # heartbeat through the whole pipeline
     # interval_s = 5.0            # 0: off
     # stale_after_s = 30.0
@@ -37,7 +41,7 @@ the bad value. Example::
     # url = "https://hooks.example.com/litemirror"
 
 Environment overrides use ``LITEMIRROR_<SECTION>_<KEY>`` for scalar keys of
-the ``mirror``, ``journal``, ``server``, ``limits``, ``tls`` and ``auth`` sections, e.g.
+the ``mirror``, ``journal``, ``server``, ``limits``, ``tls``, ``auth`` and ``sqlite`` sections, e.g.
 ``LITEMIRROR_SERVER_THREADS=8``. Relative ``data_dir`` paths are resolved
 against the directory holding the config file.
 """
@@ -130,6 +134,29 @@ class AuthSection(_Frozen, frozen=True):
     #: While no admin user exists, a connection from loopback may act as
     #: admin, so that the first ``litemirror user add`` can run.
     localhost_bootstrap: bool = True
+
+
+class SqliteDatabaseSection(_Frozen, frozen=True):
+    """``[sqlite.databases.NAME]``: settings of one database; unset keys follow ``[sqlite]``."""
+
+    foreign_keys: bool | None = None
+
+
+class SqliteSection(_Frozen, frozen=True):
+    """How the member runs SQLite for client databases (see docs/sql.md)."""
+
+    #: Enforce FOREIGN KEY constraints (``PRAGMA foreign_keys = ON`` on the
+    #: writer and reader connections) in every database without an override.
+    foreign_keys: bool = False
+    #: Per-database overrides, by database name.
+    databases: dict[str, SqliteDatabaseSection] = {}
+
+    def foreign_keys_for(self, database: str) -> bool:
+        """Whether ``database`` enforces foreign keys."""
+        override = self.databases.get(database)
+        if override is not None and override.foreign_keys is not None:
+            return override.foreign_keys
+        return self.foreign_keys
 
 
 class JournalSection(_Frozen, frozen=True):
@@ -274,6 +301,7 @@ class _FileConfig(_Frozen, frozen=True):
     canary: CanarySection = CanarySection()
     tls: TlsSection = TlsSection()
     auth: AuthSection = AuthSection()
+    sqlite: SqliteSection = SqliteSection()
 
 
 class Member(_Frozen, frozen=True):
@@ -334,6 +362,7 @@ class Config(_Frozen, frozen=True):
     canary: CanarySection = CanarySection()
     tls: Tls | None = None
     auth: AuthSection = AuthSection()
+    sqlite: SqliteSection = SqliteSection()
 
     def member(self, name: str) -> Member:
         for m in self.members:
@@ -447,6 +476,29 @@ def _check_canary(c: CanarySection) -> None:
         )
 
 
+def _check_sqlite(raw: Any) -> None:
+    """Check ``[sqlite.databases.NAME]`` tables before decoding, to name NAME in errors.
+
+    (msgspec reports a wrong value inside a mapping as ``databases[...]``.)
+    """
+    databases = raw.get("databases") if isinstance(raw, dict) else None
+    if not isinstance(databases, dict):
+        return  # absent, or reported by the decoder with its key
+    for name, table in databases.items():
+        key = f"sqlite.databases.{name}"
+        if not DB_RE.fullmatch(name):
+            raise ConfigError(
+                f"{key}: {name!r} is not a database name (letters, digits, '_' or '-', at "
+                "most 64, starting with a letter or digit)"
+            )
+        try:
+            msgspec.convert(table, SqliteDatabaseSection)
+        except msgspec.ValidationError as exc:
+            msg, _, where = str(exc).partition(" - at `$.")
+            field = f".{where.rstrip('`')}" if where else ""
+            raise ConfigError(f"{key}{field}: {msg}") from None
+
+
 def _path(base: Path, value: str | None) -> Path | None:
     if value is None:
         return None
@@ -523,7 +575,7 @@ def _check_tls(t: TlsSection, base: Path, members: list[Member]) -> Tls | None:
 
 
 def _env_overrides(data: dict[str, Any], environ: dict[str, str]) -> None:
-    for section in ("mirror", "journal", "server", "limits", "tls", "auth"):
+    for section in ("mirror", "journal", "server", "limits", "tls", "auth", "sqlite"):
         prefix = f"LITEMIRROR_{section.upper()}_"
         for key, raw in environ.items():
             if not key.startswith(prefix):
@@ -559,6 +611,7 @@ def build(
     """Validate a parsed config mapping and return the frozen :class:`Config`."""
     data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
     _env_overrides(data, dict(os.environ) if environ is None else environ)
+    _check_sqlite(data.get("sqlite"))
     fc = _decode(data)
     base = path.parent if path is not None else Path.cwd()
 
@@ -700,6 +753,7 @@ def build(
         canary=fc.canary,
         tls=tls,
         auth=fc.auth,
+        sqlite=fc.sqlite,
     )
 
 

@@ -220,7 +220,7 @@ def test_closed_connection_and_cursor(member: Any) -> None:
             action()
 
 
-def test_executescript_commits_first_and_is_atomic(member: Any) -> None:
+def test_executescript_commits_first_and_stops_like_sqlite3(member: Any) -> None:
     conn = litemirror.connect(member.url())
     other = litemirror.connect(member.url())
     try:
@@ -232,7 +232,11 @@ def test_executescript_commits_first_and_is_atomic(member: Any) -> None:
         assert other.execute("SELECT count(*) FROM t").fetchone() == (3,)
         with pytest.raises(errors.IntegrityError):
             conn.executescript("INSERT INTO t VALUES (4); INSERT INTO t VALUES (1);")
-        assert other.execute("SELECT count(*) FROM t").fetchone() == (3,)
+        # As in sqlite3: the statements before the failing one stay.
+        assert other.execute("SELECT count(*) FROM t").fetchone() == (4,)
+        with pytest.raises(errors.IntegrityError):
+            conn.executescript("BEGIN; INSERT INTO t VALUES (5); INSERT INTO t VALUES (1); COMMIT;")
+        assert other.execute("SELECT count(*) FROM t").fetchone() == (4,)
     finally:
         conn.close()
         other.close()

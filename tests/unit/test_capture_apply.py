@@ -167,15 +167,24 @@ def test_ddl_cuts_the_changeset_in_order(writer: Writer, copy: apsw.Connection) 
     assert rows(copy, "SELECT * FROM t") == [(1, 1, "x"), (2, 2, "y")]
 
 
-def test_temp_objects_are_not_replicated(writer: Writer) -> None:
+def test_temp_objects_are_not_replicated_and_end_with_their_transaction(writer: Writer) -> None:
     writer.one("CREATE TABLE t(x)")
-    ops = writer.one(
-        "CREATE TEMP TABLE s(x)",
-        "INSERT INTO s VALUES (5)",
-        "CREATE TEMP TRIGGER tr AFTER INSERT ON s BEGIN SELECT 1; END",
-        "INSERT INTO t SELECT x FROM s",
-    )
+    writer.begin()
+    writer.conn.execute("SAVEPOINT j")
+    cap = writer.capture
+    cap.begin_job(policy.Where.TRANSACTION)
+    cap.execute("CREATE TEMP TABLE s(x)")
+    cap.execute("INSERT INTO s VALUES (5)")
+    cap.execute("CREATE TEMP VIEW sv AS SELECT x * 2 AS y FROM s")
+    with pytest.raises(NotSupportedError, match="TEMP trigger"):
+        cap.execute("CREATE TEMP TRIGGER tr AFTER INSERT ON s BEGIN SELECT 1; END")
+    cap.execute("INSERT INTO t SELECT y FROM sv")
+    ops = cap.end_job()
+    writer.conn.execute("RELEASE j")
+    writer.commit()
     assert [type(op) for op in ops] == [ChangesetOp]
+    assert rows(writer.conn, "SELECT x FROM t") == [(10,)]
+    assert rows(writer.conn, "SELECT name FROM temp.sqlite_schema") == []
 
 
 def test_create_table_records_the_stored_schema_not_the_client_text(writer: Writer) -> None:
@@ -278,7 +287,7 @@ def test_translate_maps_the_classes_without_sql() -> None:
 REFUSED = [
     ("PRAGMA journal_mode=DELETE", NotSupportedError, "journal_mode"),
     ("PRAGMA synchronous = OFF", NotSupportedError, "synchronous"),
-    ("PRAGMA foreign_keys=OFF", NotSupportedError, "foreign_keys"),
+    ("PRAGMA foreign_keys=ON", NotSupportedError, "foreign_keys"),
     ("PRAGMA locking_mode=EXCLUSIVE", NotSupportedError, "locking_mode"),
     ("PRAGMA wal_checkpoint(TRUNCATE)", NotSupportedError, "wal_checkpoint"),
     ("PRAGMA wal_checkpoint", NotSupportedError, "wal_checkpoint"),
@@ -286,11 +295,12 @@ REFUSED = [
     ("VACUUM", NotSupportedError, "VACUUM"),
     ("ATTACH DATABASE ':memory:' AS other", NotSupportedError, "ATTACH"),
     ("DETACH DATABASE other", NotSupportedError, "DETACH"),
-    ("BEGIN", ProgrammingError, "transactions are controlled by the driver"),
+    ("BEGIN", ProgrammingError, "opened and ended by the driver"),
     ("COMMIT", ProgrammingError, "COMMIT"),
     ("ROLLBACK", ProgrammingError, "ROLLBACK"),
-    ("SAVEPOINT mine", ProgrammingError, "SAVEPOINT"),
-    ("RELEASE j", ProgrammingError, "RELEASE"),
+    ("SAVEPOINT mine", NotSupportedError, "SAVEPOINT.*outside a transaction"),
+    ("RELEASE j", NotSupportedError, "RELEASE"),
+    ("CREATE TEMP TABLE s(x)", NotSupportedError, "TEMP"),
     ("UPDATE sqlite_sequence SET seq = 0", NotSupportedError, "sqlite_sequence"),
     ("DELETE FROM _litemirror_meta", NotSupportedError, "_litemirror_meta"),
     ("SELECT * FROM pragma_journal_mode('delete')", OperationalError, "unknown database"),
@@ -436,9 +446,15 @@ def test_member_meta_statements_cannot_be_reused_by_clients(writer: Writer) -> N
 ACTIONS = [
     ((apsw.SQLITE_CREATE_TABLE, "t", None, "main"), policy.RUN_AS_DDL),
     ((apsw.SQLITE_CREATE_TEMP_TABLE, "t", None, "temp"), policy.ALLOW),
+    ((apsw.SQLITE_CREATE_TEMP_TRIGGER, "tr", "t", "temp"), NotSupportedError),
+    ((apsw.SQLITE_CREATE_TEMP_TABLE, "_litemirror_meta", None, "temp"), NotSupportedError),
     ((apsw.SQLITE_CREATE_VTABLE, "v", "fts5", "temp"), policy.ALLOW),
     ((apsw.SQLITE_ALTER_TABLE, "main", "t", None), policy.RUN_AS_DDL),
     ((apsw.SQLITE_ALTER_TABLE, "temp", "t", None), policy.ALLOW),
+    ((apsw.SQLITE_ALTER_TABLE, "main", "_litemirror_meta", None), NotSupportedError),
+    ((apsw.SQLITE_DROP_TABLE, "_litemirror_meta", None, "main"), NotSupportedError),
+    ((apsw.SQLITE_CREATE_TRIGGER, "tr", "_litemirror_meta", "main"), NotSupportedError),
+    ((apsw.SQLITE_ANALYZE, "_litemirror_meta", None, "main"), policy.RUN_AS_DDL),
     ((apsw.SQLITE_INSERT, "sqlite_master", None, "main"), policy.RUN_AS_DDL),
     ((apsw.SQLITE_INSERT, "sqlite_temp_master", None, "temp"), policy.ALLOW),
     ((apsw.SQLITE_UPDATE, "sqlite_sequence", "seq", "main"), NotSupportedError),
@@ -450,7 +466,10 @@ ACTIONS = [
     ((apsw.SQLITE_PRAGMA, "journal_mode", None, None), policy.ALLOW),
     ((apsw.SQLITE_PRAGMA, "journal_mode", "wal", None), NotSupportedError),
     ((apsw.SQLITE_PRAGMA, "cache_size", "100", None), NotSupportedError),
-    ((apsw.SQLITE_PRAGMA, "optimize", None, None), NotSupportedError),
+    ((apsw.SQLITE_PRAGMA, "optimize", None, None), policy.RUN_OPTIMIZE),
+    ((apsw.SQLITE_PRAGMA, "foreign_keys", "off", None), policy.ALLOW),
+    ((apsw.SQLITE_PRAGMA, "foreign_keys", "1", None), NotSupportedError),
+    ((apsw.SQLITE_PRAGMA, "wal_checkpoint", None, None), OperationalError),
     ((apsw.SQLITE_TRANSACTION, "BEGIN", None, None), ProgrammingError),
     ((apsw.SQLITE_SAVEPOINT, "RELEASE", "j", None), ProgrammingError),
     ((apsw.SQLITE_ATTACH, "x.db", None, None), NotSupportedError),
@@ -462,7 +481,9 @@ ACTIONS = [
 def test_client_action_table(
     action: tuple[int, str, str | None, str | None], expected: Any
 ) -> None:
-    verdict = policy.client_action(*action)
+    # Inside a transaction, with foreign keys off (the default).
+    rules = policy.Rules(policy.Where.TRANSACTION, foreign_keys=False)
+    verdict = policy.client_action(*action, rules)
     if isinstance(expected, type):
         assert type(verdict) is expected
     else:

@@ -24,6 +24,7 @@ import pytest
 from litemirror.engine import (
     META_TABLE,
     Capture,
+    Where,
     apply_record,
     decode_ops,
     encode_ops,
@@ -58,7 +59,7 @@ class Primary:
         ops = []
         for job in jobs:
             conn.execute("SAVEPOINT j")
-            self.capture.begin_job()
+            self.capture.begin_job(Where.SCRIPT if isinstance(job, str) else Where.TRANSACTION)
             if isinstance(job, str):
                 self.capture.executescript(job)
             else:

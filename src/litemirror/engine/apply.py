@@ -9,6 +9,10 @@ journal is idempotent), applies the ops in order, stores the new LSN and
 commits. Any error rolls everything back: a record is applied whole or not
 at all.
 
+A VACUUM record (:func:`litemirror.engine.ops.is_vacuum`) is the one
+exception: VACUUM cannot run inside a transaction (see
+:func:`litemirror.engine.maintenance.vacuum`).
+
 The applying connection has triggers disabled and foreign keys off, because
 the changesets already contain every row a trigger or a cascade changed on
 the primary; firing them again would apply those changes twice.
@@ -26,8 +30,9 @@ from typing import Any
 
 import apsw
 
+from litemirror.engine.maintenance import vacuum
 from litemirror.engine.meta import ensure_meta, read_lsn, write_lsn
-from litemirror.engine.ops import ChangesetOp, Op, SqlOp, decode_ops
+from litemirror.engine.ops import ChangesetOp, Op, SqlOp, decode_ops, is_vacuum
 from litemirror.engine.sqlerrors import translate
 from litemirror.errors import DatabaseError, InternalError, OperationalError
 
@@ -140,6 +145,8 @@ def apply_record(conn: apsw.Connection, lsn: int, payload: bytes) -> bool:
     as it was before the call (meta LSN included).
     """
     ops = decode_ops(payload)
+    if is_vacuum(ops):
+        return vacuum(conn, lsn)
     try:
         conn.execute("BEGIN IMMEDIATE", can_cache=False)
     except apsw.Error as exc:

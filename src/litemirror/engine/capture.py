@@ -19,7 +19,24 @@ re-runs the statement in ``DDL`` mode (allowed, uncached, with a side session
 that records only changes to *other* tables, e.g. foreign-key cascades of a
 DROP TABLE), records the statement as a ``SqlOp`` if the schema version moved,
 and starts a fresh session. Plain DML only pays the authorizer when a
-statement is first prepared; apsw's statement cache does the rest.
+statement is first prepared; apsw's statement cache does the rest. What a
+client may do at all is decided in :mod:`litemirror.engine.policy`.
+
+Savepoints. A client's ``SAVEPOINT``/``RELEASE``/``ROLLBACK TO`` is read by
+SQLite itself (the authorizer reports the verb and the name while a
+``CLASSIFY`` prepare is denied) and carried out on a savepoint of the
+member's own naming, so a client can only ever reach its own savepoints. A
+savepoint is a *mark*: the capture is cut there, so the ops recorded after
+it can be dropped again — ``ROLLBACK TO`` truncates the job's ops to the
+mark and restarts the session, and the database, DDL and AUTOINCREMENT
+counters go back with SQLite's own rollback. ``executescript`` follows
+sqlite3: statements outside BEGIN...COMMIT stand on their own, a statement
+that fails stops the script and what ran before it stays (see
+``ScriptStopped``). With foreign keys enforced, each such statement gets a
+mark without a cut (a deferred violation undoes only that statement): the
+session's net difference already forgets rolled-back rows, and the first
+cut after the mark — the DDL path's, before the statement changes
+anything — turns it into an ordinary mark.
 
 Two things sessions do not see are handled here:
 
@@ -31,9 +48,12 @@ Two things sessions do not see are handled here:
   it on a copy would re-evaluate ``random()``. So the table's schema SQL is
   recorded instead, and its rows are moved out and back in under a session.
 
-Statements whose first keyword is a transaction verb, VACUUM, ATTACH or DETACH
-are refused before they are prepared (a cached statement would skip the
-authorizer); PRAGMAs are never cached for the same reason.
+TEMP objects a client makes inside a transaction or script are dropped by
+``end_job``, so nothing of a client outlives its job on the shared
+connection. Statements that can create something (CREATE, DROP, ALTER) and
+PRAGMAs are never taken from apsw's statement cache, because a cached
+statement skips the authorizer; transaction verbs, VACUUM, ATTACH and
+DETACH are decided before anything is prepared.
 """
 
 from __future__ import annotations
@@ -48,8 +68,16 @@ import apsw
 from litemirror.engine import policy
 from litemirror.engine.meta import META_TABLE
 from litemirror.engine.ops import ChangesetOp, Op, SqlOp
+from litemirror.engine.policy import Rules, Where
+from litemirror.engine.refusals import refuse
 from litemirror.engine.sqlerrors import translate
-from litemirror.errors import DatabaseError, InternalError, ProgrammingError
+from litemirror.errors import (
+    DatabaseError,
+    IntegrityError,
+    InternalError,
+    OperationalError,
+    ProgrammingError,
+)
 
 Params = Sequence[Any] | Mapping[str, Any] | None
 
@@ -58,12 +86,19 @@ _STATEMENT_ERRORS = (apsw.Error, KeyError, TypeError, OverflowError, ValueError)
 
 _CTAS_TEMP = "_litemirror_ctas"
 _P = ParamSpec("_P")
+#: First keywords of statements that may create something: never cached.
+_UNCACHED_KEYWORDS = frozenset({"CREATE", "DROP", "ALTER", "PRAGMA"})
+#: SQLite's primary result code of a constraint failure.
+_SQLITE_CONSTRAINT = 19
+#: The verb of a SQLITE_SAVEPOINT authorizer action, as the client wrote it.
+_SAVEPOINT_VERBS = {"BEGIN": "SAVEPOINT", "RELEASE": "RELEASE", "ROLLBACK": "ROLLBACK TO"}
 
 
 class _Mode(enum.IntEnum):
     IDLE = 0  # the member's own statements: everything is allowed
     CLIENT = 1  # a client statement: DDL is denied here and re-run by the DDL path
     DDL = 2  # a client DDL statement being re-run: allowed, actions recorded
+    CLASSIFY = 3  # a transaction statement: SQLite parses it, the first action is kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,18 +131,56 @@ def _counted(
     return counted
 
 
+class ScriptStopped(Exception):
+    """A script stopped at a failing statement; what ran before it stays, as in sqlite3.
+
+    The job is consistent (the failed part is rolled back, its ops dropped):
+    the member commits the job and then answers ``error``.
+    """
+
+    def __init__(self, error: DatabaseError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+@dataclass(slots=True)
+class _Mark:
+    """A savepoint of the job and where the capture stood when it was taken."""
+
+    name: str | None  # the client's savepoint name; None for BEGIN or one statement
+    savepoint: str  # the member's name for it on the connection
+    ops: int  # number of ops recorded before it
+    seq: dict[str, Any]  # AUTOINCREMENT counters then
+    cut: bool  # False: taken without a cut, see the module docstring
+    opens_transaction: bool = False  # a script's SAVEPOINT that began its transaction
+
+
+def _fold(name: str) -> bytes:
+    """A savepoint name compared as SQLite does (ASCII case-insensitive)."""
+    return name.encode("utf-8", "surrogatepass").lower()
+
+
 class Capture:
     """Executes client SQL on the writer connection and returns each job's ops."""
 
     def __init__(self, conn: apsw.Connection) -> None:
         self._conn = conn
+        #: Set on the connection before it got here, outside any transaction
+        #: (the only place SQLite honours it); clients cannot change it.
+        self._foreign_keys = bool(_scalar(conn, "PRAGMA foreign_keys"))
+        self._all_rules = {w: Rules(w, self._foreign_keys) for w in Where}
+        self._rules = self._all_rules[Where.STATEMENT]
         self._mode = _Mode.IDLE
         self._wants_ddl = False
+        self._wants_optimize: str | None = None
         self._refusal: DatabaseError | None = None
+        self._classified: tuple[int, str | None, str | None] | None = None
         self._ddl_actions: list[tuple[int, str | None, str | None]] = []
         self._ddl_targets: set[str] = set()
         self._session: apsw.Session | None = None
         self._ops: list[Op] | None = None
+        self._marks: list[_Mark] = []
+        self._temp_created = False
         self._has_seq: bool | None = None
         self._seq_before: dict[str, Any] = {}
         self._columns: list[tuple[str, str | None]] | None = None
@@ -129,26 +202,50 @@ class Capture:
 
     # ------------------------------------------------------------ job lifecycle
 
-    def begin_job(self) -> None:
+    def begin_job(self, where: Where = Where.STATEMENT) -> None:
         """Start capturing a job; call right after the job's SAVEPOINT."""
         if self._ops is not None:
             raise InternalError("begin_job() called while a job is already being captured")
+        self._rules = self._all_rules[where]
         self._ops = []
+        self._marks = []
+        self._temp_created = False
         self._start_session()
 
+    def check_deferred(self) -> None:
+        """Raise IntegrityError if the job leaves a deferred foreign-key violation.
+
+        SQLite checks deferred constraints only when the whole transaction
+        commits — the group, here — so each job is checked before its RELEASE:
+        one client's violation must fail that client alone. Earlier jobs of the
+        group were checked the same way, so the connection's counter is this
+        job's.
+        """
+        if self._foreign_keys and self._conn.status(apsw.SQLITE_DBSTATUS_DEFERRED_FKS)[0]:
+            raise IntegrityError("FOREIGN KEY constraint failed", sqlite_code=_SQLITE_CONSTRAINT)
+
     def end_job(self) -> list[Op]:
-        """Finish the job (before its RELEASE) and return its ops in order."""
+        """Finish the job (before its RELEASE) and return its ops in order.
+
+        Raises IntegrityError for a deferred foreign-key violation; the job is
+        then still being captured (abort it, or let the client fix it).
+        """
         ops = self._job_ops()
+        self.check_deferred()
+        self._drop_temp_objects()
         self._cut()
         self._ops = None
+        self._marks = []
         return ops
 
     def abort_job(self) -> None:
-        """Discard the job; the member rolls its savepoint back."""
+        """Discard the job; the member rolls its savepoint back (TEMP objects too)."""
         if self._session is not None:
             self._session.close()
             self._session = None
         self._ops = None
+        self._marks = []
+        self._temp_created = False
         self._has_seq = None  # a rolled-back DDL may have created or dropped it
 
     # --------------------------------------------------------------- execution
@@ -161,8 +258,12 @@ class Capture:
         if len(statements) > 1:
             raise ProgrammingError("You can only execute one statement at a time.")
         if not statements:
-            return ExecResult(None, [], -1, self._conn.last_insert_rowid())
-        return self._run(statements[0], params)
+            return self._empty()
+        statement = statements[0]
+        keyword = policy.first_keyword(statement)
+        if keyword in policy.TRANSACTION_KEYWORDS:
+            return self._savepoint_statement(statement)
+        return self._run(statement, params, keyword)
 
     @_counted
     def executemany(self, sql: str, seq_of_params: Iterable[Params]) -> ExecResult:
@@ -171,6 +272,8 @@ class Capture:
         statements = policy.split_statements(sql)
         if len(statements) > 1:
             raise ProgrammingError("You can only execute one statement at a time.")
+        if statements and policy.first_keyword(statements[0]) in policy.TRANSACTION_KEYWORDS:
+            raise ProgrammingError("executemany() can only execute DML statements.")
         total = 0
         counted = False
         for params in seq_of_params if statements else ():
@@ -184,38 +287,73 @@ class Capture:
 
     @_counted
     def executescript(self, sql: str) -> ExecResult:
-        """Run every statement of a script, without parameters."""
+        """Run every statement of a script, without parameters, as sqlite3 does.
+
+        Raises a refusal with nothing run when the script cannot run at all,
+        or :class:`ScriptStopped` when a statement failed after others ran.
+        """
         self._job_ops()
-        for statement in policy.split_statements(sql):
-            self._run(statement, None)
+        steps = [(s, self._script_verb(s)) for s in policy.split_statements(sql)]
+        if policy.script_ends_open([verb for _, verb in steps]):
+            raise refuse("script-leaves-transaction-open", "the script")
+        in_txn = False
+        for statement, verb in steps:
+            try:
+                if verb is not None:
+                    in_txn = self._script_control(verb, in_txn)
+                elif in_txn or not self._foreign_keys:
+                    self._run(statement, None)
+                else:
+                    self._run_alone(statement)
+            except InternalError:
+                raise
+            except DatabaseError as exc:
+                if in_txn:
+                    # sqlite3 leaves the transaction open here for the program to
+                    # commit or roll back; a script is one job, so it is rolled back.
+                    self._rollback_to(0)
+                    self._release(0)
+                raise ScriptStopped(exc) from exc
+        return self._empty()
+
+    def _empty(self) -> ExecResult:
         return ExecResult(None, [], -1, self._conn.last_insert_rowid())
 
-    def _run(self, statement: str, params: Params) -> ExecResult:
-        keyword = policy.first_keyword(statement)
-        refusal = policy.keyword_refusal(keyword)
-        if refusal is not None:
-            raise refusal
+    def _run(self, statement: str, params: Params, keyword: str | None = None) -> ExecResult:
+        if keyword is None:
+            keyword = policy.first_keyword(statement)
         if keyword == "ANALYZE":
             # Its writes to sqlite_stat1 would be refused as direct writes.
             return self._run_ddl(statement, params)
+        if keyword == "VACUUM":
+            policy.maintenance(statement)  # VACUUM INTO is refused as such
+            raise policy.maintenance_refusal(self._rules.where, "VACUUM")
+        if keyword in policy.TRANSACTION_KEYWORDS:
+            raise refuse("transaction-sql", keyword)
+        if keyword in ("ATTACH", "DETACH"):
+            raise refuse("attach", keyword)
         self._mode = _Mode.CLIENT
         self._wants_ddl = False
+        self._wants_optimize = None
         self._refusal = None
         self._columns = None
         self._readonly = False
         before = self._conn.total_changes()
         try:
-            self._cursor.execute(statement, params, can_cache=keyword != "PRAGMA")
+            cache = keyword not in _UNCACHED_KEYWORDS
+            self._cursor.execute(statement, params, can_cache=cache)
             rows = self._cursor.fetchall()
         except _STATEMENT_ERRORS as exc:
             if self._refusal is not None:
                 raise self._refusal from None
-            if not self._wants_ddl:
+            if not self._wants_ddl and self._wants_optimize is None:
                 raise translate(exc) from exc
             rows = None
         finally:
             self._mode = _Mode.IDLE
             self._changes += self._conn.total_changes() - before
+        if self._wants_optimize is not None:
+            return self._run_optimize(self._wants_optimize)
         if rows is None:
             return self._run_ddl(statement, params)
         rowcount = self._conn.changes() if keyword in policy.DML_KEYWORDS else -1
@@ -236,47 +374,214 @@ class Capture:
         mode = self._mode
         if mode == _Mode.IDLE:
             return apsw.SQLITE_OK
+        if mode == _Mode.CLASSIFY:
+            if self._classified is None:
+                self._classified = (code, arg1, arg2)
+            return apsw.SQLITE_DENY
         if mode == _Mode.DDL:
             self._ddl_actions.append((code, arg1, arg2))
             target = arg2 if code in (apsw.SQLITE_ALTER_TABLE, apsw.SQLITE_CREATE_INDEX) else arg1
             if code in policy.DDL_CODES and target:
                 self._ddl_targets.add(target)
-            return apsw.SQLITE_OK
-        verdict = policy.client_action(code, arg1, arg2, db)
+            verdict = policy.ddl_action(code, arg1, arg2, db, trigger, self._rules)
+        else:
+            verdict = policy.client_action(code, arg1, arg2, db, self._rules)
         if isinstance(verdict, DatabaseError):
             self._refusal = verdict
             return apsw.SQLITE_DENY
         if verdict is policy.RUN_AS_DDL:
             self._wants_ddl = True
             return apsw.SQLITE_DENY
+        if verdict is policy.RUN_OPTIMIZE:
+            self._wants_optimize = arg2 or ""
+            return apsw.SQLITE_DENY
+        if db == "temp" and code == apsw.SQLITE_INSERT:
+            self._temp_created = True  # a TEMP object is being made: drop it at the end
         return apsw.SQLITE_OK
+
+    # ------------------------------------------------------- savepoints and scripts
+
+    def _classify(self, statement: str) -> tuple[str, str | None]:
+        """(verb, savepoint name) of a transaction statement, as SQLite parses it."""
+        self._mode = _Mode.CLASSIFY
+        self._classified = None
+        try:
+            self._conn.execute(statement, can_cache=False)
+        except apsw.AuthError:
+            pass
+        except _STATEMENT_ERRORS as exc:
+            raise translate(exc) from exc
+        finally:
+            self._mode = _Mode.IDLE
+        found, self._classified = self._classified, None
+        if found is None:
+            raise refuse("transaction-sql", policy.first_keyword(statement))
+        code, arg1, arg2 = found
+        if code == apsw.SQLITE_SAVEPOINT and arg1 in _SAVEPOINT_VERBS and arg2 is not None:
+            return _SAVEPOINT_VERBS[arg1], arg2
+        if code == apsw.SQLITE_TRANSACTION and arg1 in ("BEGIN", "COMMIT", "ROLLBACK"):
+            return arg1, None
+        raise refuse("transaction-sql", policy.first_keyword(statement))
+
+    def _savepoint_statement(self, statement: str) -> ExecResult:
+        verb, name = self._classify(statement)
+        if name is None:
+            raise refuse("transaction-sql", verb)
+        if self._rules.where is not Where.TRANSACTION:
+            raise refuse("savepoint-outside-transaction", verb)
+        if verb == "SAVEPOINT":
+            self._push(name)
+        elif verb == "RELEASE":
+            self._release(self._find(name))
+        else:
+            self._rollback_to(self._find(name))
+        return self._empty()
+
+    def _script_verb(self, statement: str) -> tuple[str, str | None] | None:
+        """Transaction control of a script step; refuses what cannot run in a script."""
+        keyword = policy.first_keyword(statement)
+        if policy.maintenance(statement) is not None:
+            raise policy.maintenance_refusal(Where.SCRIPT, keyword)
+        if keyword in policy.TRANSACTION_KEYWORDS:
+            return self._classify(statement)
+        return None
+
+    def _script_control(self, step: tuple[str, str | None], in_txn: bool) -> bool:
+        """Carry out one transaction statement of a script; whether a transaction is open."""
+        verb, name = step
+        if verb == "BEGIN":
+            if in_txn:
+                raise OperationalError("cannot start a transaction within a transaction")
+            self._push(None)
+            return True
+        if verb == "COMMIT" or verb == "ROLLBACK":
+            if not in_txn:
+                action = "commit" if verb == "COMMIT" else "rollback"
+                raise OperationalError(f"cannot {action} - no transaction is active")
+            if verb == "COMMIT":
+                self.check_deferred()
+            else:
+                self._rollback_to(0)
+            self._release(0)
+            return False
+        assert name is not None
+        if verb == "SAVEPOINT":
+            self._push(name, opens_transaction=not in_txn)
+            return True
+        index = self._find(name)
+        if verb == "ROLLBACK TO":
+            self._rollback_to(index)
+            return True
+        if index == 0 and self._marks[0].opens_transaction:
+            self.check_deferred()  # releasing it commits the transaction it began
+            self._release(0)
+            return False
+        self._release(index)
+        return True
+
+    def _run_alone(self, statement: str) -> None:
+        """One statement outside a transaction, with foreign keys enforced.
+
+        It commits on its own in sqlite3, where a deferred violation fails
+        that statement alone; here it is undone back to a mark of its own.
+        """
+        index = self._mark(None, cut=False)
+        try:
+            self._run(statement, None)
+            self.check_deferred()
+        except DatabaseError:
+            self._rollback_to(index)
+            self._release(index)
+            raise
+        self._release(index)
+
+    def _push(self, name: str | None, *, opens_transaction: bool = False) -> int:
+        """A savepoint where the capture is cut: what follows can be dropped again."""
+        self._cut()
+        index = self._mark(name, cut=True, opens_transaction=opens_transaction)
+        self._session = self._new_session(_not_meta)
+        return index
+
+    def _mark(self, name: str | None, *, cut: bool, opens_transaction: bool = False) -> int:
+        savepoint = f"lm_s{len(self._marks)}"
+        self._conn.execute(f"SAVEPOINT {savepoint}")
+        ops = len(self._job_ops())
+        self._marks.append(
+            _Mark(name, savepoint, ops, dict(self._seq_before), cut, opens_transaction)
+        )
+        return len(self._marks) - 1
+
+    def _find(self, name: str) -> int:
+        want = _fold(name)
+        for index in range(len(self._marks) - 1, -1, -1):
+            mark = self._marks[index]
+            if mark.name is not None and _fold(mark.name) == want:
+                return index
+        raise OperationalError(f"no such savepoint: {name}")
+
+    def _release(self, index: int) -> None:
+        self._conn.execute(f"RELEASE {self._marks[index].savepoint}")
+        del self._marks[index:]
+
+    def _rollback_to(self, index: int) -> None:
+        mark = self._marks[index]
+        self._conn.execute(f"ROLLBACK TO {mark.savepoint}")
+        del self._marks[index + 1 :]
+        if not mark.cut:
+            return  # nothing was cut since: the session's net difference forgets it all
+        if self._session is not None:
+            self._session.close()
+        del self._job_ops()[mark.ops :]
+        self._seq_before = dict(mark.seq)
+        self._has_seq = None  # a rolled-back DDL may have created sqlite_sequence
+        self._session = self._new_session(_not_meta)
+
+    def _drop_temp_objects(self) -> None:
+        """Drop the TEMP objects the job made: they must not outlive it."""
+        if not self._temp_created:
+            return
+        self._temp_created = False
+        conn = self._conn
+        found = list(
+            conn.execute(
+                "SELECT type, name FROM temp.sqlite_schema WHERE type IN ('trigger', 'view', "
+                "'table') ORDER BY type = 'table', sql NOT LIKE 'CREATE VIRTUAL%'",
+                can_cache=False,
+            )
+        )
+        for kind, name in found:
+            conn.execute(f"DROP {kind.upper()} IF EXISTS temp.{policy.quote_ident(name)}")
 
     # ----------------------------------------------------------------- the DDL path
 
     def _run_ddl(self, statement: str, params: Params) -> ExecResult:
+        """Run a DDL statement under a mark of its own, so a failure undoes it whole.
+
+        The statement runs before its op is recorded and its side changes are
+        captured; should any of that fail, the mark takes the statement and
+        what was recorded of it back, and the job stays consistent.
+        """
         self._cut()
+        index = self._mark(None, cut=True)
         conn = self._conn
-        version = self._schema_version()
         self._ddl_actions = []
         self._ddl_targets = set()
+        self._refusal = None
         targets = self._ddl_targets
         side = self._new_session(
             lambda name: (
                 name not in targets and name != META_TABLE and not name.startswith("sqlite_")
             )
         )
-        self._mode = _Mode.DDL
-        before = conn.total_changes()
         try:
-            conn.execute(statement, params, can_cache=False).fetchall()
-        except _STATEMENT_ERRORS as exc:
-            side.close()
-            self._start_session()
-            raise translate(exc) from exc
-        finally:
-            self._mode = _Mode.IDLE
-            self._changes += conn.total_changes() - before
-        try:
+            version = self._schema_version()
+            self._mode = _Mode.DDL
+            before = conn.total_changes()
+            try:
+                conn.execute(statement, params, can_cache=False).fetchall()
+            finally:
+                self._mode = _Mode.IDLE
+                self._changes += conn.total_changes() - before
             op = self._ddl_op(statement, self._schema_version() != version)
             if op is not None:
                 self._job_ops().append(op)
@@ -284,10 +589,41 @@ class Capture:
             created = self._created_table()
             if op is not None and created is not None:
                 self._capture_ctas_rows(created)
-        finally:
-            self._has_seq = None
-            self._start_session()
-        return ExecResult(None, [], -1, conn.last_insert_rowid())
+        except BaseException as exc:
+            side.close()
+            self._rollback_to(index)
+            self._release(index)
+            if self._refusal is not None:
+                raise self._refusal from None
+            if isinstance(exc, _STATEMENT_ERRORS):
+                raise translate(exc) from exc
+            raise
+        self._release(index)
+        self._has_seq = None
+        self._start_session()
+        return self._empty()
+
+    def _run_optimize(self, argument: str) -> ExecResult:
+        """``PRAGMA optimize`` as the ANALYZE statements it suggests, each replicated.
+
+        Left to itself, optimize decides from this connection's query history
+        and analyses with a row limit, so a copy replaying the pragma would
+        compute other statistics. Asked in its debug mode, it lists the
+        ANALYZE statements it would run; those run here in full and are
+        recorded like any ANALYZE, so every member holds the same sqlite_stat1.
+        """
+        mask = policy.optimize_mask(argument)
+        if not mask & 0x02:
+            return self._empty()
+        conn = self._conn
+        cursor = conn.execute(f"PRAGMA main.optimize({(mask | 0x01) & ~0x10})", can_cache=False)
+        suggested = [str(row[0]) for row in cursor]
+        if mask & 0x01:  # the client asked for the list only
+            return ExecResult(None, [(s,) for s in suggested], -1, conn.last_insert_rowid())
+        for statement in suggested:
+            if statement.startswith('ANALYZE "main".'):
+                self._run_ddl(statement, None)
+        return self._empty()
 
     def _ddl_op(self, statement: str, schema_changed: bool) -> SqlOp | None:
         if self._is_analyze():
@@ -348,6 +684,8 @@ class Capture:
             f"CREATE TEMP TABLE {_CTAS_TEMP} AS SELECT {', '.join(keys)} FROM {table}",
             can_cache=False,
         )
+        # The new table has no key another table's foreign key could name (a
+        # reference to it is a "foreign key mismatch"), so the move cascades nowhere.
         conn.execute(f"DELETE FROM {table}", can_cache=False)
         session = self._new_session(lambda t: t == name)
         try:
@@ -374,7 +712,7 @@ class Capture:
         return session
 
     def _start_session(self) -> None:
-        self._session = self._new_session(lambda name: name != META_TABLE)
+        self._session = self._new_session(_not_meta)
         self._seq_before = self._read_sequences()
 
     def _append_changeset(self, session: apsw.Session) -> None:
@@ -399,6 +737,13 @@ class Capture:
         if after != self._seq_before:
             self._job_ops().append(SqlOp(policy.sequence_sql(self._seq_before, after)))
         self._seq_before = after
+        if self._marks and not self._marks[-1].cut:
+            # A mark taken without a cut, right before the one statement now
+            # running, which has changed nothing yet: it starts here.
+            mark = self._marks[-1]
+            mark.cut = True
+            mark.ops = len(self._job_ops())
+            mark.seq = dict(after)
 
     def _read_sequences(self) -> dict[str, Any]:
         conn = self._conn
@@ -419,6 +764,10 @@ class Capture:
 
     def _schema_version(self) -> int:
         return int(_scalar(self._conn, "PRAGMA main.schema_version"))
+
+
+def _not_meta(name: str) -> bool:
+    return name != META_TABLE
 
 
 def _scalar(conn: apsw.Connection, sql: str) -> Any:

@@ -8,7 +8,8 @@ replicated as data: capture excludes it, checksums skip it.
 
 Statements here are prepared without the statement cache so that a client
 sending the same text can never reuse a statement that was authorized for
-the member itself.
+the member itself, and they name ``main.`` so that no TEMP object of the
+same name can stand in for the table.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import apsw
 META_TABLE = "_litemirror_meta"
 LSN_KEY = "lsn"
 
-_CREATE = f"CREATE TABLE IF NOT EXISTS {META_TABLE}(k TEXT PRIMARY KEY, v) WITHOUT ROWID"
+_CREATE = f"CREATE TABLE IF NOT EXISTS main.{META_TABLE}(k TEXT PRIMARY KEY, v) WITHOUT ROWID"
 _EXISTS = "SELECT 1 FROM main.sqlite_schema WHERE type = 'table' AND name = ?"
 
 #: A meta value: what SQLite can store.
@@ -35,7 +36,7 @@ def read_value(conn: apsw.Connection, key: str) -> MetaValue:
     if conn.execute(_EXISTS, (META_TABLE,), can_cache=False).fetchone() is None:
         return None
     row = conn.execute(
-        f"SELECT v FROM {META_TABLE} WHERE k = ?", (key,), can_cache=False
+        f"SELECT v FROM main.{META_TABLE} WHERE k = ?", (key,), can_cache=False
     ).fetchone()
     if row is None:
         return None
@@ -46,7 +47,8 @@ def read_value(conn: apsw.Connection, key: str) -> MetaValue:
 def write_value(conn: apsw.Connection, key: str, value: MetaValue) -> None:
     """Store ``key`` inside the caller's transaction."""
     conn.execute(
-        f"INSERT INTO {META_TABLE}(k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v",
+        f"INSERT INTO main.{META_TABLE}(k, v) VALUES (?, ?) "
+        "ON CONFLICT(k) DO UPDATE SET v = excluded.v",
         (key, value),
         can_cache=False,
     )

@@ -7,6 +7,12 @@ as it was before the record into the database after it:
   key, or by rowid for tables without one);
 - ``SqlOp``: a statement to execute as is (DDL, ``PRAGMA user_version = n``).
 
+A record whose only op is ``SqlOp("VACUUM")`` is a *VACUUM record*: every
+member vacuums its copy at the same point of the journal, outside any
+transaction (see :func:`litemirror.engine.apply.apply_record`). VACUUM may
+renumber the rowids of tables without a primary key, which changesets key
+rows by, so it must happen everywhere in the same order as the changes.
+
 Order matters: a changeset is always applied against the schema that was in
 force when it was captured, which is why capture cuts changesets around DDL.
 Encoded as MessagePack: a list of ``[tag, value]`` arrays.
@@ -32,6 +38,14 @@ class SqlOp(msgspec.Struct, tag="sql", frozen=True, array_like=True):
 
 
 Op = ChangesetOp | SqlOp
+
+VACUUM_SQL = "VACUUM"
+
+
+def is_vacuum(ops: list[Op]) -> bool:
+    """Whether ``ops`` are a VACUUM record's."""
+    return len(ops) == 1 and isinstance(ops[0], SqlOp) and ops[0].sql == VACUUM_SQL
+
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(list[Op])

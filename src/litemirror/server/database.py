@@ -26,6 +26,18 @@ client of the group gets the error; nothing changed anywhere. If the
 SQLite commit itself fails *after* the record is durable, the record is
 applied through the crash-recovery path until it succeeds, so the journal
 and the database never disagree.
+
+A job that ends with a deferred foreign-key violation is rolled back to its
+savepoint before its RELEASE, like any failing job (``Capture.end_job``);
+an interactive transaction whose commit fails so stays open, as SQLite
+leaves it. A script that stops at a failing statement keeps what ran before
+it (sqlite3's rule): its job commits with the group and its client gets the
+error afterwards.
+
+VACUUM and ``PRAGMA wal_checkpoint`` cannot run inside the group
+transaction. They are queued as :class:`MaintenanceJob` and run by the
+writer between two groups; VACUUM is journalled first (a record of its own),
+so every member vacuums at the same point of the history.
 """
 
 from __future__ import annotations
@@ -42,12 +54,14 @@ from typing import Any, TypeVar
 import apsw
 
 from litemirror.engine import apply as engine_apply
-from litemirror.engine import meta
-from litemirror.engine.capture import Capture, ExecResult
-from litemirror.engine.ops import Op, encode_ops
+from litemirror.engine import maintenance, meta
+from litemirror.engine.capture import Capture, ExecResult, ScriptStopped
+from litemirror.engine.ops import VACUUM_SQL, Op, SqlOp, encode_ops
+from litemirror.engine.policy import Where
 from litemirror.engine.sqlerrors import translate
 from litemirror.errors import (
     Error,
+    IntegrityError,
     InternalError,
     NotPrimaryError,
     OperationalError,
@@ -56,7 +70,17 @@ from litemirror.errors import (
 )
 from litemirror.journal import RecordKind
 
-from .jobs import BatchJob, TxnCommand, TxnJob
+from .jobs import (
+    CHECKPOINT_COLUMNS,
+    BatchJob,
+    Job,
+    Late,
+    MaintenanceJob,
+    TxnCommand,
+    TxnJob,
+    future_of,
+    maintenance_of,
+)
 from .journal_writer import JournalWriter
 from .reads import Deferred, NeedsWriter, open_reader, run_read, run_read_inline
 
@@ -74,11 +98,13 @@ INLINE_COMMIT_BYTES = 16 * 1024
 _SLOW_READS_KEPT = 256
 
 
-def open_writer(path: str) -> apsw.Connection:
+def open_writer(path: str, foreign_keys: bool = False) -> apsw.Connection:
     conn = apsw.Connection(path)
     conn.set_busy_timeout(5000)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
+    # Outside any transaction, where SQLite honours it: see docs/architecture.md.
+    conn.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
     # We checkpoint ourselves after commits, so the WAL stays bounded
     # without a client paying for it inside its commit.
     conn.wal_autocheckpoint(0)
@@ -105,6 +131,7 @@ class Database:
         replicate: Callable[[int, str], Awaitable[None]] | None = None,
         ack: str = "durable",
         writable: Callable[[], bool] = lambda: True,
+        foreign_keys: bool = False,
     ) -> None:
         self.name = name
         self.path = path
@@ -119,6 +146,8 @@ class Database:
         self._replicate = replicate
         self._ack = ack
         self._writable = writable
+        #: The database's ``[sqlite] foreign_keys`` setting, on every connection.
+        self._foreign_keys = foreign_keys
         self._group_ack = ack
         #: The epoch at which the current group was allowed to start: its record
         #: carries it, and it may reach the journal only while still current.
@@ -136,7 +165,7 @@ class Database:
         self._txn: TxnJob | None = None
         #: Statements that outran the inline read budget (insertion-ordered, bounded).
         self._slow_reads: dict[str, None] = {}
-        self._queue: deque[BatchJob | TxnJob] = deque()
+        self._queue: deque[Job] = deque()
         self._loop_task: asyncio.Task[None] | None = None
         self.applied_lsn = 0
         self.last_used = time.monotonic()
@@ -148,7 +177,7 @@ class Database:
     # ------------------------------------------------------------ lifecycle
 
     async def open(self) -> None:
-        self._writer = await self._run(open_writer, str(self.path))
+        self._writer = await self._run(open_writer, str(self.path), self._foreign_keys)
         self._capture = Capture(self._writer)
         self.applied_lsn = await self._run(meta.read_lsn, self._writer)
 
@@ -196,7 +225,7 @@ class Database:
             conn = self._readers.pop() if self._readers else None
             try:
                 if conn is None:
-                    conn = await self._run(open_reader, str(self.path))
+                    conn = await self._run(open_reader, str(self.path), self._foreign_keys)
                 try:
                     return await self._run(run_read, conn, sql, params)
                 except NeedsWriter:
@@ -216,7 +245,7 @@ class Database:
 
     # --------------------------------------------------------------- writes
 
-    def _submit(self, job: BatchJob | TxnJob) -> None:
+    def _submit(self, job: Job) -> None:
         if self.closed:
             raise OperationalError(f"database {self.name!r} is closing; retry")
         self.last_used = time.monotonic()
@@ -229,7 +258,11 @@ class Database:
     ) -> tuple[ExecResult, int]:
         """Run a one-shot job, committed in a group. Returns (result, commit LSN)."""
         fut: asyncio.Future[tuple[ExecResult, int]] = asyncio.get_running_loop().create_future()
-        self._submit(BatchJob(kind=kind, sql=sql, params=params, many=many, future=fut))
+        task = maintenance_of(sql) if kind == "exec" else None
+        if task is not None:
+            self._submit(MaintenanceJob(kind=task.kind, mode=task.mode, future=fut))
+        else:
+            self._submit(BatchJob(kind=kind, sql=sql, params=params, many=many, future=fut))
         return await fut
 
     async def begin(self) -> TxnJob:
@@ -243,7 +276,12 @@ class Database:
     async def _writer_loop(self) -> None:
         try:
             while self._queue:
-                await self._one_group()
+                head = self._queue[0]
+                if isinstance(head, MaintenanceJob):
+                    self._queue.popleft()
+                    await self._maintain(head)
+                else:
+                    await self._one_group()
         except BaseException:
             log.exception("writer of database %s failed", self.name)
             raise
@@ -261,8 +299,7 @@ class Database:
                 f"the member no longer accepts writes to {self.name!r}; nothing was committed"
             )
             while self._queue:
-                job = self._queue.popleft()
-                _fail(job.future if isinstance(job, BatchJob) else job.started, refusal)
+                _fail(future_of(self._queue.popleft()), refusal)
             return
         done: list[tuple[asyncio.Future[Any] | None, Any]] = []  # answered after commit
         self._group_ack = self._ack
@@ -281,8 +318,7 @@ class Database:
             for fut in exc.futures:
                 _fail(fut, err)
             while self._queue:
-                job = self._queue.popleft()
-                _fail(job.future if isinstance(job, BatchJob) else job.started, err)
+                _fail(future_of(self._queue.popleft()), err)
         except BaseException as exc:
             # Unexpected: answer everyone of this group, leave the database clean.
             log.exception("database %s: group failed", self.name)
@@ -301,6 +337,8 @@ class Database:
         count = 0
         while self._queue and count < self._group_max:
             head = self._queue[0]
+            if isinstance(head, MaintenanceJob):
+                break  # it runs once this group has committed
             if isinstance(head, TxnJob):
                 # An interactive transaction holds the writer across round trips;
                 # let it join a young group only, so it cannot make finished
@@ -348,20 +386,25 @@ class Database:
 
     def _exec_batch(
         self, cap: Capture, batch: list[BatchJob]
-    ) -> list[tuple[ExecResult | None, list[Op], Error | None]]:
+    ) -> list[tuple[ExecResult | Late | None, list[Op], Error | None]]:
         assert self._writer is not None
         self._open_group([job.future for job in batch])
-        out: list[tuple[ExecResult | None, list[Op], Error | None]] = []
+        out: list[tuple[ExecResult | Late | None, list[Op], Error | None]] = []
         for job in batch:
             self._writer.execute("SAVEPOINT lm_job")
-            cap.begin_job()
+            cap.begin_job(Where.SCRIPT if job.kind == "script" else Where.STATEMENT)
             try:
+                res: ExecResult | Late
                 if job.kind == "exec":
                     res = cap.execute(job.sql, job.params)
                 elif job.kind == "many":
                     res = cap.executemany(job.sql, job.many or [])
                 else:
-                    res = cap.executescript(job.sql)
+                    try:
+                        res = cap.executescript(job.sql)
+                    except ScriptStopped as stopped:
+                        # What ran before the failing statement stays, as in sqlite3.
+                        res = Late(stopped.error)
                 job_ops = cap.end_job()
                 self._writer.execute("RELEASE lm_job")
                 out.append((res, job_ops, None))
@@ -380,7 +423,7 @@ class Database:
         def start() -> None:
             self._open_group([txn.started])
             w.execute("SAVEPOINT lm_txn")
-            cap.begin_job()
+            cap.begin_job(Where.TRANSACTION)
 
         def stop(commit: bool) -> list[Op]:
             if commit:
@@ -424,6 +467,8 @@ class Database:
     async def _interactive_loop(
         self, txn: TxnJob, stop: Callable[[bool], list[Op]]
     ) -> tuple[asyncio.Future[Any] | None, Any, list[Op]] | None:
+        assert self._capture is not None
+        cap = self._capture
         loop = asyncio.get_running_loop()
         while True:
             try:
@@ -465,6 +510,16 @@ class Database:
                     self._group_ack
                 ):
                     self._group_ack = cmd.ack
+                try:
+                    await self._run(cap.check_deferred)
+                except IntegrityError as exc:
+                    # A deferred foreign-key violation: as in SQLite, the COMMIT
+                    # fails and the transaction stays open for the client to
+                    # fix or roll back.
+                    txn.finished = False
+                    self._txn_seen = loop.time()
+                    _fail(cmd.future, exc)
+                    continue
                 try:
                     job_ops = await self._run(stop, True)
                 except BaseException as exc:
@@ -536,7 +591,7 @@ class Database:
             # Committing a transaction that wrote nothing is cheap: run it here.
             w.execute("COMMIT")
             for fut, res in done:
-                _ok(fut, (res, 0) if res is not None else 0)
+                _answer(fut, res, 0)
             return
         payload = encode_ops(ops)
         if not self._writable() or self._epoch() != self._group_epoch:
@@ -614,8 +669,56 @@ class Database:
         self.commits += len(done)
         self._on_commit(self.name, record.lsn)
         for fut, res in done:
-            _ok(fut, (res, record.lsn) if res is not None else record.lsn)
+            _answer(fut, res, record.lsn)
         await self._maybe_checkpoint()
+
+    async def _maintain(self, job: MaintenanceJob) -> None:
+        """Run VACUUM or a checkpoint between groups (the writer is in autocommit)."""
+        assert self._writer is not None
+        try:
+            if not self._writable():
+                raise NotPrimaryError(f"the member no longer accepts writes to {self.name!r}")
+            if job.kind == "checkpoint":
+                rows = await self._run(maintenance.checkpoint, self._writer, job.mode)
+                _ok(job.future, (ExecResult(CHECKPOINT_COLUMNS, rows, -1, 0), 0))
+            else:
+                _ok(job.future, (ExecResult(None, [], -1, 0), await self._vacuum()))
+        except BaseException as exc:
+            _fail(job.future, _as_error(exc))
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+
+    async def _vacuum(self) -> int:
+        """Journal a VACUUM record, wait for the backup like a group, then VACUUM."""
+        assert self._writer is not None
+        w = self._writer
+        epoch = self._epoch()
+        payload = encode_ops([SqlOp(VACUUM_SQL)])
+        # Checked and appended in one step of the event loop, as a group is.
+        record = await self._journal.append(epoch, RecordKind.CHANGES, self.name, payload)
+        if self._replicate is not None:
+            # Deposed while waiting: the record stays in this member's journal
+            # (never applied here) until the rejoin rolls it back.
+            await self._replicate(record.lsn, self._ack)
+        try:
+            await self._run(maintenance.vacuum, w, record.lsn)
+        except BaseException as exc:
+            log.error(
+                "database %s: VACUUM of durable journal record %d failed (%s); "
+                "applying it through recovery",
+                self.name,
+                record.lsn,
+                exc,
+            )
+            await self._run(_rollback_quietly, w)
+            await self._apply_until_done(record.lsn, payload)
+        self.applied_lsn = record.lsn
+        self.groups += 1
+        self.commits += 1
+        self._on_commit(self.name, record.lsn)
+        # VACUUM wrote the whole database into the WAL: move it back now.
+        await self._run(maintenance.checkpoint, w, "PASSIVE")
+        return record.lsn
 
     async def _apply_until_done(self, lsn: int, payload: bytes) -> None:
         delay = 0.05
@@ -658,6 +761,14 @@ class _CannotBegin(Exception):
     def __init__(self, futures: list[asyncio.Future[Any] | None]) -> None:
         super().__init__("cannot open a write transaction")
         self.futures = futures
+
+
+def _answer(fut: asyncio.Future[Any] | None, res: Any, lsn: int) -> None:
+    """Answer a job of a group that committed at ``lsn`` (0: nothing to record)."""
+    if isinstance(res, Late):
+        _fail(fut, res.error)
+    else:
+        _ok(fut, (res, lsn) if res is not None else lsn)
 
 
 def _rollback_quietly(conn: apsw.Connection) -> None:

@@ -298,6 +298,7 @@ class MemberServer:
             replicate=self._replicate,
             ack=self.config.mirror.ack,
             writable=lambda: self.writable,
+            sqlite=self.config.sqlite,
         )
         limit = self._replay_limit
         res = await loop.run_in_executor(

@@ -23,6 +23,10 @@ journal's back (``PRAGMA query_only=0`` followed by ``REINDEX``, ``ATTACH``
 of another file, ``PRAGMA wal_checkpoint``) never runs on a reader: it is
 refused at prepare and handed to the writer path, where the session's role
 checks and the journal apply.
+
+Readers enforce foreign keys when the database does (``[sqlite]
+foreign_keys``), so ``PRAGMA foreign_keys`` reads the truth on them too, and
+setting it to the value in force is accepted as the no-op it is.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from typing import Any
 import apsw
 
 from litemirror.engine.capture import ExecResult
+from litemirror.engine.policy import pragma_bool
 from litemirror.engine.sqlerrors import translate
 from litemirror.errors import ProgrammingError
 
@@ -89,8 +94,9 @@ _RECURSIVE = getattr(apsw, "SQLITE_RECURSIVE", 33)
 class _ReadOnlyAuthorizer:
     """SQLite authorizer for reader connections; remembers whether it refused a write."""
 
-    def __init__(self) -> None:
+    def __init__(self, foreign_keys: bool = False) -> None:
         self.refused = False
+        self._foreign_keys = foreign_keys
 
     def __call__(
         self, action: int, p1: str | None, p2: str | None, _db: str | None, _trigger: str | None
@@ -101,15 +107,20 @@ class _ReadOnlyAuthorizer:
             name = (p1 or "").lower()
             if name in _READ_PRAGMAS or (name in _GET_PRAGMAS and p2 is None):
                 return apsw.SQLITE_OK
+            # Setting the value in force is the no-op it is on the writer.
+            setting = name == "foreign_keys" and p2 is not None and _db in (None, "main")
+            if setting and pragma_bool(p2 or "") == self._foreign_keys:
+                return apsw.SQLITE_OK
         self.refused = True
         return apsw.SQLITE_DENY
 
 
-def open_reader(path: str) -> apsw.Connection:
+def open_reader(path: str, foreign_keys: bool = False) -> apsw.Connection:
     conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READWRITE)
     conn.set_busy_timeout(BUSY_TIMEOUT_MS)
     conn.execute("PRAGMA query_only=1")
-    conn.authorizer = _ReadOnlyAuthorizer()
+    conn.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
+    conn.authorizer = _ReadOnlyAuthorizer(foreign_keys)
     return conn
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import apsw
 
-from litemirror.config import DB_RE, ServerSection
+from litemirror.config import DB_RE, ServerSection, SqliteSection
 from litemirror.engine import meta
 from litemirror.errors import OperationalError, ProgrammingError
 from litemirror.security.roles import SYSTEM_DB
@@ -53,6 +53,7 @@ class Registry:
         replicate: Callable[[int, str], Awaitable[None]] | None = None,
         ack: str = "durable",
         writable: Callable[[], bool] = lambda: True,
+        sqlite: SqliteSection | None = None,
     ) -> None:
         self.dir = data_dir / "databases"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -64,6 +65,7 @@ class Registry:
         self._replicate = replicate
         self._ack = ack
         self._writable = writable
+        self._sqlite = sqlite or SqliteSection()
         self._open: OrderedDict[str, Database] = OrderedDict()
         self._opening: dict[str, asyncio.Future[Database]] = {}
         self._names: set[str] = {p.name[: -len(SUFFIX)] for p in self.dir.glob("*" + SUFFIX)}
@@ -119,6 +121,7 @@ class Registry:
                 replicate=self._replicate,
                 ack=self._ack,
                 writable=self._writable,
+                foreign_keys=self._sqlite.foreign_keys_for(name),
             )
             await db.open()
             self._open[name] = db
