@@ -126,6 +126,10 @@ def _counted(
         except DatabaseError as exc:
             exc.changes = self._changes - start
             raise
+        except ScriptStopped as stopped:
+            # What ran before the failing statement stays, and counts.
+            stopped.error.changes = self._changes - start
+            raise
         return replace(result, changes=self._changes - start)
 
     return counted
