@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -127,6 +128,12 @@ class Answer:
     def unchecked(self) -> bool:
         return UNCHECKED in self.message
 
+    @property
+    def retry_in(self) -> float:
+        """The "retry in N s" of an unchecked refusal (0 when it says none)."""
+        found = re.search(r"retry in (\d+) s", self.message)
+        return float(found.group(1)) if found else 0.0
+
 
 def raw_login(
     c: Cluster,
@@ -160,6 +167,18 @@ def raw_login(
         return Answer("ok", "", now, now - t0)
     assert isinstance(msg, m.Error), msg
     return Answer(msg.kind, msg.message, now, now - t0)
+
+
+def checked_login(
+    c: Cluster, member: str, user: str, password: str, *, source: str, timeout: float = 60.0
+) -> Answer:
+    """A login that waits out its host's back-off (retries while refused unchecked)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = raw_login(c, member, user, password, source=source)
+        if not answer.unchecked or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.2)
 
 
 def https(

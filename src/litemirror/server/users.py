@@ -33,9 +33,10 @@ is no user's is not written down at all (people type passwords into the
 user field), only that one failed.
 
 Failed logins are slowed per host and per user name
-(:mod:`litemirror.security.throttle` holds the policy): attempts of one host
-take turns, so parallel connections do not multiply the rate, and a host
-with too many attempts already waiting has the rest refused unchecked.
+(:mod:`litemirror.security.throttle` holds the policy): a host's attempts
+are checked one at a time, and those its back-off still holds are refused
+unchecked, so parallel connections do not multiply the rate; hosts that
+failed recently take turns on a user name.
 
 Roles are ordered: ``read`` < ``write`` < ``admin``. ``read`` runs queries
 (the reader path) and the read-only admin actions; ``write`` also changes
@@ -112,8 +113,9 @@ MAX_PENDING_CHECKS = 64
 VERIFIED_CACHE = 1024
 #: One auth_refused event per peer host and kind in this window; the rest are logged.
 EVENT_EVERY_S = 60.0
-#: Attempts from one throttled host that may wait for their turn; more are refused unchecked.
-HOST_QUEUE = 4
+#: Attempts of a host that failed recently that may wait for their turn; more are
+#: refused unchecked (a host without failures, e.g. a connection pool starting, always waits).
+HOST_QUEUE = 8
 #: Attempts (from hosts that failed recently) that may wait for their turn on one user name.
 USER_QUEUE = 16
 #: What the log and events say instead of a user name that is no user's.
@@ -310,13 +312,12 @@ class Users:
     ) -> Principal:
         """Check a password (or a certificate's user); raise AuthenticationError if refused.
 
-        Password logins take turns (:mod:`litemirror.security.throttle` holds the
-        policy): one at a time per client host, and, from a host that failed
-        recently, one at a time per user name too. A failure holds the turns
-        for the back-off its host and name have earned before it is answered,
-        so the next attempt is checked only after that; a right password is
-        answered at once. A host whose turn already has ``HOST_QUEUE``
-        attempts waiting while it is slowed has further ones refused unchecked.
+        Password logins go through the back-off (:mod:`litemirror.security.throttle`
+        holds the policy): the attempts of one client host are checked one at a
+        time, and one the host's back-off still holds is refused unchecked, at
+        once, saying when to retry. Attempts from a host that failed recently
+        also take turns on the user name, each after what is left of the name's
+        back-off. A failure is answered at once; so is a right password.
         """
         if cert_user is not None and name == cert_user:
             # A verified certificate cannot be guessed: no back-off.
@@ -332,31 +333,33 @@ class Users:
         password = password or ""
         host = peer.rpartition(":")[0] or peer
         if (
-            self.throttle.plan(host, name, time.monotonic()).host_throttled
+            self.throttle.suspect(host, time.monotonic())
             and self._host_turns.waiting(host) >= HOST_QUEUE
         ):
             self._not_checked(peer, f"{HOST_QUEUE} attempts from {host} are already waiting")
         async with self._host_turns.turn(host):
-            slept = 0.0
-            if not self.throttle.suspect(host, time.monotonic()):
-                # A host without recent failures does not queue behind the guessers of
-                # this name: the real user gets in from its usual host at once.
+            plan = self.throttle.plan(host, name, time.monotonic())
+            if plan.host_retry_in_s > 0:
+                self._not_checked(
+                    peer,
+                    f"{host} is held for {plan.host_retry_in_s:.1f} s more",
+                    plan.host_retry_in_s,
+                )
+            if not plan.user_turn:
+                # A host without recent failures does not queue behind the guessers
+                # of this name: the real user gets in from its usual host at once.
                 who = await self._attempt(name, password, host, peer)
             else:
                 if self._user_turns.waiting(name) >= USER_QUEUE:
-                    self._not_checked(peer, "too many attempts for one user name are waiting")
+                    self._not_checked(peer, "too many attempts at one user name are waiting")
                 async with self._user_turns.turn(name):
+                    wait = self.throttle.plan(host, name, time.monotonic()).user_wait_s
+                    if wait > 0:
+                        await asyncio.sleep(wait)  # at most user_max_s
                     who = await self._attempt(name, password, host, peer)
-                    if who is None:
-                        # The name's turn is held for its back-off (bounded: user_max_s).
-                        slept = self.throttle.plan(host, name, time.monotonic()).user_wait_s
-                        await asyncio.sleep(slept)
-            if who is not None:
-                return who
-            # The host's turn is held for its back-off: its next attempt waits that long.
-            wait = self.throttle.plan(host, name, time.monotonic()).host_wait_s
-            await asyncio.sleep(max(0.0, wait - slept))
-        raise AuthenticationError(AUTH_FAILED)
+        if who is None:
+            raise AuthenticationError(AUTH_FAILED)
+        return who
 
     async def _lookup(self, name: str, peer: str) -> UserRow | None:
         """The user row of ``name`` (None for a name no user may have); Unavailable on errors."""
@@ -386,11 +389,12 @@ class Users:
         self._verified.move_to_end(key)
         return True
 
-    def _not_checked(self, peer: str, why: str) -> NoReturn:
+    def _not_checked(self, peer: str, why: str, retry_in_s: float | None = None) -> NoReturn:
         self.refused(peer, "authentication", f"login from {peer} not checked: {why}")
+        when = f"retry in {max(1, round(retry_in_s + 0.5))} s" if retry_in_s else "retry later"
         raise AuthenticationError(
             "authentication refused: too many failed logins from this host; this attempt was "
-            "not checked; wait a little and retry"
+            f"not checked; {when}"
         )
 
     async def _attempt(self, name: str, password: str, host: str, peer: str) -> Principal | None:
@@ -414,10 +418,10 @@ class Users:
         if failure.host_now_throttled:
             self.m.event(
                 "auth_throttled",
-                f"{failure.host_failures} failed logins from {host}: its further attempts take "
-                f"turns, each failure answered after a wait that doubles up to {t.max_s:g} s "
-                f"(failures are forgotten by half every {t.half_life_s:g} s; a success "
-                "forgives its own user's)",
+                f"{failure.host_failures} failed logins from {host}: each further failure holds "
+                f"it for a wait that doubles up to {t.max_s:g} s, and its attempts meanwhile are "
+                f"refused unchecked (failures are forgotten by half every {t.half_life_s:g} s; "
+                "a success forgives its own user's)",
                 "warning",
                 peer=peer,
             )
@@ -425,8 +429,8 @@ class Users:
             self.m.event(
                 "auth_throttled",
                 f"{failure.user_failures} failed logins for {who} (from all hosts, the last "
-                f"from {peer}): hosts that failed now take turns on this name, each failure "
-                f"answered after a wait of up to {t.user_max_s:g} s",
+                f"from {peer}): hosts that failed recently now take turns on this name, each "
+                f"waiting up to {t.user_max_s:g} s; hosts that did not fail are not held back",
                 "warning",
                 peer=peer,
             )
