@@ -238,6 +238,7 @@ async function problem(resp) {
 
 function showLogin(message) {
   loggingIn = true;
+  clearTimeout(timer);
   document.getElementById("dashboard").hidden = true;
   document.getElementById("who").hidden = true;
   document.getElementById("login").hidden = false;
