@@ -35,6 +35,8 @@ PATHS = {
     "/admin/promote",
     "/admin/db_add",
     "/admin/journal_switch",
+    "/login",
+    "/logout",
 }
 
 

@@ -25,6 +25,8 @@ PURE = [
     "litemirror.protocol.handshake",
     "litemirror.security.throttle",
     "litemirror.security.roles",
+    "litemirror.security.visibility",
+    "litemirror.security.login_tokens",
     "litemirror.failover",
     "litemirror.replication",
 ]

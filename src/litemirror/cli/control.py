@@ -1,17 +1,20 @@
 """Control connections from the command line to members: status and admin actions.
 
-Status asks need no login (the HTTP port shows the same to anyone). Admin
-actions log in as the user given with ``--user`` or ``LITEMIRROR_USER``, with
-the password from ``LITEMIRROR_PASSWORD`` or, on a terminal, a prompt (asked
-once per command). Without a user they go without credentials, which a
-member with ``auth.require`` refuses (unless no admin user exists yet and
-the command runs on the member's host: the bootstrap rule).
+Admin actions log in as the user given with ``--user`` or
+``LITEMIRROR_USER``, with the password from ``LITEMIRROR_PASSWORD`` or, on a
+terminal, a prompt (asked once per command). Without a user they go without
+credentials, which a member with ``auth.require`` refuses (unless no admin
+user exists yet and the command runs on the member's host: the bootstrap
+rule). Status asks log in the same way when a user is given; without one, a
+member with ``auth.require`` answers only what a load balancer needs (role,
+state, epoch; see :mod:`litemirror.security.visibility`).
 """
 
 from __future__ import annotations
 
 import getpass
 import os
+import ssl
 import sys
 from typing import Any
 
@@ -53,9 +56,15 @@ def call(
     *,
     timeout: float = 5.0,
     credentials: Login | None = None,
+    context: ssl.SSLContext | None = None,
 ) -> dict[str, Any]:
-    """Open a control connection, send one request, return the ``Ok.info``."""
-    t = Transport.connect(host, port, timeout if timeout > 0 else 5.0, control_context())
+    """Open a control connection, send one request, return the ``Ok.info``.
+
+    ``context``: the TLS context to use instead of this process's (a member
+    passes its own, which presents its member certificate).
+    """
+    ctx = context if context is not None else control_context()
+    t = Transport.connect(host, port, timeout if timeout > 0 else 5.0, ctx)
     try:
         t.send(
             m.Hello(
@@ -84,9 +93,22 @@ def call(
         t.close()
 
 
-def member_status(member: Member, timeout: float = 2.0) -> dict[str, Any]:
+def member_status(
+    member: Member,
+    timeout: float = 2.0,
+    *,
+    credentials: Login | None = None,
+    context: ssl.SSLContext | None = None,
+) -> dict[str, Any]:
     try:
-        return call(member.host, member.port, m.StatusRequest(id=1), timeout=timeout)
+        return call(
+            member.host,
+            member.port,
+            m.StatusRequest(id=1),
+            timeout=timeout,
+            credentials=credentials,
+            context=context,
+        )
     except errors.Error as exc:
         return {
             "member": member.name,
@@ -110,7 +132,8 @@ def arbiter_status(address: str, timeout: float = 2.0) -> dict[str, Any]:
 
 
 def mirror_status(config: Config) -> dict[str, Any]:
-    members = [member_status(mb) for mb in config.members]
+    who = login()
+    members = [member_status(mb, credentials=who) for mb in config.members]
     out: dict[str, Any] = {"mirror": config.mirror.name, "members": members}
     if config.mirror.arbiter is not None:
         out["arbiter"] = arbiter_status(config.mirror.arbiter)

@@ -11,6 +11,10 @@ Where each member's events come from (``--source auto``, the default):
 
 ``--source file`` or ``--source http`` forces one way for every member.
 
+With ``auth.require`` the HTTP port shows events to logged-in users only
+(``--user NAME`` or ``LITEMIRROR_USER``, sent as HTTP Basic auth); events
+about logins, users and admin actions are shown whole to admin users only.
+
 ``--follow`` polls every source each ``--interval`` seconds and prints the
 events it has not printed yet, sorted by time within each poll (an event of
 a member that answered late can appear after a later one of another
@@ -21,6 +25,7 @@ again when it is back; following goes on until Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import base64
 import datetime as dt
 import json
 import re
@@ -38,6 +43,9 @@ from rich.markup import escape
 from litemirror import errors
 from litemirror.client.credentials import control_context, tls_from, use_tls
 from litemirror.config import SEVERITIES, Config, Member, load
+
+from .control import login
+from .users import login_option
 
 SEVERITY_STYLE = {
     "info": "dim",
@@ -83,6 +91,8 @@ class Source:
 
     member: Member
     via: str  # "http" or "file"
+    #: The Authorization header for HTTP (the command line's login), if any.
+    authorization: str | None = None
     offset: int = 0
     last_ts: float = float("-inf")
     seen_at_last: set[tuple[Any, ...]] = field(default_factory=set)
@@ -102,9 +112,25 @@ class Source:
 
     def _http(self, timeout: float) -> list[dict[str, Any]]:
         url = f"{_scheme()}://{self.member.http}/events?limit=1000"
+        headers = {"Authorization": self.authorization} if self.authorization else {}
+        request = urllib.request.Request(url, headers=headers)
         try:
-            with urllib.request.urlopen(url, timeout=timeout, context=control_context()) as resp:
+            with urllib.request.urlopen(
+                request, timeout=timeout, context=control_context()
+            ) as resp:
                 doc = json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code != 401:
+                raise errors.UnavailableError(
+                    f"member {self.member.name}: cannot read {url}: HTTP {exc.code}"
+                ) from exc
+            raise errors.UnavailableError(
+                f"member {self.member.name} requires a login to read its events "
+                "(auth.require): run with --user NAME (or LITEMIRROR_USER and "
+                "LITEMIRROR_PASSWORD)"
+                if self.authorization is None
+                else f"member {self.member.name}: the login was not accepted ({url})"
+            ) from exc
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise errors.UnavailableError(
                 f"member {self.member.name}: cannot read {url}: {getattr(exc, 'reason', exc)}"
@@ -234,6 +260,11 @@ def run(args: argparse.Namespace) -> int:
     config = load(args.config)
     use_tls(tls_from(config))
     srcs = sources(config, args.source, args.member)
+    who = login()
+    if who is not None:
+        token = base64.b64encode(f"{who[0]}:{who[1] or ''}".encode()).decode()
+        for src in srcs:
+            src.authorization = f"Basic {token}"
     printer = Printer(args.json, args.min_severity)
     with ThreadPoolExecutor(max_workers=max(1, min(16, len(srcs)))) as pool:
         evs, answered = poll(srcs, pool, args.timeout, printer)
@@ -276,4 +307,5 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--interval", type=float, default=1.0, help="seconds between polls")
     s.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for a member")
     s.add_argument("--json", action="store_true", help="one JSON object per line")
+    login_option(s)
     s.set_defaults(func=run)

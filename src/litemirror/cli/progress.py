@@ -10,7 +10,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 
 from litemirror.config import Config
 
-from .control import member_status
+from .control import login, member_status
 
 
 def _applied(st: dict[str, Any]) -> int:
@@ -44,7 +44,7 @@ def follow_to_members(
             for mb in others:
                 if mb.name in done:
                     continue
-                st = member_status(mb, 1.0)
+                st = member_status(mb, 1.0, credentials=login())
                 if st.get("role") == "down":
                     progress.update(tasks[mb.name], what="down")
                     done.add(mb.name)

@@ -134,6 +134,14 @@ def build(status: dict[str, Any], config: Config | None = None) -> RenderableTyp
                     f" in contact with {', '.join(arb.get('in_contact') or []) or 'nobody'}"
                 )
             )
+    if any(mb.get("redacted") for mb in status["members"]):
+        parts.append(
+            Text(
+                "Some members require a login (auth.require) and showed only role and "
+                "state: run with --user NAME (or LITEMIRROR_USER) for the full status.",
+                style="yellow",
+            )
+        )
     for mb in status["members"]:
         if mb.get("error"):
             parts.append(Text.from_markup(f"[red]{mb['member']}[/]: {mb['error']}"))

@@ -34,7 +34,8 @@ class Principal:
     user: str | None
     #: read, write or admin; None: may only ping and ask for status.
     role: str | None
-    #: open (auth not required), password, certificate, bootstrap or anonymous.
+    #: open (auth not required), password, certificate, bootstrap, anonymous, or member
+    #: (another member of the mirror on a control connection, by its certificate).
     how: str
 
     def describe(self) -> str:
@@ -44,12 +45,16 @@ class Principal:
             return "a loopback connection acting as admin (no admin user exists yet)"
         if self.how == "open":
             return "a client (auth.require is off)"
+        if self.how == "member":
+            return "a member of the mirror (its certificate)"
         return "a connection without credentials"
 
 
 OPEN = Principal(None, "admin", "open")
 ANONYMOUS = Principal(None, None, "anonymous")
 BOOTSTRAP = Principal(None, "admin", "bootstrap")
+#: Another member asking for status (its certificate): reads, and sees everything.
+MEMBER = Principal(None, "read", "member")
 
 
 def allows(role: str | None, needed: str) -> bool:

@@ -79,7 +79,8 @@ async def admin(
         return await promote(m, bool(args.get("to_primary", True)))
     if action == "databases":
         names = m.registry.names()
-        if actor is not None and not allows(actor.role, "admin"):
+        # Users see only what they may open; a member (the Monitor) sees every database.
+        if actor is not None and not allows(actor.role, "admin") and actor.how != "member":
             names = [n for n in names if n != SYSTEM_DB]
         return {"databases": names}
     if action == "checksum":

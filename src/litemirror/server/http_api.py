@@ -15,6 +15,14 @@ Health checks answer with a status code a load balancer understands:
   reads, optionally only when its data is at most ``max_lag_ms`` old; 503
   on the primary and on a replica that is seeding, rolling back or fenced.
 
+With ``auth.require`` on, ``/status``, ``/mirror`` and ``/events`` need a
+login (:mod:`litemirror.server.web.access`: the Monitor page's login cookie,
+HTTP Basic auth, a client certificate, another member's certificate, or the
+bearer token) and show each caller what its role may see
+(:mod:`litemirror.security.visibility`); the health checks, ``/metrics`` and
+the page itself stay open. ``POST /login`` and ``POST /logout`` are the
+Monitor page's login form.
+
 Admin POSTs need the bearer token when one is configured (server.http_token,
 or the ``LITEMIRROR_HTTP_TOKEN`` environment variable) or HTTP Basic auth of
 an admin user. Without either they are accepted from loopback only, and with
@@ -27,24 +35,28 @@ or 403 and an ``auth_refused`` event naming the peer. Every error is a JSON body
 from __future__ import annotations
 
 import asyncio
-import base64
 import hmac
 import logging
 import math
 import os
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 from aiohttp import web
 
 from litemirror import errors
 from litemirror.config import parse_address
+from litemirror.security.roles import Principal
+from litemirror.security.visibility import Audience, audience_of, events_view
 
 from .metrics import CONTENT_TYPE, Metrics
 from .tls_listener import Listener
 from .users import BOOTSTRAP, is_loopback
 from .web import REPLICA_ROLES, LagTracker, MirrorView, asset
+from .web.access import PAGE_HEADER, Access, LoginRequired, over_tls
+from .web.access import basic_credentials as _basic_credentials
+from .web.access import peer_of as _peer
 
 if TYPE_CHECKING:
     from .member import MemberServer
@@ -52,6 +64,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("litemirror.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: A reading endpoint, called with who asks (see ``HttpApi._for_readers``).
+ReaderHandler = Callable[[web.Request, Principal], Awaitable[web.StreamResponse]]
 #: Receiver states in which a replica cannot serve consistent reads.
 NOT_READABLE = ("seeding", "rolling back", "fenced", "starting", "deciding role")
 MAX_BODY = 64 * 1024
@@ -77,6 +91,13 @@ class DbAddBody(_Body, frozen=True):
 
 class JournalSwitchBody(_Body, frozen=True):
     pass
+
+
+class LoginBody(_Body, frozen=True):
+    """The Monitor page's login form (the same bounds as a Hello's credentials)."""
+
+    user: Annotated[str, msgspec.Meta(max_length=128)]
+    password: Annotated[str, msgspec.Meta(max_length=1024)]
 
 
 ADMIN_BODIES: dict[str, type[_Body]] = {
@@ -132,24 +153,6 @@ class _Refused(Exception):
         self.message = message
 
 
-def _peer(request: web.Request) -> str:
-    """The client's "host:port" (the port too, unlike ``request.remote``)."""
-    peer = request.transport.get_extra_info("peername") if request.transport else None
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        return f"{peer[0]}:{peer[1]}"
-    return f"{request.remote or 'unknown'}:0"
-
-
-def _basic_credentials(value: str) -> tuple[str, str]:
-    """(user, password) from the value of a Basic Authorization header ('', '' if malformed)."""
-    try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (ValueError, UnicodeDecodeError):
-        return "", ""
-    user, colon, password = decoded.partition(":")
-    return (user, password) if colon else ("", "")
-
-
 def admin_token(member: MemberServer) -> str | None:
     token = getattr(member.config.server, "http_token", None) or os.environ.get(
         "LITEMIRROR_HTTP_TOKEN"
@@ -164,6 +167,7 @@ class HttpApi:
         self.view = MirrorView(member, self.lag)
         self.metrics = Metrics(member)
         self.token = admin_token(member)
+        self.access = Access(member, self.token)
         self.app = web.Application(middlewares=[self._errors], client_max_size=MAX_BODY)
         r = self.app.router
         r.add_get("/", self.page)
@@ -171,12 +175,14 @@ class HttpApi:
             r.add_get(f"/{name}", self._asset(name, ctype))
         r.add_get("/openapi.json", self._asset("openapi.json", "application/json"))
         r.add_get("/health", self.health)
-        r.add_get("/status", self.status)
-        r.add_get("/mirror", self.mirror)
+        r.add_get("/status", self._for_readers(self.status))
+        r.add_get("/mirror", self._for_readers(self.mirror))
         r.add_get("/primary", self.primary)
         r.add_get("/replica", self.replica)
-        r.add_get("/events", self.events)
+        r.add_get("/events", self._for_readers(self.events))
         r.add_get("/metrics", self.prometheus)
+        r.add_post("/login", self.log_in)
+        r.add_post("/logout", self.log_out)
         for action in ADMIN_BODIES:
             r.add_post(f"/admin/{action}", self._admin(action))
 
@@ -243,9 +249,90 @@ class HttpApi:
     async def health(self, _request: web.Request) -> web.StreamResponse:
         return json_response({"status": "up", **self._summary()})
 
-    async def status(self, _request: web.Request) -> web.StreamResponse:
+    # ----------------------------------------------------------- logins
+
+    def _login_required(self, request: web.Request, message: str) -> web.Response:
+        resp = error_response(401, "AuthenticationError", message)
+        resp.headers.popall("WWW-Authenticate", None)
+        if request.headers.get(PAGE_HEADER):
+            # The page shows its own form; a Basic challenge would pop up the browser's.
+            resp.headers.add("WWW-Authenticate", 'Form realm="litemirror"')
+            return resp
+        if self.token is not None:
+            resp.headers.add("WWW-Authenticate", "Bearer")
+        resp.headers.add("WWW-Authenticate", 'Basic realm="litemirror", charset="UTF-8"')
+        return resp
+
+    def _for_readers(self, handler: ReaderHandler) -> Handler:
+        """``handler`` for logged-in callers only when auth.require is on (401 otherwise)."""
+
+        async def run(request: web.Request) -> web.StreamResponse:
+            try:
+                viewer = await self.access.viewer(request)
+            except LoginRequired as exc:
+                return self._login_required(request, exc.message)
+            return await handler(request, viewer)
+
+        return run
+
+    def _audience(self, viewer: Principal) -> Audience:
+        return audience_of(viewer, self.m.config.auth.require)
+
+    async def log_in(self, request: web.Request) -> web.StreamResponse:
+        """The Monitor page's login form: a password login, answered with a token cookie."""
+        if not self.m.config.auth.require:
+            raise errors.OperationalError(
+                "this member does not require a login (auth.require is off): nothing to log in to"
+            )
+        if self.m.tls is not None and not over_tls(request):
+            raise errors.PermissionDeniedError(
+                "log in over https://: this mirror has TLS, and a password must not cross "
+                "the network in clear"
+            )
+        if request.content_type != "application/json":
+            # Also what keeps other sites' forms out: they cannot send JSON without asking.
+            raise errors.ProgrammingError("login: send the user and password as JSON")
+        try:
+            body = msgspec.json.decode(await request.read(), type=LoginBody)
+        except msgspec.DecodeError as exc:
+            raise errors.ProgrammingError(f"login: bad request body: {exc}") from exc
+        try:
+            who, token = await self.access.log_in(body.user, body.password, _peer(request))
+        except errors.AuthenticationError as exc:
+            resp = error_response(401, "AuthenticationError", exc.message)
+            resp.headers["WWW-Authenticate"] = 'Form realm="litemirror"'
+            return resp
+        tokens = self.access.tokens
+        resp = json_response(
+            {
+                "user": who.user,
+                "role": who.role,
+                "idle_timeout_s": tokens.idle_s,
+                "lifetime_s": tokens.lifetime_s,
+            }
+        )
+        # A session cookie (no Max-Age): the member ends the login itself (idle, lifetime).
+        resp.set_cookie(
+            self.access.cookie_name(request),
+            token,
+            path="/",
+            httponly=True,
+            secure=over_tls(request),
+            samesite="Strict",
+        )
+        return resp
+
+    async def log_out(self, request: web.Request) -> web.StreamResponse:
+        self.access.log_out(request)
+        resp = json_response({"logged_out": True})
+        resp.del_cookie(self.access.cookie_name(request), path="/")
+        return resp
+
+    # ----------------------------------------------------------- reading
+
+    async def status(self, _request: web.Request, viewer: Principal) -> web.StreamResponse:
         m = self.m
-        out = m.status()
+        out = m.status(viewer)
         open_dbs = {d.name: d for d in m.registry.open_databases()}
         out["http"] = m.me.http
         out["lag_ms"] = self.lag.lag_ms(m)
@@ -261,8 +348,15 @@ class HttpApi:
         ]
         return json_response(out)
 
-    async def mirror(self, _request: web.Request) -> web.StreamResponse:
-        return json_response(await self.view.get())
+    async def mirror(self, _request: web.Request, viewer: Principal) -> web.StreamResponse:
+        view = await self.view.get()
+        return json_response(
+            {
+                **view,
+                "events": events_view(view["events"], self._audience(viewer)),
+                "viewer": {"user": viewer.user, "role": viewer.role, "how": viewer.how},
+            }
+        )
 
     async def primary(self, _request: web.Request) -> web.StreamResponse:
         ok = self.m.role == "primary" and self.m.writable
@@ -287,12 +381,13 @@ class HttpApi:
             return json_response({**body, "max_lag_ms": limit}, 503)
         return json_response(body)
 
-    async def events(self, request: web.Request) -> web.StreamResponse:
+    async def events(self, request: web.Request, viewer: Principal) -> web.StreamResponse:
         raw = request.query.get("limit", "100")
         if not raw.isdigit() or not 0 < int(raw) <= 1000:
             raise errors.ProgrammingError(f"limit={raw!r} must be a whole number from 1 to 1000")
-        recent = list(self.m.events.recent)[-int(raw) :]
-        return json_response({"member": self.m.me.name, "events": recent})
+        recent = [msgspec.to_builtins(ev) for ev in list(self.m.events.recent)[-int(raw) :]]
+        shown = events_view(recent, self._audience(viewer))
+        return json_response({"member": self.m.me.name, "events": shown})
 
     async def prometheus(self, _request: web.Request) -> web.StreamResponse:
         return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})

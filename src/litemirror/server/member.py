@@ -32,6 +32,7 @@ from litemirror.replication.purge import ClosedSegment, purge_before
 from litemirror.security.tls import TlsSetup, certificate_info
 from litemirror.security.tls import reload as reload_tls
 from litemirror.security.tls import setup as tls_setup
+from litemirror.security.visibility import audience_of, status_view
 
 from .agent import FailoverAgent
 from .canary import status_fields as canary_status_fields
@@ -139,7 +140,11 @@ class MemberServer:
     def last_lsn(self) -> int:
         return self.journal.last_lsn
 
-    def status(self) -> dict[str, Any]:
+    def status(self, viewer: Principal | None = None) -> dict[str, Any]:
+        """This member's status; as ``viewer`` may see it (security/visibility.py) when given."""
+        if viewer is not None:
+            recent = [msgspec.to_builtins(ev) for ev in list(self.events.recent)[-5:]]
+            return status_view(self.status(), audience_of(viewer, self.config.auth.require), recent)
         j = self.journal
         segs = j.segments()
         out: dict[str, Any] = {

@@ -222,7 +222,12 @@ class ClientSession:
         mem = self.member
         try:
             self.principal = await mem.users.login(
-                hello.user, hello.password, self.identity, self.peer, hello.database
+                hello.user,
+                hello.password,
+                self.identity,
+                self.peer,
+                hello.database,
+                self.writer.get_extra_info("ssl_object"),
             )
         except Error as exc:
             self._send_error(0, exc)
@@ -316,7 +321,7 @@ class ClientSession:
             elif isinstance(msg, m.Ping):
                 self._send(m.Ok(id=req, in_transaction=self.txn is not None))
             elif isinstance(msg, m.StatusRequest):
-                self._send(m.Ok(id=req, info=self.member.status()))
+                self._send(m.Ok(id=req, info=self.member.status(self.principal)))
             elif isinstance(msg, m.AdminRequest):
                 self.principal = await self.member.users.authorize_action(
                     self.principal, msg.action, msg.args, self.peer

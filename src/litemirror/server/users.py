@@ -20,12 +20,23 @@ connection logs in in ``Hello``:
 * or a verified TLS client certificate (``OU=client``) whose CN names a
   user; such a user needs no password (and may have none);
 * or nothing: a control connection (no database) may then ping and ask for
-  status, which the HTTP port shows to anyone anyway, and nothing else.
+  the status a load balancer needs (role, state, epoch), and nothing else —
+  unless it presents the certificate of a member of the mirror (the Monitor
+  page of one member asks the others): then it reads the full status.
 
 Whatever went wrong — unknown user, wrong password, a certificate-only user
 trying a password — the client gets the same :class:`AuthenticationError`
 text after the same amount of work (an unknown user costs a dummy scrypt
-run), and the log and event say only who tried from where.
+run). The log and the ``auth_refused`` event (admins only, see
+:mod:`litemirror.security.visibility`) say who tried from where; a name that
+is no user's is not written down at all (people type passwords into the
+user field), only that one failed.
+
+Failed logins are slowed per host and per user name
+(:mod:`litemirror.security.throttle` holds the policy): a host's attempts
+are checked one at a time, and those its back-off still holds are refused
+unchecked, so parallel connections do not multiply the rate; hosts that
+failed recently take turns on a user name.
 
 Roles are ordered: ``read`` < ``write`` < ``admin``. ``read`` runs queries
 (the reader path) and the read-only admin actions; ``write`` also changes
@@ -41,17 +52,19 @@ user add`` can run on a member's host.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import logging
 import secrets
+import ssl
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from litemirror.errors import (
     AuthenticationError,
@@ -70,6 +83,7 @@ from litemirror.security.passwords import (
 from litemirror.security.roles import (
     ANONYMOUS,
     BOOTSTRAP,
+    MEMBER,
     OPEN,
     READ_ACTIONS,
     ROLES,
@@ -83,6 +97,7 @@ from litemirror.security.roles import (
     is_loopback,
 )
 from litemirror.security.throttle import LoginThrottle
+from litemirror.security.tls import member_authorisation
 
 from .registry import SYSTEM_DB
 
@@ -98,6 +113,13 @@ MAX_PENDING_CHECKS = 64
 VERIFIED_CACHE = 1024
 #: One auth_refused event per peer host and kind in this window; the rest are logged.
 EVENT_EVERY_S = 60.0
+#: Attempts of a host that failed recently that may wait for their turn; more are
+#: refused unchecked (a host without failures, e.g. a connection pool starting, always waits).
+HOST_QUEUE = 8
+#: Attempts (from hosts that failed recently) that may wait for their turn on one user name.
+USER_QUEUE = 16
+#: What the log and events say instead of a user name that is no user's.
+UNKNOWN_NAME = "a name that is not a user (not recorded: it may be a mistyped password)"
 
 AUTH_FAILED = (
     "authentication failed: the user name and password (or the client certificate) "
@@ -131,6 +153,7 @@ class UserRow:
 __all__ = [
     "ANONYMOUS",
     "BOOTSTRAP",
+    "MEMBER",
     "OPEN",
     "READ_ACTIONS",
     "ROLES",
@@ -148,6 +171,32 @@ __all__ = [
 # --------------------------------------------------------------- the shell
 
 
+class _Turns:
+    """One at a time per key: asyncio locks made on demand and dropped when nobody waits."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    def waiting(self, key: str) -> int:
+        """Attempts holding or waiting for the turn of ``key``."""
+        entry = self._locks.get(key)
+        return entry[1] if entry is not None else 0
+
+    @contextlib.asynccontextmanager
+    async def turn(self, key: str) -> AsyncIterator[None]:
+        lock, n = self._locks.get(key) or (asyncio.Lock(), 0)
+        self._locks[key] = (lock, n + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, n = self._locks[key]
+            if n <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, n - 1)
+
+
 class Users:
     """The member's users: lookups, logins, role checks and changes."""
 
@@ -157,11 +206,14 @@ class Users:
         self._pending = 0
         self._lock = asyncio.Lock()
         self._cache_key = secrets.token_bytes(32)
-        self._verified: OrderedDict[bytes, None] = OrderedDict()
+        #: Keyed digest of (name, password) that logged in -> the stored hash it matched.
+        self._verified: OrderedDict[bytes, str] = OrderedDict()
         #: (peer host, kind) -> (when the last event was emitted, refusals logged since).
         self._said: dict[tuple[str, str], tuple[float, int]] = {}
-        #: Back-off for hosts that keep failing to log in.
+        #: Back-off for hosts and user names that keep failing to log in.
         self.throttle = LoginThrottle()
+        self._host_turns = _Turns()
+        self._user_turns = _Turns()
 
     @property
     def required(self) -> bool:
@@ -210,15 +262,24 @@ class Users:
         identity: PeerIdentity | None,
         peer: str,
         database: str = "",
+        ssl_object: ssl.SSLObject | None = None,
     ) -> Principal:
-        """Who a new connection acts as; raises (and logs) when it may not connect."""
+        """Who a new connection acts as; raises (and logs) when it may not connect.
+
+        ``ssl_object``: the connection's TLS object; a control connection that
+        presents the certificate of a member of this mirror acts as
+        :data:`MEMBER` (it sees the full status, as members show each other
+        on the Monitor page).
+        """
         if not self.required:
             return OPEN
         user = user or None
         cert_user = identity.cn if identity is not None and identity.ou == "client" else None
         if user is None and cert_user is None:
             if not database:
-                return ANONYMOUS  # status and ping only
+                if self.member_certificate(ssl_object) is not None:
+                    return MEMBER
+                return ANONYMOUS  # ping and what a load balancer needs of the status
             if await self.bootstrap_allowed(peer):
                 return BOOTSTRAP
             self.refused(
@@ -249,57 +310,137 @@ class Users:
     async def authenticate(
         self, name: str, password: str | None, cert_user: str | None, peer: str
     ) -> Principal:
-        """Check a password (or a certificate's user); raise AuthenticationError if refused."""
+        """Check a password (or a certificate's user); raise AuthenticationError if refused.
+
+        Password logins go through the back-off (:mod:`litemirror.security.throttle`
+        holds the policy): the attempts of one client host are checked one at a
+        time, and one the host's back-off still holds is refused unchecked, at
+        once, saying when to retry. Attempts from a host that failed recently
+        also take turns on the user name, each after what is left of the name's
+        back-off. A failure is answered at once; so is a right password.
+        """
+        if cert_user is not None and name == cert_user:
+            # A verified certificate cannot be guessed: no back-off.
+            row = await self._lookup(name, peer)
+            if row is not None:
+                return Principal(name, row.role, "certificate")
+            self.refused(
+                peer,
+                "authentication",
+                f"authentication failed for client certificate CN={_short(cert_user)} from {peer}",
+            )
+            raise AuthenticationError(AUTH_FAILED)
+        password = password or ""
         host = peer.rpartition(":")[0] or peer
-        wait = self.throttle.delay(host, time.monotonic())
-        if wait > 0:
-            # This host keeps failing: answer it more and more slowly (other
-            # connections are not held up; this one just waits).
-            await asyncio.sleep(wait)
+        if (
+            self.throttle.suspect(host, time.monotonic())
+            and self._host_turns.waiting(host) >= HOST_QUEUE
+        ):
+            self._not_checked(peer, f"{HOST_QUEUE} attempts from {host} are already waiting")
+        async with self._host_turns.turn(host):
+            plan = self.throttle.plan(host, name, time.monotonic())
+            if plan.host_retry_in_s > 0:
+                self._not_checked(
+                    peer,
+                    f"{host} is held for {plan.host_retry_in_s:.1f} s more",
+                    plan.host_retry_in_s,
+                )
+            if not plan.user_turn:
+                # A host without recent failures does not queue behind the guessers
+                # of this name: the real user gets in from its usual host at once.
+                who = await self._attempt(name, password, host, peer)
+            else:
+                if self._user_turns.waiting(name) >= USER_QUEUE:
+                    self._not_checked(peer, "too many attempts at one user name are waiting")
+                async with self._user_turns.turn(name):
+                    wait = self.throttle.plan(host, name, time.monotonic()).user_wait_s
+                    if wait > 0:
+                        await asyncio.sleep(wait)  # at most user_max_s
+                    who = await self._attempt(name, password, host, peer)
+        if who is None:
+            raise AuthenticationError(AUTH_FAILED)
+        return who
+
+    async def _lookup(self, name: str, peer: str) -> UserRow | None:
+        """The user row of ``name`` (None for a name no user may have); Unavailable on errors."""
+        if not USER_RE.fullmatch(name):
+            return None
         try:
-            row = await self.lookup(name) if USER_RE.fullmatch(name) else None
+            return await self.lookup(name)
         except Error as exc:
-            log.warning("cannot look up user %s for %s: %s", _short(name), peer, exc.message)
+            log.warning("cannot look up a user for %s: %s", peer, exc.message)
             raise UnavailableError(
                 f"member {self.m.me.name} cannot check credentials right now; retry",
                 primary=self.m.primary_address,
             ) from None
-        if cert_user is not None and name == cert_user:
-            if row is not None:
-                self.throttle.succeeded(host)
-                return Principal(name, row.role, "certificate")
-            how = f"client certificate CN={_short(cert_user)}"
-        else:
-            if await self._check(name, row.password_hash if row else None, password or ""):
-                assert row is not None
-                self.throttle.succeeded(host)
-                return Principal(name, row.role, "password")
-            how = f"user {_short(name)}"
-        self.refused(peer, "authentication", f"authentication failed for {how} from {peer}")
-        failures = self.throttle.failed(host, time.monotonic())
-        if failures == self.throttle.free + 1:
+
+    def _cache_entry(self, name: str, password: str) -> bytes:
+        return hmac.digest(
+            self._cache_key,
+            b"\0".join(x.encode("utf-8", "surrogatepass") for x in (name, password)),
+            hashlib.sha256,
+        )
+
+    def _remembered(self, name: str, password: str, stored: str) -> bool:
+        """Whether these credentials logged in before against this very stored hash."""
+        key = self._cache_entry(name, password)
+        if self._verified.get(key) != stored:
+            return False
+        self._verified.move_to_end(key)
+        return True
+
+    def _not_checked(self, peer: str, why: str, retry_in_s: float | None = None) -> NoReturn:
+        self.refused(peer, "authentication", f"login from {peer} not checked: {why}")
+        when = f"retry in {max(1, round(retry_in_s + 0.5))} s" if retry_in_s else "retry later"
+        raise AuthenticationError(
+            "authentication refused: too many failed logins from this host; this attempt was "
+            f"not checked; {when}"
+        )
+
+    async def _attempt(self, name: str, password: str, host: str, peer: str) -> Principal | None:
+        """One password check, in its turn; None (logged, counted) when it fails."""
+        row = await self._lookup(name, peer)
+        stored = row.password_hash if row is not None else None
+        if stored is not None and (
+            self._remembered(name, password, stored) or await self._check(name, stored, password)
+        ):
+            assert row is not None
+            self.throttle.succeeded(host, name, time.monotonic())
+            return Principal(name, row.role, "password")
+        if stored is None:
+            await self._check(name, None, password)  # the same work as a wrong password
+        # A name that is no user's may be a password typed into the wrong field:
+        # it is never written down (log, events), only that one failed.
+        who = f"user {_short(name)}" if row is not None else UNKNOWN_NAME
+        self.refused(peer, "authentication", f"authentication failed for {who} from {peer}")
+        failure = self.throttle.failed(host, name, time.monotonic())
+        t = self.throttle
+        if failure.host_now_throttled:
             self.m.event(
                 "auth_throttled",
-                f"{failures} failed logins from {host} within "
-                f"{self.throttle.window_s:g} s: its further attempts are answered after a "
-                f"wait that doubles up to {self.throttle.max_s:g} s, until one succeeds",
+                f"{failure.host_failures} failed logins from {host}: each further failure holds "
+                f"it for a wait that doubles up to {t.max_s:g} s, and its attempts meanwhile are "
+                f"refused unchecked (failures are forgotten by half every {t.half_life_s:g} s; "
+                "a success forgives its own user's)",
                 "warning",
                 peer=peer,
             )
-        raise AuthenticationError(AUTH_FAILED)
+        if failure.user_now_throttled:
+            self.m.event(
+                "auth_throttled",
+                f"{failure.user_failures} failed logins for {who} (from all hosts, the last "
+                f"from {peer}): hosts that failed recently now take turns on this name, each "
+                f"waiting up to {t.user_max_s:g} s; hosts that did not fail are not held back",
+                "warning",
+                peer=peer,
+            )
+        return None
 
     async def _check(self, name: str, stored: str | None, password: str) -> bool:
-        """Whether ``password`` matches ``stored``; the same work when there is no hash."""
-        key = None
-        if stored is not None:
-            key = hmac.digest(
-                self._cache_key,
-                b"\0".join(x.encode("utf-8", "surrogatepass") for x in (name, password, stored)),
-                hashlib.sha256,
-            )
-            if key in self._verified:
-                self._verified.move_to_end(key)
-                return True
+        """Whether ``password`` matches ``stored``; the same work when there is no hash.
+
+        scrypt runs on this class's own two threads, never on the event loop.
+        """
         if self._pending >= MAX_PENDING_CHECKS:
             raise UnavailableError(
                 f"member {self.m.me.name} is busy checking other logins; retry in a moment"
@@ -320,11 +461,21 @@ class Users:
                 return False
         finally:
             self._pending -= 1
-        if ok and key is not None:
-            self._verified[key] = None
+        if ok:
+            self._verified[self._cache_entry(name, password)] = stored
             while len(self._verified) > VERIFIED_CACHE:
                 self._verified.popitem(last=False)
         return ok
+
+    def member_certificate(self, ssl_object: ssl.SSLObject | None) -> str | None:
+        """The member of this mirror whose certificate the peer presented, if any."""
+        config = self.m.config
+        if ssl_object is None or config.tls is None:
+            return None
+        for mb in config.members:
+            if member_authorisation(ssl_object, mb, config) is None:
+                return mb.name
+        return None
 
     async def bootstrap_allowed(self, peer: str) -> bool:
         """Whether a credential-less connection from ``peer`` may act as admin now."""

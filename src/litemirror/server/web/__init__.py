@@ -7,6 +7,14 @@ members and the arbiter are asked over the control protocol
 the members that run an HTTP server are asked for their recent events. A
 member that does not answer is shown as down with the reason, never hidden.
 
+With ``[tls]`` this member asks the others with its own certificate, which
+they answer as they answer an admin: the view is complete, and
+``http_api`` filters it for whoever is looking
+(:mod:`litemirror.security.visibility`). Without ``[tls]`` a member with
+``auth.require`` shows the others only what a load balancer may see (role,
+state, epoch) and no events of theirs: there is nothing a member could prove
+itself with.
+
 Raw statuses differ by role (a primary knows every replica's lag, a replica
 only its own), so :func:`member_row` turns each into one flat row with the
 same keys, preferring what the primary measured.
@@ -15,6 +23,7 @@ same keys, preferring what the primary measured.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections import deque
 from importlib import resources
@@ -155,6 +164,11 @@ class MirrorView:
             self._cached = (time.monotonic(), view)
             return view
 
+    @property
+    def _tls(self) -> ssl.SSLContext | None:
+        """The context that presents this member's certificate (None without [tls])."""
+        return self.m.tls.client if self.m.tls is not None else None
+
     async def _databases(self, mb: Member, reachable: bool) -> list[str] | None:
         if mb.name == self.m.me.name:
             return self.m.registry.names()
@@ -170,6 +184,7 @@ class MirrorView:
                     mb.port,
                     m.AdminRequest(id=1, action="databases", args={}),
                     timeout=1.0,
+                    context=self._tls,
                 )
                 names = [str(x) for x in info.get("databases", [])]
             except Exception:
@@ -184,8 +199,11 @@ class MirrorView:
             return [msgspec.to_builtins(ev) for ev in list(self.m.events.recent)[-50:]]
         if mb.http is None:
             return []
+        scheme = "https" if self._tls is not None else "http"
         try:
-            async with session.get(f"http://{mb.http}/events?limit=50") as resp:
+            async with session.get(
+                f"{scheme}://{mb.http}/events?limit=50", ssl=self._tls or True
+            ) as resp:
                 if resp.status != 200:
                     return []
                 body = await resp.json()
@@ -197,7 +215,9 @@ class MirrorView:
         me = self.m
         cfg = me.config
         others = [mb for mb in cfg.members if mb.name != me.me.name]
-        asked = [asyncio.to_thread(control.member_status, mb, 1.0) for mb in others]
+        asked = [
+            asyncio.to_thread(control.member_status, mb, 1.0, context=self._tls) for mb in others
+        ]
         arbiter = (
             asyncio.to_thread(control.arbiter_status, cfg.mirror.arbiter, 1.0)
             if cfg.mirror.arbiter is not None

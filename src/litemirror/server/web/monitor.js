@@ -1,12 +1,21 @@
 // Mirror Monitor: polls GET /mirror every second and redraws. No libraries, no network
 // beyond the member that served the page. Text from the server is only ever set with
 // textContent, never parsed as HTML.
+//
+// Logging in (a member with auth.require answers 401): the page shows its form and posts
+// the user and password as JSON to "login"; the member answers with an HttpOnly cookie that
+// this script cannot read. Nothing is kept here: no credentials in URLs, storage or variables
+// beyond the one request.
 "use strict";
 
 const POLL_MS = 1000;
+// Marks the page's own requests: a 401 then asks for this form, not the browser's dialog.
+const PAGE = { "X-Litemirror-Page": "1" };
 const COLORS = ["#1d6fd8", "#d9480f", "#7a3fc2", "#0b8a6b", "#c2255c", "#5c6f00"];
 const SVG = "http://www.w3.org/2000/svg";
 let lastOk = 0;
+let timer = null;
+let loggingIn = false;
 
 function el(tag, attrs, ...kids) {
   const node = document.createElement(tag);
@@ -218,13 +227,93 @@ function setLive(ok, text) {
   document.getElementById("live-text").textContent = text;
 }
 
+async function problem(resp) {
+  try {
+    const body = await resp.json();
+    return body.message || `HTTP ${resp.status}`;
+  } catch (err) {
+    return `HTTP ${resp.status}`;
+  }
+}
+
+function showLogin(message) {
+  loggingIn = true;
+  clearTimeout(timer);
+  document.getElementById("dashboard").hidden = true;
+  document.getElementById("who").hidden = true;
+  document.getElementById("login").hidden = false;
+  document.getElementById("login-error").textContent = message || "";
+  setLive(false, "log in to see the mirror");
+  document.getElementById("login-user").focus();
+}
+
+function showDashboard(viewer) {
+  loggingIn = false;
+  document.getElementById("login").hidden = true;
+  document.getElementById("dashboard").hidden = false;
+  const who = document.getElementById("who");
+  const named = viewer && viewer.user;
+  who.hidden = !named;
+  if (named) document.getElementById("who-text").textContent = `${viewer.user} (${viewer.role})`;
+}
+
+async function logIn(event) {
+  event.preventDefault();
+  const user = document.getElementById("login-user");
+  const password = document.getElementById("login-password");
+  const button = document.getElementById("login-submit");
+  button.disabled = true;
+  document.getElementById("login-error").textContent = "checking…";
+  try {
+    const resp = await fetch("login", {
+      method: "POST",
+      cache: "no-store",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", ...PAGE },
+      body: JSON.stringify({ user: user.value, password: password.value }),
+    });
+    password.value = "";
+    if (!resp.ok) {
+      document.getElementById("login-error").textContent = await problem(resp);
+      return;
+    }
+    document.getElementById("login-error").textContent = "";
+    loggingIn = false;
+    schedule(0);
+  } catch (err) {
+    document.getElementById("login-error").textContent = `cannot reach this member (${err.message || err})`;
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function logOut() {
+  try {
+    await fetch("logout", { method: "POST", credentials: "same-origin", headers: PAGE });
+  } finally {
+    showLogin("Logged out.");
+  }
+}
+
+function schedule(ms) {
+  clearTimeout(timer);
+  timer = setTimeout(tick, ms);
+}
+
 async function tick() {
   const ctl = new AbortController();
-  const timer = setTimeout(() => ctl.abort(), 4000);
+  const abort = setTimeout(() => ctl.abort(), 4000);
   try {
-    const resp = await fetch("mirror", { cache: "no-store", signal: ctl.signal });
-    if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
+    const resp = await fetch("mirror", {
+      cache: "no-store", signal: ctl.signal, credentials: "same-origin", headers: PAGE,
+    });
+    if (resp.status === 401) {
+      showLogin(lastOk ? "Your login has ended; log in again." : "");
+      return;
+    }
+    if (!resp.ok) throw new Error(await problem(resp));
     const v = await resp.json();
+    showDashboard(v.viewer);
     document.getElementById("mirror-name").textContent = `mirror ${v.mirror}`;
     document.title = `${v.primary ? "✓" : "✗"} ${v.mirror} · Mirror Monitor`;
     for (const render of [renderBanner, renderMembers, renderArbiter, renderDatabases, renderChart, renderEvents]) {
@@ -236,9 +325,11 @@ async function tick() {
     const ago = lastOk ? ` — last update ${Math.round((Date.now() - lastOk) / 1000)} s ago` : "";
     setLive(false, `cannot reach this member (${err.message || err})${ago}`);
   } finally {
-    clearTimeout(timer);
-    setTimeout(tick, POLL_MS);
+    clearTimeout(abort);
+    if (!loggingIn) schedule(POLL_MS);
   }
 }
 
+document.getElementById("login-form").addEventListener("submit", logIn);
+document.getElementById("logout").addEventListener("click", logOut);
 tick();
