@@ -53,10 +53,11 @@ def mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     )
     c.start()
     try:
-        c["a"].wait_until(lambda st: st.get("backup_active") is True, what="backup active")
         add_user(c, "root", "admin", by=None)  # bootstrap from loopback
         add_user(c, "mallory", "write", by="root")
         add_user(c, "alice", "write", by="root")
+        c.log_in_as("root", PASSWORDS["root"])  # the full status needs a login
+        c["a"].wait_until(lambda st: st.get("backup_active") is True, what="backup active")
         conn = connect(c, "alice")
         conn.execute("CREATE TABLE accounts(name TEXT PRIMARY KEY, balance INTEGER)")
         conn.execute("INSERT INTO accounts VALUES ('alice', 100), ('mallory', 100)")
