@@ -24,11 +24,12 @@ import msgspec
 
 from litemirror.config import Config, Member
 from litemirror.config import load as load_config
-from litemirror.errors import ConfigError, Error
+from litemirror.errors import ConfigError, Error, UnavailableError
 from litemirror.failover.start import PeerStatus, StartFacts, StartRole, decide_start
 from litemirror.journal import Journal, RecordKind
 from litemirror.replication.commit import startup_limit
 from litemirror.replication.purge import ClosedSegment, purge_before
+from litemirror.security.admission import Admission, Kind
 from litemirror.security.tls import TlsSetup, certificate_info
 from litemirror.security.tls import reload as reload_tls
 from litemirror.security.tls import setup as tls_setup
@@ -39,12 +40,13 @@ from .events import EventLog
 from .hooks import Hooks
 from .hub import Hub
 from .journal_writer import JournalWriter
+from .limits import LimitGuard, limit_error
 from .receiver import Receiver
 from .recovery import recover
 from .registry import Registry
 from .session import ClientSession
 from .state import MemberState, load_state, save_state
-from .tls_listener import Listener, error_frame, stream_factory
+from .tls_listener import Listener, error_frame, stream_factory, ticket_of
 from .transitions import Transitions
 from .users import Principal, Users
 from .vip import VirtualIP
@@ -69,7 +71,6 @@ class MemberServer:
         #: a rotated certificate is picked up by a restart.
         self.tls: TlsSetup | None = tls_setup(config, member)
         self.tls_certificate = certificate_info(config, member)
-        self._refusals_said: dict[tuple[str, str], float] = {}
         self._stop = asyncio.Event()
         self._connections = 0
         self._by_host: collections.Counter[str] = collections.Counter()
@@ -98,6 +99,11 @@ class MemberServer:
         self.importing: set[str] = set()
         self.role_reason = "starting"
         self.events = EventLog(self.me.data_dir / "events.jsonl", self.me.name)
+        #: Connection caps fitted to the descriptor limit, refusals reported as events.
+        self.limits = LimitGuard(config, self.events, f"member {self.me.name}")
+        #: Who holds a connection on the member port, and on the HTTP port.
+        self.admission = Admission(self.limits.caps)
+        self.http_admission = Admission(self.limits.caps)
         self.users = Users(self)
         peers = [x for x in config.failover_members if x.name != self.me.name]
         self.peer: Member | None = peers[0] if peers and self.me.kind == "failover" else None
@@ -160,6 +166,13 @@ class MemberServer:
             "connections": self._connections,
             # Open connections (clients, members, CLI) per source address.
             "connections_by_host": dict(self._by_host),
+            # Connections by what they showed themselves to be, and refusals by limit.
+            "admission": {
+                "member_port": self.admission.counts(),
+                "http_port": self.http_admission.count(Kind.HTTP),
+                "refused": dict(self.admission.refused + self.http_admission.refused),
+                **self.limits.status(),
+            },
             # Database sessions opened since start, per client address.
             "sessions_by_host": dict(self.sessions_by_host),
             "tls": None
@@ -282,6 +295,14 @@ class MemberServer:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        self.limits.install(loop)
+        if self.tls is not None and self.config.tls is not None:
+            # This member's control calls to the others (their status) present its
+            # certificate: they count as a member's link there, not as a stranger.
+            from litemirror.client.credentials import ClientTls, use_tls
+
+            cert, key = self.config.tls.files_for(self.me.name, self.me)
+            use_tls(ClientTls(str(self.config.tls.ca), str(cert), str(key)))
         self.executor = ThreadPoolExecutor(
             max_workers=self.config.server.threads, thread_name_prefix="sqlite"
         )
@@ -558,6 +579,7 @@ class MemberServer:
                 except OSError as exc:
                     log.warning("could not save member state: %s", exc)
             await self.registry.sweep()
+            self.events.flush()
             try:
                 await self._purge_journal()
             except Error as exc:
@@ -617,29 +639,47 @@ class MemberServer:
             plaintext_refusal=refusal,
             on_refused=self.tls_refused,
             what=f"member {self.me.name}",
+            admission=self.admission,
+            on_limit=self.limits.refused,
         )
         return await listener.start(host, port, backlog=1024)
 
     def tls_refused(self, peer: str, reason: str) -> None:
         """Log a refused TLS peer; the same host and reason make one event a minute."""
-        key = (peer.rpartition(":")[0], reason)
-        now = time.monotonic()
-        if now - self._refusals_said.get(key, -60.0) < 60.0:
-            log.warning("connection with %s refused: %s", peer, reason)
-            return
-        self._refusals_said[key] = now
-        if len(self._refusals_said) > 1000:
-            self._refusals_said.clear()
-        self.event("tls_refused", f"connection with {peer} refused: {reason}", "warning", peer=peer)
+        self.events.emit_limited(
+            "tls_refused",
+            ("tls", peer.rpartition(":")[0], reason),
+            f"connection with {peer} refused: {reason}",
+            "warning",
+            peer=peer,
+        )
+
+    def admitted(
+        self, writer: asyncio.StreamWriter, principal: Principal | None
+    ) -> UnavailableError | None:
+        """Count a connection as what its Hello showed (None: an authorised member's link).
+
+        Returns the error to answer it with when a limit refuses it.
+        """
+        ticket = ticket_of(writer)
+        if ticket is None:
+            return None
+        if principal is None:
+            kind, user = Kind.MEMBER, None
+        elif principal.role is None:
+            kind, user = Kind.ANONYMOUS, None
+        else:
+            kind, user = Kind.CLIENT, principal.user
+        refusal = self.admission.become(ticket, kind, asyncio.get_running_loop().time(), user)
+        if refusal is None:
+            return None
+        peer = writer.get_extra_info("peername")
+        self.limits.refused(
+            f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer), refusal
+        )
+        return limit_error(f"member {self.me.name}", refusal)
 
     async def on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._connections >= self.config.limits.max_connections:
-            log.warning(
-                "refusing connection: limit of %d connections reached",
-                self.config.limits.max_connections,
-            )
-            writer.close()
-            return
         self._connections += 1
         peer = writer.get_extra_info("peername")
         host = str(peer[0]) if isinstance(peer, tuple) else str(peer)
@@ -748,6 +788,7 @@ class MemberServer:
         await self.registry.close_all()
         self.jw.close()
         self.journal.close()
+        self.events.close()
         self._state.horizon = self.current_horizon()
         self._state.confirmed = self.confirmed_lsn()
         self._state.clean_shutdown = True

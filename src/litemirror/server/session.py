@@ -130,6 +130,8 @@ class ClientSession:
                 hello.member
             ):
                 return
+            if isinstance(hello, PeerHello | ReplHello):
+                self.member.admitted(self.writer, None)  # a member's link: never refused
             if isinstance(hello, PeerHello):
                 if self.member.agent is not None:
                     await self.member.agent.peer_inbound(self.reader, self.decoder, hello)
@@ -208,6 +210,10 @@ class ClientSession:
             )
         except Error as exc:
             self._send_error(0, exc)
+            return False
+        refused = mem.admitted(self.writer, self.principal)
+        if refused is not None:
+            self._send_error(0, refused)
             return False
         if not hello.database:
             # A control connection (status, admin): no database attached.
@@ -297,9 +303,14 @@ class ClientSession:
             elif isinstance(msg, m.StatusRequest):
                 self._send(m.Ok(id=req, info=self.member.status()))
             elif isinstance(msg, m.AdminRequest):
+                before = self.principal
                 self.principal = await self.member.users.authorize_action(
                     self.principal, msg.action, msg.args, self.peer
                 )
+                if self.principal != before:  # logged in for the action: not anonymous now
+                    refused = self.member.admitted(self.writer, self.principal)
+                    if refused is not None:
+                        raise refused
                 info = await self.member.admin(msg.action, msg.args, actor=self.principal)
                 self._send(m.Ok(id=req, info=info))
             else:

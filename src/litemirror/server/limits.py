@@ -1,0 +1,138 @@
+"""A process's connection caps and descriptor limit, and how their refusals are reported.
+
+Built once per process (member or arbiter) from the ``[limits]`` section:
+the caps are fitted to the descriptor limit at construction
+(:func:`litemirror.security.descriptors.plan`); :meth:`LimitGuard.install`
+then raises the soft ``RLIMIT_NOFILE`` as planned, says so when the caps had
+to be lowered, and catches the event loop's "out of descriptors" errors on
+``accept`` — which asyncio reports once per attempt per listening socket —
+and turns them into one ``descriptors_exhausted`` event a minute with a
+count. Refused connections are ``connection_refused`` events, one per peer
+host and limit a minute, the next one saying how many were held back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import resource
+from typing import Any
+
+from litemirror.config import Config, LimitsSection
+from litemirror.errors import UnavailableError
+from litemirror.security.admission import Caps, Refused
+from litemirror.security.descriptors import (
+    Budget,
+    database_descriptors,
+    member_descriptors,
+    plan,
+)
+
+from .events import EventLog
+
+log = logging.getLogger("litemirror.limits")
+
+#: accept() and socket errors that mean "out of descriptors or kernel memory".
+_EXHAUSTED = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
+def caps_of(limits: LimitsSection) -> Caps:
+    return Caps(
+        max_connections=limits.max_connections,
+        max_connections_per_host=limits.max_connections_per_host,
+        max_connections_per_user=limits.max_connections_per_user,
+        max_handshakes=limits.max_handshakes,
+        max_handshakes_per_host=limits.max_handshakes_per_host,
+        max_anonymous=limits.max_anonymous,
+        max_anonymous_per_host=limits.max_anonymous_per_host,
+        http_max_connections=limits.http_max_connections,
+        http_max_connections_per_host=limits.http_max_connections_per_host,
+        handshake_timeout=limits.handshake_timeout_s,
+        anonymous_timeout=limits.anonymous_timeout_s,
+    )
+
+
+def limit_error(what: str, refusal: Refused) -> UnavailableError:
+    """What a peer refused by a limit is told (retryable: the limit is not about it)."""
+    return UnavailableError(f"{what} refused the connection: {refusal.message}")
+
+
+class LimitGuard:
+    def __init__(
+        self, config: Config | None, events: EventLog, what: str, *, databases: bool = True
+    ) -> None:
+        """``databases``: the process opens databases (a member; not the arbiter)."""
+        self.events = events
+        self.what = what
+        limits = config.limits if config is not None else LimitsSection()
+        db = 0
+        if databases and config is not None:
+            db = database_descriptors(
+                config.server.max_open_databases, config.server.readers_per_database
+            )
+        members = len(config.members) + 1 if config is not None else 3
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        self.budget: Budget = plan(
+            soft,
+            None if hard == resource.RLIM_INFINITY else hard,
+            caps_of(limits),
+            databases=db,
+            members=member_descriptors(members),
+        )
+        self.caps = self.budget.caps
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Raise the descriptor limit as planned; report accept errors as events."""
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if self.budget.soft_limit > soft:
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (self.budget.soft_limit, hard))
+                log.info(
+                    "descriptor limit raised from %d to %d (%d may be needed)",
+                    soft,
+                    self.budget.soft_limit,
+                    self.budget.wanted,
+                )
+            except (ValueError, OSError) as exc:
+                log.warning("could not raise the descriptor limit to %d: %s", soft, exc)
+        if self.budget.shortfall is not None:
+            self.events.emit(
+                "descriptor_budget", f"{self.what}: {self.budget.shortfall}", "warning"
+            )
+        loop.set_exception_handler(self._loop_error)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "descriptor_limit": self.budget.soft_limit,
+            "descriptors_wanted": self.budget.wanted,
+            "caps": self.caps.totals(),
+            "shortfall": self.budget.shortfall,
+        }
+
+    def refused(self, peer: str, refusal: Refused) -> None:
+        """A connection refused or closed by a limit: one event per host and limit a minute."""
+        host = peer.rpartition(":")[0] or peer
+        self.events.emit_limited(
+            "connection_refused",
+            ("limit", host, refusal.key),
+            f"{self.what}: connection from {peer} refused: {refusal.message}",
+            "warning",
+            peer=peer,
+            limit=refusal.key,
+        )
+
+    def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno in _EXHAUSTED:
+            self.events.emit_limited(
+                "descriptors_exhausted",
+                ("descriptors", exc.errno),
+                f"{self.what}: {context.get('message', 'out of resources')}: {exc.strerror}; "
+                f"new connections wait until descriptors are free (limit "
+                f"{resource.getrlimit(resource.RLIMIT_NOFILE)[0]}); see the connection caps "
+                "in [limits]",
+                "error",
+            )
+            return
+        loop.default_exception_handler(context)
