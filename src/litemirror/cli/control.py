@@ -1,11 +1,13 @@
 """Control connections from the command line to members: status and admin actions.
 
-Status asks need no login (the HTTP port shows the same to anyone). Admin
-actions log in as the user given with ``--user`` or ``LITEMIRROR_USER``, with
-the password from ``LITEMIRROR_PASSWORD`` or, on a terminal, a prompt (asked
-once per command). Without a user they go without credentials, which a
-member with ``auth.require`` refuses (unless no admin user exists yet and
-the command runs on the member's host: the bootstrap rule).
+Status asks need no login (the HTTP port shows the same to anyone), but log
+in when a user is given, so they get through a flood of anonymous
+connections. Admin actions log in as the user given with ``--user`` or
+``LITEMIRROR_USER``, with the password from ``LITEMIRROR_PASSWORD`` or, on a
+terminal, a prompt (asked once per command). Without a user they go without
+credentials, which a member with ``auth.require`` refuses (unless no admin
+user exists yet and the command runs on the member's host: the bootstrap
+rule).
 """
 
 from __future__ import annotations
@@ -85,8 +87,16 @@ def call(
 
 
 def member_status(member: Member, timeout: float = 2.0) -> dict[str, Any]:
+    """A member's status; logged in when a user is given (``--user``, LITEMIRROR_USER).
+
+    Without a login the connection is anonymous, and a member under a flood
+    of anonymous connections may refuse it (``limits.max_anonymous``); a
+    logged-in status call is a client's and still gets through.
+    """
     try:
-        return call(member.host, member.port, m.StatusRequest(id=1), timeout=timeout)
+        return call(
+            member.host, member.port, m.StatusRequest(id=1), timeout=timeout, credentials=login()
+        )
     except errors.Error as exc:
         return {
             "member": member.name,

@@ -182,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.add_argument("--watch", action="store_true", help="redraw every second until Ctrl-C")
     s.add_argument("--interval", type=float, default=1.0, help="seconds between redraws")
+    login_option(s)
     s.set_defaults(func=cmd_status)
 
     s = sub.add_parser("shell", help="SQL prompt on a member")

@@ -26,6 +26,9 @@ from .admission import Caps
 
 #: The least a connection class is lowered to.
 FLOOR = 4
+#: Descriptors one connection of each class may hold: a connection in its
+#: handshake holds a second one while its first bytes are peeked at.
+WEIGHT = {"max_handshakes": 2}
 #: Descriptors for everything but databases, members and connections: the
 #: journal segments, the event log, logs, the event loop's own, a backup or
 #: import in progress, hook pipes, outbound HTTP and control calls.
@@ -56,13 +59,14 @@ class Budget:
 def plan(soft: int, hard: int | None, caps: Caps, *, databases: int, members: int) -> Budget:
     """The soft limit to ask for and the caps that fit it (``hard`` None: unlimited)."""
     totals = caps.totals()
-    wanted = databases + FILES + members + sum(totals.values())
+    connections = sum(v * WEIGHT.get(k, 1) for k, v in totals.items())
+    wanted = databases + FILES + members + connections
     limit = max(soft, wanted) if hard is None else min(hard, max(soft, wanted))
     if wanted <= limit:
         return Budget(limit, caps, wanted)
     kept = FILES + members + min(databases, limit // 2)
-    room = max(limit - kept, FLOOR * len(totals))
-    scale = room / sum(totals.values())
+    room = max(limit - kept, 0)
+    scale = room / connections
     lowered = {k: max(FLOOR, int(v * scale)) for k, v in totals.items()}
     new = caps.with_totals(lowered)
     said = ", ".join(f"limits.{k} {totals[k]} -> {lowered[k]}" for k in totals)
@@ -73,7 +77,7 @@ def plan(soft: int, hard: int | None, caps: Caps, *, databases: int, members: in
         wanted,
         f"the descriptor limit (RLIMIT_NOFILE {limit}, hard {hard_said}) is below the "
         f"{wanted} this process may need (databases {databases}, files {FILES}, members' "
-        f"links {members}, connections {sum(totals.values())}); connection caps lowered "
+        f"links {members}, connections {connections}); connection caps lowered "
         f"to fit: {said}. Raise the limit (ulimit -n, systemd LimitNOFILE=) or lower "
         "server.max_open_databases",
     )

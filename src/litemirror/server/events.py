@@ -113,8 +113,16 @@ class Gate:
 
 
 class EventLog:
-    def __init__(self, path: Path, member: str, keep: int = 500) -> None:
+    def __init__(
+        self,
+        path: Path,
+        member: str,
+        keep: int = 500,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``clock``: what rate-limited events measure their minute with."""
         self.path = path
+        self.clock = clock
         self.member = member
         self.recent: deque[Event] = deque(maxlen=keep)
         self._enc = msgspec.json.Encoder()
@@ -159,7 +167,7 @@ class EventLog:
 
         The event that goes out after some were held back says how many.
         """
-        held = self.gate.check(key, time.monotonic())
+        held = self.gate.check(key, self.clock())
         if held is None:
             log.log(_LEVEL.get(severity, logging.INFO), "%s: %s", kind, message)
             self.gate.note(key, kind, message, severity, data)
@@ -171,7 +179,7 @@ class EventLog:
 
     def flush(self) -> None:
         """Emit a summary for each key whose minute ended with events held back."""
-        for _key, e in self.gate.due(time.monotonic()):
+        for _key, e in self.gate.due(self.clock()):
             extra = ""
             if self.gate.overflow:
                 extra = f"; {self.gate.overflow} more for other peers"

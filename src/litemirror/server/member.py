@@ -226,6 +226,12 @@ class MemberServer:
                 "holder": v.holder,
                 "peer_up": v.peer_up,
                 "arbiter_up": v.arbiter_up,
+                # Whom the arbiter said, in its last answer, it is in contact with.
+                "arbiter_sees": sorted(v.arbiter_sees),
+                # This member's own session with the arbiter.
+                "arbiter_session": None
+                if self.agent.arbiter is None
+                else self.agent.arbiter.session(),
                 "backup_active": v.backup_active,
                 "decisions": self.agent.decisions[-5:],
             }

@@ -362,6 +362,14 @@ class _Sniffer(asyncio.Protocol):
     async def _admit(self, transport: asyncio.Transport) -> None:
         try:
             await self.listener.admit(transport, self.ticket)
+        except OSError as exc:
+            # Out of descriptors (or kernel memory) while looking at the connection:
+            # reported like a limit, once a minute per host, never one line per attempt.
+            self.listener.limited(
+                _peer(transport),
+                Refused("descriptors", f"closed: {exc.strerror or exc} while admitting it"),
+            )
+            transport.abort()
         except Exception:
             log.exception("%s: admitting a connection failed", self.listener.what)
             transport.abort()
