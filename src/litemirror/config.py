@@ -169,6 +169,7 @@ class LimitsSection(_Frozen, frozen=True):
 
     max_frame_bytes: int = 128 * 1024 * 1024
     #: Connections of logged-in clients (members' links are not counted).
+    #: A per-host or per-user cap above its overall cap acts as the overall cap.
     max_connections: int = 1024
     max_connections_per_host: int = 256
     max_connections_per_user: int = 512
@@ -681,18 +682,6 @@ def build(
         if not 1 <= value <= 1_000_000:
             raise ConfigError(
                 f"limits.{key}: {value} must be a whole number of connections from 1 to 1000000"
-            )
-    for per_host, total in (
-        ("max_connections_per_host", "max_connections"),
-        ("max_connections_per_user", "max_connections"),
-        ("max_handshakes_per_host", "max_handshakes"),
-        ("max_anonymous_per_host", "max_anonymous"),
-        ("http_max_connections_per_host", "http_max_connections"),
-    ):
-        if getattr(lim, per_host) > getattr(lim, total):
-            raise ConfigError(
-                f"limits.{per_host}: {getattr(lim, per_host)} is more than limits.{total} "
-                f"({getattr(lim, total)}); lower it or raise limits.{total}"
             )
     h = fc.hooks
     for point in HOOK_POINTS:

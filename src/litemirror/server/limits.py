@@ -38,7 +38,8 @@ _EXHAUSTED = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
 def caps_of(limits: LimitsSection) -> Caps:
-    return Caps(
+    """The caps of ``[limits]``; a per-host or per-user cap never above its overall cap."""
+    caps = Caps(
         max_connections=limits.max_connections,
         max_connections_per_host=limits.max_connections_per_host,
         max_connections_per_user=limits.max_connections_per_user,
@@ -51,6 +52,7 @@ def caps_of(limits: LimitsSection) -> Caps:
         handshake_timeout=limits.handshake_timeout_s,
         anonymous_timeout=limits.anonymous_timeout_s,
     )
+    return caps.with_totals(caps.totals())
 
 
 def limit_error(what: str, refusal: Refused) -> UnavailableError:
