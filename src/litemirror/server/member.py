@@ -301,7 +301,6 @@ class MemberServer:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self.limits.install(loop)
         if self.tls is not None and self.config.tls is not None:
             # This member's control calls to the others (their status) present its
             # certificate: they count as a member's link there, not as a stranger.
@@ -313,6 +312,7 @@ class MemberServer:
             max_workers=self.config.server.threads, thread_name_prefix="sqlite"
         )
         await loop.run_in_executor(self.executor, self._startup_blocking)
+        self.limits.install(loop)  # the data dir exists now: its event can be written
         self.jw = JournalWriter(self.journal, loop)
         self.jw.on_durable(self._records_durable)
         self.registry = Registry(
