@@ -49,7 +49,7 @@ def test_idle_and_slow_https_connections_do_not_exhaust_the_member(tmp_path: Pat
         began = time.monotonic()
         idle = Flood(host, int(port), ATTACKERS[:20], 30, mode="silent", ca=ca, retry_s=1.0)
         floods.append(idle.start())
-        time.sleep(3)  # the idle flood has been trying for a while
+        idle.wait_tried(600)  # every one of them has tried at least once
 
         # The member still serves clients: a new login, a write.
         conn = connect(c, "writer", members=[primary], connect_timeout=10)

@@ -90,6 +90,14 @@ class Flood:
                 raise AssertionError(f"flood: only {self.open} of {count} connections open; {self}")
             time.sleep(0.05)
 
+    def wait_tried(self, count: int, timeout: float = 60.0) -> None:
+        """Wait until ``count`` connections were let in or refused (the flood is in full swing)."""
+        deadline = time.monotonic() + timeout
+        while self.admitted + self.refused < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"flood: only {self.admitted + self.refused} tried; {self}")
+            time.sleep(0.05)
+
     def __str__(self) -> str:
         return (
             f"{self.mode} flood of {self.host}:{self.port}: open {self.open}, admitted "
