@@ -51,6 +51,7 @@ def secure_mirror(
     http: bool = False,
     start: bool = True,
     mirror: dict[str, Any] | None = None,
+    server: dict[str, Any] | None = None,
 ) -> Cluster:
     """Members a and b, an arbiter, TLS and logins required, users root, writer, reader."""
     c = Cluster(
@@ -61,7 +62,11 @@ def secure_mirror(
         distinct_hosts=True,
         tls_require=True,
         http=http,
-        sections={"auth": {"require": True}, **({"limits": limits} if limits else {})},
+        sections={
+            "auth": {"require": True},
+            **({"limits": limits} if limits else {}),
+            **({"server": server} if server else {}),
+        },
     )
     if start:
         start_secure(c)

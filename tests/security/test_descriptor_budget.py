@@ -6,8 +6,11 @@ import pytest
 
 from litemirror.security.admission import Caps
 from litemirror.security.descriptors import (
+    ARBITER_BACKLOG,
     FILES,
     FLOOR,
+    HTTP_BACKLOG,
+    LISTEN_BACKLOG,
     database_descriptors,
     member_descriptors,
     plan,
@@ -16,12 +19,14 @@ from litemirror.security.descriptors import (
 DEFAULT = Caps()
 DB = database_descriptors(256, 2)  # the defaults: 256 databases, 2 readers each
 MEMBERS = member_descriptors(4)
+#: A member's files and what its two listening sockets may accept at once.
+FIXED = FILES + LISTEN_BACKLOG + HTTP_BACKLOG
 
 
 def descriptors(caps: Caps, databases: int) -> int:
     """What a process with these caps may hold at most (handshakes hold two while peeked)."""
     t = caps.totals()
-    return databases + FILES + MEMBERS + sum(t.values()) + t["max_handshakes"]
+    return databases + FIXED + MEMBERS + sum(t.values()) + t["max_handshakes"]
 
 
 @pytest.mark.parametrize(
@@ -37,7 +42,9 @@ def descriptors(caps: Caps, databases: int) -> int:
     ],
 )
 def test_plan(soft: int, hard: int | None, raised_to: object, lowered: bool) -> None:
-    b = plan(soft, hard, DEFAULT, databases=DB, members=MEMBERS)
+    b = plan(
+        soft, hard, DEFAULT, databases=DB, members=MEMBERS, backlog=LISTEN_BACKLOG + HTTP_BACKLOG
+    )
     assert b.soft_limit == (b.wanted if raised_to == "wanted" else raised_to)
     assert b.wanted == descriptors(DEFAULT, DB)
     assert (b.caps != DEFAULT) is lowered
@@ -55,7 +62,7 @@ def test_plan(soft: int, hard: int | None, raised_to: object, lowered: bool) -> 
         assert b.caps.http_max_connections_per_host <= b.caps.http_max_connections
         assert b.caps.max_connections_per_user <= b.caps.max_connections
         # Unless the floor is hit, connections then fit beside what databases keep.
-        kept = FILES + MEMBERS + min(DB, b.soft_limit // 2)
+        kept = FIXED + MEMBERS + min(DB, b.soft_limit // 2)
         t = b.caps.totals()
         if min(t.values()) > FLOOR:
             assert kept + sum(t.values()) + t["max_handshakes"] <= b.soft_limit
@@ -67,7 +74,16 @@ def test_timeouts_are_never_changed() -> None:
     assert b.caps.anonymous_timeout == DEFAULT.anonymous_timeout
 
 
-def test_a_process_without_databases_keeps_more_for_connections() -> None:
-    member = plan(512, 512, DEFAULT, databases=DB, members=MEMBERS)
-    arbiter = plan(512, 512, DEFAULT, databases=0, members=MEMBERS)
+def test_the_arbiter_counts_only_what_it_serves() -> None:
+    member = plan(
+        512, 512, DEFAULT, databases=DB, members=MEMBERS, backlog=LISTEN_BACKLOG + HTTP_BACKLOG
+    )
+    served = ("max_handshakes", "max_anonymous")
+    arbiter = plan(
+        512, 512, DEFAULT, databases=0, members=MEMBERS, backlog=ARBITER_BACKLOG, classes=served
+    )
     assert arbiter.caps.max_anonymous > member.caps.max_anonymous
+    assert arbiter.caps.max_connections == DEFAULT.max_connections  # not served: untouched
+    assert arbiter.wanted == (
+        FILES + ARBITER_BACKLOG + MEMBERS + 2 * DEFAULT.max_handshakes + DEFAULT.max_anonymous
+    )

@@ -26,6 +26,13 @@ from .admission import Caps
 
 #: The least a connection class is lowered to.
 FLOOR = 4
+#: The listen backlog of a member's port, its HTTP port and the arbiter's
+#: port. asyncio accepts up to a backlog of connections in one go before any
+#: of them is looked at, so each listening socket may hold that many
+#: descriptors beyond the caps.
+LISTEN_BACKLOG = 128
+HTTP_BACKLOG = 32
+ARBITER_BACKLOG = 64
 #: Descriptors one connection of each class may hold: a connection in its
 #: handshake holds a second one while its first bytes are peeked at.
 WEIGHT = {"max_handshakes": 2}
@@ -56,15 +63,30 @@ class Budget:
     shortfall: str | None = None
 
 
-def plan(soft: int, hard: int | None, caps: Caps, *, databases: int, members: int) -> Budget:
-    """The soft limit to ask for and the caps that fit it (``hard`` None: unlimited)."""
-    totals = caps.totals()
+def plan(
+    soft: int,
+    hard: int | None,
+    caps: Caps,
+    *,
+    databases: int,
+    members: int,
+    backlog: int = LISTEN_BACKLOG,
+    classes: tuple[str, ...] | None = None,
+) -> Budget:
+    """The soft limit to ask for and the caps that fit it (``hard`` None: unlimited).
+
+    ``backlog``: the listen backlogs of the process's listening sockets,
+    added up; ``classes``: the overall caps of the connection classes the
+    process serves (None: all); the others are neither counted nor changed.
+    """
+    totals = {k: v for k, v in caps.totals().items() if classes is None or k in classes}
     connections = sum(v * WEIGHT.get(k, 1) for k, v in totals.items())
-    wanted = databases + FILES + members + connections
+    files = FILES + backlog
+    wanted = databases + files + members + connections
     limit = max(soft, wanted) if hard is None else min(hard, max(soft, wanted))
     if wanted <= limit:
         return Budget(limit, caps, wanted)
-    kept = FILES + members + min(databases, limit // 2)
+    kept = files + members + min(databases, limit // 2)
     room = max(limit - kept, 0)
     scale = room / connections
     lowered = {k: max(FLOOR, int(v * scale)) for k, v in totals.items()}
@@ -76,7 +98,8 @@ def plan(soft: int, hard: int | None, caps: Caps, *, databases: int, members: in
         new,
         wanted,
         f"the descriptor limit (RLIMIT_NOFILE {limit}, hard {hard_said}) is below the "
-        f"{wanted} this process may need (databases {databases}, files {FILES}, members' "
+        f"{wanted} this process may need (databases {databases}, files and accepts {files}, "
+        f"members' "
         f"links {members}, connections {connections}); connection caps lowered "
         f"to fit: {said}. Raise the limit (ulimit -n, systemd LimitNOFILE=) or lower "
         "server.max_open_databases",

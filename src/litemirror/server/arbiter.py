@@ -65,6 +65,7 @@ from litemirror.protocol import messages as m
 from litemirror.protocol.framing import FrameDecoder, encode
 from litemirror.protocol.handshake import check_opening
 from litemirror.security.admission import Admission, Kind
+from litemirror.security.descriptors import ARBITER_BACKLOG
 from litemirror.security.tls import member_authorisation
 from litemirror.security.tls import reload as reload_tls
 from litemirror.security.tls import setup as tls_setup
@@ -275,7 +276,7 @@ class ArbiterServer:
             what="arbiter",
             admission=self.admission,
             on_limit=self.limits.refused,
-        ).start(self.host, self.port)
+        ).start(self.host, self.port, backlog=ARBITER_BACKLOG)
         self._spawn(self._watch())
         log.info(
             "arbiter of mirror %s listening on %s: %s; QoS timeout %d ms",

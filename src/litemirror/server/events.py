@@ -169,7 +169,9 @@ class EventLog:
         """
         held = self.gate.check(key, self.clock())
         if held is None:
-            log.log(_LEVEL.get(severity, logging.INFO), "%s: %s", kind, message)
+            # Counted for the next event; in the log only at debug level, or a flood
+            # would write one line per attempt.
+            log.debug("%s (held back): %s", kind, message)
             self.gate.note(key, kind, message, severity, data)
             return None
         if held:

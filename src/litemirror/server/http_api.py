@@ -40,6 +40,7 @@ from aiohttp import web
 
 from litemirror import errors
 from litemirror.config import parse_address
+from litemirror.security.descriptors import HTTP_BACKLOG
 
 from .http_guard import RequestDeadlines
 from .metrics import CONTENT_TYPE, Metrics
@@ -449,7 +450,7 @@ async def start_http(member: MemberServer) -> asyncio.AbstractServer | None:
         on_limit=member.limits.refused,
     )
     try:
-        server = await listener.start(host, port)
+        server = await listener.start(host, port, backlog=HTTP_BACKLOG)
     except OSError as exc:
         await runner.cleanup()
         raise errors.ConfigError(

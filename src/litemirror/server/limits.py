@@ -23,6 +23,9 @@ from litemirror.config import Config, LimitsSection
 from litemirror.errors import UnavailableError
 from litemirror.security.admission import Caps, Refused
 from litemirror.security.descriptors import (
+    ARBITER_BACKLOG,
+    HTTP_BACKLOG,
+    LISTEN_BACKLOG,
     Budget,
     database_descriptors,
     member_descriptors,
@@ -64,7 +67,8 @@ class LimitGuard:
     def __init__(
         self, config: Config | None, events: EventLog, what: str, *, databases: bool = True
     ) -> None:
-        """``databases``: the process opens databases (a member; not the arbiter)."""
+        """``databases``: a member (databases, clients, HTTP); else the arbiter, which serves
+        only handshakes, anonymous control connections and members' sessions."""
         self.events = events
         self.what = what
         limits = config.limits if config is not None else LimitsSection()
@@ -81,6 +85,8 @@ class LimitGuard:
             caps_of(limits),
             databases=db,
             members=member_descriptors(members),
+            backlog=LISTEN_BACKLOG + HTTP_BACKLOG if databases else ARBITER_BACKLOG,
+            classes=None if databases else ("max_handshakes", "max_anonymous"),
         )
         self.caps = self.budget.caps
 

@@ -648,7 +648,7 @@ class MemberServer:
             admission=self.admission,
             on_limit=self.limits.refused,
         )
-        return await listener.start(host, port, backlog=1024)
+        return await listener.start(host, port)
 
     def tls_refused(self, peer: str, reason: str) -> None:
         """Log a refused TLS peer; the same host and reason make one event a minute."""

@@ -61,6 +61,7 @@ from litemirror.protocol.framing import encode
 from litemirror.protocol.handshake import classify_first_bytes
 from litemirror.security.admission import Admission, Kind, Refused
 from litemirror.security.certs import PeerIdentity, peer_identity
+from litemirror.security.descriptors import LISTEN_BACKLOG
 
 log = logging.getLogger("litemirror.tls")
 
@@ -328,7 +329,9 @@ class Listener:
         transport.resume_reading()
         return True
 
-    async def start(self, host: str, port: int, backlog: int = 100) -> asyncio.AbstractServer:
+    async def start(
+        self, host: str, port: int, backlog: int = LISTEN_BACKLOG
+    ) -> asyncio.AbstractServer:
         loop = asyncio.get_running_loop()
         server = await loop.create_server(self.protocol, host, port, backlog=backlog)
         if self.admission is not None:
