@@ -43,7 +43,7 @@ def has_arbiter_session(st: dict[str, object]) -> bool:
 def test_a_member_restarted_during_a_flood_of_the_arbiter_reaches_it(tmp_path: Path) -> None:
     c = secure_mirror(tmp_path, start=False, mirror={"qos_timeout_ms": 2000, "heartbeat_ms": 250})
     assert c.arbiter is not None and c.certs is not None
-    c.arbiter.nofile = 384  # 400 sessions ran it out of descriptors before
+    c.arbiter.nofile = 384  # 600 sessions ran it out of descriptors before
     flood: Flood | None = None
     try:
         start_secure(c)
@@ -52,12 +52,12 @@ def test_a_member_restarted_during_a_flood_of_the_arbiter_reaches_it(tmp_path: P
         flood = Flood(
             c.arbiter.host,
             c.arbiter.port,
-            ATTACKERS[:20],
+            ATTACKERS[:30],
             20,
             ca=str(c.certs / "ca.crt"),
-            retry_s=3.0,
+            retry_s=5.0,
         ).start()
-        flood.wait_tried(400)
+        flood.wait_tried(600)
         flood.wait_open(8)
 
         c[backup].kill()
