@@ -96,7 +96,7 @@ def test_anonymous_flood_locks_out_neither_clients_nor_members(tmp_path: Path) -
         limits = {ev["data"]["limit"] for ev in seen}
         assert limits & {"limits.max_anonymous", "limits.max_anonymous_per_host"}, limits
         assert all(ev["data"]["peer"].split(":")[0] in ATTACKERS for ev in seen), seen[:3]
-        assert status(c[backup])["admission"]["member_port"]["anonymous"] <= 64
+        assert status(c[backup])["admission"]["connections"]["anonymous"] <= 64
     finally:
         for f in floods:
             f.stop()

@@ -64,15 +64,15 @@ from litemirror.protocol import arbiter as wire
 from litemirror.protocol import messages as m
 from litemirror.protocol.framing import FrameDecoder, encode
 from litemirror.protocol.handshake import check_opening
-from litemirror.security.admission import Admission, Kind
+from litemirror.security.admission import Kind
 from litemirror.security.descriptors import ARBITER_BACKLOG
 from litemirror.security.tls import member_authorisation
 from litemirror.security.tls import reload as reload_tls
 from litemirror.security.tls import setup as tls_setup
 
 from .events import EventLog
-from .limits import LimitGuard, limit_error
-from .tls_listener import Listener, error_frame, stream_factory, ticket_of
+from .limits import LimitGuard
+from .tls_listener import Listener, error_frame, stream_factory
 
 log = logging.getLogger("litemirror.arbiter")
 
@@ -226,8 +226,7 @@ class ArbiterServer:
         self._lock_fd: int | None = None
         self._stop = asyncio.Event()
         self.events = EventLog(data_dir / "events.jsonl", "arbiter")
-        self.limits = LimitGuard(config, self.events, "arbiter", databases=False)
-        self.admission = Admission(self.limits.caps)
+        self.limits = LimitGuard(config, self.events, "the arbiter", databases=False)
 
     @property
     def address(self) -> str:
@@ -274,7 +273,7 @@ class ArbiterServer:
             ),
             on_refused=self._tls_refused,
             what="arbiter",
-            admission=self.admission,
+            admission=self.limits.admission,
             on_limit=self.limits.refused,
         ).start(self.host, self.port, backlog=ARBITER_BACKLOG)
         self._spawn(self._watch())
@@ -373,13 +372,9 @@ class ArbiterServer:
 
     def _admit(self, conn: _Conn, kind: Kind) -> None:
         """Count the connection as ``kind``; raises the refusal when a limit says no."""
-        ticket = ticket_of(conn.writer)
-        if ticket is None:
-            return
-        refusal = self.admission.become(ticket, kind, asyncio.get_running_loop().time())
-        if refusal is not None:
-            self.limits.refused(conn.peer, refusal)  # the event: connection_refused
-            raise _LimitReached(limit_error("the arbiter", refusal))
+        refused = self.limits.admit(conn.writer, None, kind)
+        if refused is not None:
+            raise _LimitReached(refused)  # already an event: connection_refused
 
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = _Conn(reader, writer)
@@ -592,11 +587,7 @@ class ArbiterServer:
             },
             "qos_timeout_ms": round(self.qos_timeout * 1000),
             "state": describe_record(rec),
-            "admission": {
-                "connections": self.admission.counts(),
-                "refused": dict(self.admission.refused),
-                **self.limits.status(),
-            },
+            "admission": self.limits.status(),
         }
 
 

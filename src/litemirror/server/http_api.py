@@ -445,7 +445,7 @@ async def start_http(member: MemberServer) -> asyncio.AbstractServer | None:
         ),
         on_refused=member.tls_refused,
         what=f"member {member.me.name} HTTP",
-        admission=member.http_admission,
+        admission=member.limits.http_admission,
         http=True,
         on_limit=member.limits.refused,
     )

@@ -1,6 +1,9 @@
 """A process's connection caps and descriptor limit, and how their refusals are reported.
 
-Built once per process (member or arbiter) from the ``[limits]`` section:
+Built once per process (member or arbiter) from the ``[limits]`` section.
+It holds the :class:`~litemirror.security.admission.Admission` of the
+process's port (and of the member's HTTP port), and moves a connection to
+the class its Hello showed (:meth:`LimitGuard.admit`). Then:
 the caps are fitted to the descriptor limit at construction
 (:func:`litemirror.security.descriptors.plan`); :meth:`LimitGuard.install`
 then raises the soft ``RLIMIT_NOFILE`` as planned, says so when the caps had
@@ -21,7 +24,7 @@ from typing import Any
 
 from litemirror.config import Config, LimitsSection
 from litemirror.errors import UnavailableError
-from litemirror.security.admission import Caps, Refused
+from litemirror.security.admission import Admission, Caps, Kind, Refused
 from litemirror.security.descriptors import (
     ARBITER_BACKLOG,
     HTTP_BACKLOG,
@@ -31,8 +34,10 @@ from litemirror.security.descriptors import (
     member_descriptors,
     plan,
 )
+from litemirror.security.roles import Principal
 
 from .events import EventLog
+from .tls_listener import ticket_of
 
 log = logging.getLogger("litemirror.limits")
 
@@ -89,6 +94,9 @@ class LimitGuard:
             classes=None if databases else ("max_handshakes", "max_anonymous"),
         )
         self.caps = self.budget.caps
+        #: Who holds a connection on the process's port, and on a member's HTTP port.
+        self.admission = Admission(self.caps)
+        self.http_admission = Admission(self.caps)
 
     def install(self, loop: asyncio.AbstractEventLoop) -> None:
         """Raise the descriptor limit as planned; report accept errors as events."""
@@ -110,8 +118,38 @@ class LimitGuard:
             )
         loop.set_exception_handler(self._loop_error)
 
+    def admit(
+        self, writer: asyncio.StreamWriter, principal: Principal | None, kind: Kind | None = None
+    ) -> UnavailableError | None:
+        """Count a connection as what its Hello showed; the error to answer if a limit says no.
+
+        ``principal``: who it logged in as (no role: anonymous); None for a
+        member's link (authorised), unless ``kind`` says otherwise.
+        """
+        ticket = ticket_of(writer)
+        if ticket is None:
+            return None
+        user = None
+        if kind is None:
+            if principal is None:
+                kind = Kind.MEMBER
+            elif principal.role is None:
+                kind = Kind.ANONYMOUS
+            else:
+                kind, user = Kind.CLIENT, principal.user
+        loop = asyncio.get_running_loop()
+        refusal = self.admission.become(ticket, kind, loop.time(), user)
+        if refusal is None:
+            return None
+        peer = writer.get_extra_info("peername")
+        self.refused(f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer), refusal)
+        return limit_error(self.what, refusal)
+
     def status(self) -> dict[str, Any]:
         return {
+            "connections": self.admission.counts(),
+            "http_connections": self.http_admission.count(Kind.HTTP),
+            "refused": dict(self.admission.refused + self.http_admission.refused),
             "descriptor_limit": self.budget.soft_limit,
             "descriptors_wanted": self.budget.wanted,
             "caps": self.caps.totals(),

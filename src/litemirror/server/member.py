@@ -24,12 +24,11 @@ import msgspec
 
 from litemirror.config import Config, Member
 from litemirror.config import load as load_config
-from litemirror.errors import ConfigError, Error, UnavailableError
+from litemirror.errors import ConfigError, Error
 from litemirror.failover.start import PeerStatus, StartFacts, StartRole, decide_start
 from litemirror.journal import Journal, RecordKind
 from litemirror.replication.commit import startup_limit
 from litemirror.replication.purge import ClosedSegment, purge_before
-from litemirror.security.admission import Admission, Kind
 from litemirror.security.tls import TlsSetup, certificate_info
 from litemirror.security.tls import reload as reload_tls
 from litemirror.security.tls import setup as tls_setup
@@ -40,13 +39,13 @@ from .events import EventLog
 from .hooks import Hooks
 from .hub import Hub
 from .journal_writer import JournalWriter
-from .limits import LimitGuard, limit_error
+from .limits import LimitGuard
 from .receiver import Receiver
 from .recovery import recover
 from .registry import Registry
 from .session import ClientSession
 from .state import MemberState, load_state, save_state
-from .tls_listener import Listener, error_frame, stream_factory, ticket_of
+from .tls_listener import Listener, error_frame, stream_factory
 from .transitions import Transitions
 from .users import Principal, Users
 from .vip import VirtualIP
@@ -99,11 +98,8 @@ class MemberServer:
         self.importing: set[str] = set()
         self.role_reason = "starting"
         self.events = EventLog(self.me.data_dir / "events.jsonl", self.me.name)
-        #: Connection caps fitted to the descriptor limit, refusals reported as events.
+        #: Who holds which connection, caps fitted to the descriptor limit, refusals as events.
         self.limits = LimitGuard(config, self.events, f"member {self.me.name}")
-        #: Who holds a connection on the member port, and on the HTTP port.
-        self.admission = Admission(self.limits.caps)
-        self.http_admission = Admission(self.limits.caps)
         self.users = Users(self)
         peers = [x for x in config.failover_members if x.name != self.me.name]
         self.peer: Member | None = peers[0] if peers and self.me.kind == "failover" else None
@@ -166,13 +162,8 @@ class MemberServer:
             "connections": self._connections,
             # Open connections (clients, members, CLI) per source address.
             "connections_by_host": dict(self._by_host),
-            # Connections by what they showed themselves to be, and refusals by limit.
-            "admission": {
-                "member_port": self.admission.counts(),
-                "http_port": self.http_admission.count(Kind.HTTP),
-                "refused": dict(self.admission.refused + self.http_admission.refused),
-                **self.limits.status(),
-            },
+            # Connections by what they showed themselves to be, refusals by limit, caps.
+            "admission": self.limits.status(),
             # Database sessions opened since start, per client address.
             "sessions_by_host": dict(self.sessions_by_host),
             "tls": None
@@ -645,7 +636,7 @@ class MemberServer:
             plaintext_refusal=refusal,
             on_refused=self.tls_refused,
             what=f"member {self.me.name}",
-            admission=self.admission,
+            admission=self.limits.admission,
             on_limit=self.limits.refused,
         )
         return await listener.start(host, port)
@@ -659,31 +650,6 @@ class MemberServer:
             "warning",
             peer=peer,
         )
-
-    def admitted(
-        self, writer: asyncio.StreamWriter, principal: Principal | None
-    ) -> UnavailableError | None:
-        """Count a connection as what its Hello showed (None: an authorised member's link).
-
-        Returns the error to answer it with when a limit refuses it.
-        """
-        ticket = ticket_of(writer)
-        if ticket is None:
-            return None
-        if principal is None:
-            kind, user = Kind.MEMBER, None
-        elif principal.role is None:
-            kind, user = Kind.ANONYMOUS, None
-        else:
-            kind, user = Kind.CLIENT, principal.user
-        refusal = self.admission.become(ticket, kind, asyncio.get_running_loop().time(), user)
-        if refusal is None:
-            return None
-        peer = writer.get_extra_info("peername")
-        self.limits.refused(
-            f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer), refusal
-        )
-        return limit_error(f"member {self.me.name}", refusal)
 
     async def on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._connections += 1

@@ -131,7 +131,7 @@ class ClientSession:
             ):
                 return
             if isinstance(hello, PeerHello | ReplHello):
-                self.member.admitted(self.writer, None)  # a member's link: never refused
+                self.member.limits.admit(self.writer, None)  # a member's link: never refused
             if isinstance(hello, PeerHello):
                 if self.member.agent is not None:
                     await self.member.agent.peer_inbound(self.reader, self.decoder, hello)
@@ -211,7 +211,7 @@ class ClientSession:
         except Error as exc:
             self._send_error(0, exc)
             return False
-        refused = mem.admitted(self.writer, self.principal)
+        refused = mem.limits.admit(self.writer, self.principal)
         if refused is not None:
             self._send_error(0, refused)
             return False
@@ -308,7 +308,7 @@ class ClientSession:
                     self.principal, msg.action, msg.args, self.peer
                 )
                 if self.principal != before:  # logged in for the action: not anonymous now
-                    refused = self.member.admitted(self.writer, self.principal)
+                    refused = self.member.limits.admit(self.writer, self.principal)
                     if refused is not None:
                         raise refused
                 info = await self.member.admin(msg.action, msg.args, actor=self.principal)

@@ -229,15 +229,15 @@ class Listener:
         self._open.pop(ticket, None)
         self.admission.leave(ticket)
 
-    def _member_certificate(self, ticket: int | None, ssl_object: object) -> None:
+    def _member_certificate(self, ticket: int | None, ssl_object: ssl.SSLObject | None) -> None:
         """A connection whose certificate says "member" is a member's link from now on."""
-        if ticket is None or self.admission is None or self.http:
+        if ticket is None or self.admission is None or self.http or ssl_object is None:
             return
         try:
-            ident = peer_identity(ssl_object)  # type: ignore[arg-type]
+            ident = peer_identity(ssl_object)
         except ProtocolError:
             return
-        if ident is not None and ident.ou == "member":
+        if ident.ou == "member":
             self.admission.become(ticket, Kind.MEMBER, asyncio.get_running_loop().time())
 
     async def _sweep(self, server: asyncio.AbstractServer) -> None:
