@@ -104,6 +104,21 @@ def test_handshakes_per_host_are_refused_but_overall_the_oldest_makes_room() -> 
     assert a.count(Kind.HANDSHAKE) == 3
 
 
+def test_a_connection_that_said_hello_is_not_cut_while_it_logs_in() -> None:
+    """A login the back-off slows down outlives the handshake deadline; silent ones do not."""
+    a = Admission(SMALL)
+    silent = ticket(a, "h1", 0.0)
+    logging_in = ticket(a, "h2", 0.0)
+    a.hello(logging_in)
+    assert a.expired(100.0) == [(silent, Kind.HANDSHAKE)]
+    assert a.kind_of(logging_in) is Kind.HANDSHAKE  # still counted
+    # Making room takes a silent connection first, even a younger one.
+    newer_silent = ticket(a, "h3", 101.0)
+    ticket(a, "h1", 102.0)
+    got = a.arrive("h2", 103.0)
+    assert isinstance(got, Admitted) and got.evicted == (newer_silent,)
+
+
 def test_a_connection_that_logged_in_no_longer_counts_as_a_handshake() -> None:
     a = Admission(SMALL)
     for i in range(10):

@@ -8,13 +8,16 @@ logged-in clients, per user); a connection moves to another class when it
 shows more of itself, and is checked against the caps of the class it enters:
 
 =========== ===================================================================
-HANDSHAKE   accepted, has not said Hello yet: TCP, the TLS handshake, the first
-            frame. Closed at ``handshake_timeout`` after it was accepted. When
-            every place is taken, the *oldest* handshake is closed to admit the
-            newcomer: a real peer finishes in milliseconds, so a flood of
-            silent connections cannot keep a member's link out; past the
-            per-host cap the newcomer is refused instead (one host may not
-            push everybody else out).
+HANDSHAKE   accepted, not yet through its Hello: TCP, the TLS handshake, the
+            first frame, the login. Closed at ``handshake_timeout`` after it
+            was accepted unless it said Hello by then (:meth:`Admission.hello`;
+            a login the back-off slows down is not cut). When every place is
+            taken, the *oldest* connection that has said nothing is closed to
+            admit the newcomer (the oldest of all if every one has): a real
+            peer finishes in milliseconds, so a flood of silent connections
+            cannot keep a member's link out; past the per-host cap the
+            newcomer is refused instead (one host may not push everybody
+            else out).
 ANONYMOUS   said Hello without a login: may only ping and ask for status.
             Closed ``anonymous_timeout`` after its Hello whatever it does, so
             pinging does not keep it.
@@ -132,6 +135,8 @@ class Admission:
     #: Tickets of each class in the order they entered it (dicts keep order):
     #: the first is the oldest, and expiry stops at the first one still in time.
     _by_kind: dict[Kind, dict[int, None]] = field(default_factory=lambda: {k: {} for k in Kind})
+    #: Handshakes that have not said Hello yet, oldest first: on the deadline.
+    _silent: dict[int, None] = field(default_factory=dict)
     _per_host: Counter[tuple[Kind, str]] = field(default_factory=Counter)
     _per_user: Counter[str] = field(default_factory=Counter)
     _next: int = 1
@@ -178,7 +183,7 @@ class Admission:
         evicted: list[int] = []
         handshakes = self._by_kind[Kind.HANDSHAKE]
         while len(handshakes) >= c.max_handshakes:
-            oldest = next(iter(handshakes))
+            oldest = next(iter(self._silent or handshakes))
             self.leave(oldest)
             evicted.append(oldest)
         if evicted:
@@ -249,6 +254,10 @@ class Admission:
         self._insert(ticket, t)
         return None
 
+    def hello(self, ticket: int) -> None:
+        """The connection said Hello: its login may take longer than the handshake deadline."""
+        self._silent.pop(ticket, None)
+
     def leave(self, ticket: int) -> None:
         """The connection of ``ticket`` closed (or is being closed); no-op if already gone."""
         t = self._tickets.pop(ticket, None)
@@ -258,11 +267,11 @@ class Admission:
     def expired(self, now: float) -> list[tuple[int, Kind]]:
         """Tickets past their deadline, removed here: close their connections."""
         out: list[tuple[int, Kind]] = []
-        for kind, limit in (
-            (Kind.HANDSHAKE, self.caps.handshake_timeout),
-            (Kind.ANONYMOUS, self.caps.anonymous_timeout),
+        for kind, waiting, limit in (
+            (Kind.HANDSHAKE, self._silent, self.caps.handshake_timeout),
+            (Kind.ANONYMOUS, self._by_kind[Kind.ANONYMOUS], self.caps.anonymous_timeout),
         ):
-            for ticket in self._by_kind[kind]:
+            for ticket in waiting:
                 if now - self._tickets[ticket].since < limit:
                     break
                 out.append((ticket, kind))
@@ -295,12 +304,15 @@ class Admission:
 
     def _insert(self, ticket: int, t: _Ticket) -> None:
         self._by_kind[t.kind][ticket] = None
+        if t.kind is Kind.HANDSHAKE:
+            self._silent[ticket] = None
         self._per_host[(t.kind, t.host)] += 1
         if t.user is not None:
             self._per_user[t.user] += 1
 
     def _remove(self, ticket: int, t: _Ticket) -> None:
         self._by_kind[t.kind].pop(ticket, None)
+        self._silent.pop(ticket, None)
         key = (t.kind, t.host)
         self._per_host[key] -= 1
         if self._per_host[key] <= 0:

@@ -118,6 +118,12 @@ class LimitGuard:
             )
         loop.set_exception_handler(self._loop_error)
 
+    def hello(self, writer: asyncio.StreamWriter) -> None:
+        """The connection said Hello: from now on its login, not the handshake deadline, runs."""
+        ticket = ticket_of(writer)
+        if ticket is not None:
+            self.admission.hello(ticket)
+
     def admit(
         self, writer: asyncio.StreamWriter, principal: Principal | None, kind: Kind | None = None
     ) -> UnavailableError | None:

@@ -121,6 +121,7 @@ class ClientSession:
                 return
             if hello is None:
                 return
+            self.member.limits.hello(self.writer)  # a slowed-down login is not cut
             why = check_opening(hello)
             if why is not None:
                 log.warning("client %s refused: %s", self.peer, why)
