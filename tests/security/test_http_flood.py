@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from secure_mirror import ATTACKERS, connect, events, secure_mirror, start_secure, status
 
+from litemirror.testing.cluster import Cluster
 from litemirror.testing.flood import Flood
 
 NOFILE = 512
@@ -35,6 +36,13 @@ def test_idle_and_slow_https_connections_do_not_exhaust_the_member(tmp_path: Pat
     c = secure_mirror(tmp_path, http=True, start=False, server={"max_open_databases": 16})
     for mp in c.members.values():
         mp.nofile = NOFILE
+    try:
+        _attack_and_check(c)
+    finally:
+        c.kill_all()
+
+
+def _attack_and_check(c: Cluster) -> None:
     floods: list[Flood] = []
     try:
         start_secure(c)
@@ -72,22 +80,19 @@ def test_idle_and_slow_https_connections_do_not_exhaust_the_member(tmp_path: Pat
     finally:
         for f in floods:
             f.stop()
-    try:
-        # The log did not fill with one line per refused attempt.
-        log = p.log_path.read_text(errors="replace")
-        exhausted = len(re.findall(r"Errno 24|Too many open files", log))
-        assert exhausted < 10, f"{exhausted} lines about exhausted descriptors"
-        # What happened is in the event log: the lowered caps, the refused peers.
-        ev = p.data_dir / "events.jsonl"
-        budget = events(ev, "descriptor_budget")
-        assert budget and f"RLIMIT_NOFILE {NOFILE}" in budget[0]["message"], budget
-        refused = events(ev, "connection_refused")
-        limits = {e["data"]["limit"] for e in refused}
-        assert limits & {"limits.http_max_connections", "limits.http_max_connections_per_host"}
-        assert all(e["data"]["peer"].split(":")[0] in ATTACKERS for e in refused), refused[:3]
-        # Once the flood is over, HTTPS answers again.
-        ctx = ssl.create_default_context(cafile=ca)
-        with urllib.request.urlopen(f"https://{p.http}/health", context=ctx, timeout=10) as r:
-            assert r.status == 200
-    finally:
-        c.kill_all()
+    # After the flood. The log did not fill with one line per refused attempt.
+    log = p.log_path.read_text(errors="replace")
+    exhausted = len(re.findall(r"Errno 24|Too many open files", log))
+    assert exhausted < 10, f"{exhausted} lines about exhausted descriptors"
+    # What happened is in the event log: the lowered caps, the refused peers.
+    ev = p.data_dir / "events.jsonl"
+    budget = events(ev, "descriptor_budget")
+    assert budget and f"RLIMIT_NOFILE {NOFILE}" in budget[0]["message"], budget
+    refused = events(ev, "connection_refused")
+    limits = {e["data"]["limit"] for e in refused}
+    assert limits & {"limits.http_max_connections", "limits.http_max_connections_per_host"}
+    assert all(e["data"]["peer"].split(":")[0] in ATTACKERS for e in refused), refused[:3]
+    # Once the flood is over, HTTPS answers again.
+    ctx = ssl.create_default_context(cafile=ca)
+    with urllib.request.urlopen(f"https://{p.http}/health", context=ctx, timeout=10) as r:
+        assert r.status == 200

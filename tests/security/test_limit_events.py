@@ -21,6 +21,7 @@ from secure_mirror import ATTACKERS, events, secure_mirror, start_secure, wait_u
 from litemirror.protocol import arbiter as wire
 from litemirror.protocol import messages as m
 from litemirror.protocol.framing import FrameDecoder, encode
+from litemirror.testing.cluster import Cluster
 from litemirror.testing.flood import Flood
 
 
@@ -62,6 +63,14 @@ def test_refusals_and_exhaustion_are_events_that_count_what_they_held_back(
     assert c.arbiter is not None and c.certs is not None
     # So few descriptors that even the lowest caps cannot keep the arbiter from running out.
     c.arbiter.nofile = 48
+    try:
+        _flood_for_a_minute_and_check(c)
+    finally:
+        c.kill_all()
+
+
+def _flood_for_a_minute_and_check(c: Cluster) -> None:
+    assert c.arbiter is not None and c.certs is not None
     floods: list[Flood] = []
     try:
         start_secure(c)
@@ -80,32 +89,29 @@ def test_refusals_and_exhaustion_are_events_that_count_what_they_held_back(
     finally:
         for f in floods:
             f.stop()
-    try:
-        # The member: refusals of one host by the per-host cap, counted.
-        refused = [
-            ev
-            for ev in events(a.data_dir / "events.jsonl", "connection_refused")
-            if ev["data"]["limit"] == "limits.max_anonymous_per_host"
-        ]
-        assert refused and all(ev["data"]["peer"].startswith(ATTACKERS[0]) for ev in refused)
-        assert len(refused) <= 4, [ev["message"] for ev in refused]  # not one per attempt
-        held = sum(ev["data"].get("held_back", 0) for ev in refused)
-        assert held > 0 and any("more like" in ev["message"] for ev in refused), refused
+    # The member: refusals of one host by the per-host cap, counted.
+    refused = [
+        ev
+        for ev in events(a.data_dir / "events.jsonl", "connection_refused")
+        if ev["data"]["limit"] == "limits.max_anonymous_per_host"
+    ]
+    assert refused and all(ev["data"]["peer"].startswith(ATTACKERS[0]) for ev in refused)
+    assert len(refused) <= 4, [ev["message"] for ev in refused]  # not one per attempt
+    held = sum(ev["data"].get("held_back", 0) for ev in refused)
+    assert held > 0 and any("more like" in ev["message"] for ev in refused), refused
 
-        # The arbiter: it said at start that its caps did not fit, and it ran out, once a
-        # minute in the event log (with the count), not once per attempt in its log.
-        arb = c.arbiter.data_dir / "events.jsonl"
-        budget = events(arb, "descriptor_budget")
-        assert budget and "RLIMIT_NOFILE 48" in budget[0]["message"], budget
-        exhausted = events(arb, "descriptors_exhausted")
-        assert 1 <= len(exhausted) <= 4, [ev["message"] for ev in exhausted]
-        assert "Too many open files" in exhausted[0]["message"]
-        assert sum(ev["data"].get("held_back", 0) for ev in exhausted) > 0, exhausted
-        log = c.arbiter.log_path.read_text(errors="replace")
-        assert len(re.findall(r"Errno 24|Too many open files", log)) <= 8
+    # The arbiter: it said at start that its caps did not fit, and it ran out, once a
+    # minute in the event log (with the count), not once per attempt in its log.
+    arb = c.arbiter.data_dir / "events.jsonl"
+    budget = events(arb, "descriptor_budget")
+    assert budget and "RLIMIT_NOFILE 48" in budget[0]["message"], budget
+    exhausted = events(arb, "descriptors_exhausted")
+    assert 1 <= len(exhausted) <= 4, [ev["message"] for ev in exhausted]
+    assert "Too many open files" in exhausted[0]["message"]
+    assert sum(ev["data"].get("held_back", 0) for ev in exhausted) > 0, exhausted
+    log = c.arbiter.log_path.read_text(errors="replace")
+    assert len(re.findall(r"Errno 24|Too many open files", log)) <= 8
 
-        # Once the flood is over the members get their sessions back.
-        for mp in c.members.values():
-            wait_until(mp, lambda s: s["failover"]["arbiter_up"], 30, "arbiter session")
-    finally:
-        c.kill_all()
+    # Once the flood is over the members get their sessions back.
+    for mp in c.members.values():
+        wait_until(mp, lambda s: s["failover"]["arbiter_up"], 30, "arbiter session")
