@@ -195,9 +195,37 @@ class ServerSection(_Frozen, frozen=True):
 
 
 class LimitsSection(_Frozen, frozen=True):
+    """Sizes, connection caps and timeouts (docs/security.md, *Connections and resources*).
+
+    Connections are counted by what they have shown themselves to be (see
+    ``litemirror.security.admission``): still in their handshake, control
+    connections without a login, logged-in clients, members' links, HTTP.
+    Members' links are never refused by a cap.
+    """
+
     max_frame_bytes: int = 128 * 1024 * 1024
+    #: Connections of logged-in clients (members' links are not counted).
+    #: A per-host or per-user cap above its overall cap acts as the overall cap.
     max_connections: int = 1024
-    handshake_timeout_s: float = 10.0
+    max_connections_per_host: int = 256
+    max_connections_per_user: int = 512
+    #: Connections that have not yet said Hello (TCP accepted, TLS handshake,
+    #: first message); when all are taken, the oldest is closed for a newcomer.
+    max_handshakes: int = 256
+    max_handshakes_per_host: int = 64
+    #: Control connections without a login (status and ping only).
+    max_anonymous: int = 64
+    max_anonymous_per_host: int = 8
+    #: A connection without a login is closed this long after its Hello.
+    anonymous_timeout_s: float = 10.0
+    #: From accept to Hello, TLS handshake included.
+    handshake_timeout_s: float = 5.0
+    #: Connections to the HTTP port.
+    http_max_connections: int = 256
+    http_max_connections_per_host: int = 32
+    #: An HTTP request's headers (and an idle keep-alive connection), then its
+    #: body, must each arrive within this.
+    http_timeout_s: float = 10.0
     #: Rows per Result frame when streaming a large result.
     result_chunk_rows: int = 2000
     #: How long a read with ``min_lsn`` waits for this member to apply that LSN.
@@ -721,8 +749,22 @@ def build(
     lim = fc.limits
     if lim.max_frame_bytes < 1024:
         raise ConfigError(f"limits.max_frame_bytes: {lim.max_frame_bytes} is below 1024")
-    if lim.max_connections < 1:
-        raise ConfigError(f"limits.max_connections: {lim.max_connections} must be >= 1")
+    for key in (
+        "max_connections",
+        "max_connections_per_host",
+        "max_connections_per_user",
+        "max_handshakes",
+        "max_handshakes_per_host",
+        "max_anonymous",
+        "max_anonymous_per_host",
+        "http_max_connections",
+        "http_max_connections_per_host",
+    ):
+        value = getattr(lim, key)
+        if not 1 <= value <= 1_000_000:
+            raise ConfigError(
+                f"limits.{key}: {value} must be a whole number of connections from 1 to 1000000"
+            )
     h = fc.hooks
     for point in HOOK_POINTS:
         hook = getattr(h, point)
@@ -737,6 +779,8 @@ def build(
             "of seconds"
         )
     _positive("limits.handshake_timeout_s", lim.handshake_timeout_s)
+    _positive("limits.anonymous_timeout_s", lim.anonymous_timeout_s)
+    _positive("limits.http_timeout_s", lim.http_timeout_s)
     _check_notify(fc.notify)
     _check_canary(fc.canary)
     tls = _check_tls(fc.tls, base, members)

@@ -24,6 +24,8 @@ PURE = [
     # Named on its own as well: the listeners' first check of every connection.
     "litemirror.protocol.handshake",
     "litemirror.security.throttle",
+    "litemirror.security.admission",
+    "litemirror.security.descriptors",
     "litemirror.security.roles",
     "litemirror.security.visibility",
     "litemirror.security.login_tokens",

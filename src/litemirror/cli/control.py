@@ -1,6 +1,8 @@
 """Control connections from the command line to members: status and admin actions.
 
-Admin actions log in as the user given with ``--user`` or
+Status asks need no login (the HTTP port shows the same to anyone), but log
+in when a user is given, so they get through a flood of anonymous
+connections. Admin actions log in as the user given with ``--user`` or
 ``LITEMIRROR_USER``, with the password from ``LITEMIRROR_PASSWORD`` or, on a
 terminal, a prompt (asked once per command). Without a user they go without
 credentials, which a member with ``auth.require`` refuses (unless no admin
@@ -100,13 +102,20 @@ def member_status(
     credentials: Login | None = None,
     context: ssl.SSLContext | None = None,
 ) -> dict[str, Any]:
+    """A member's status; logged in as ``credentials``, else as the user given
+    (``--user``, LITEMIRROR_USER), else anonymously.
+
+    A member under a flood of anonymous connections may refuse an anonymous
+    call (``limits.max_anonymous``); a logged-in status call is a client's and
+    still gets through.
+    """
     try:
         return call(
             member.host,
             member.port,
             m.StatusRequest(id=1),
             timeout=timeout,
-            credentials=credentials,
+            credentials=credentials if credentials is not None else login(),
             context=context,
         )
     except errors.Error as exc:

@@ -65,6 +65,7 @@ from litemirror.failover import (
 from litemirror.protocol import peer as p
 from litemirror.protocol.framing import FrameDecoder, encode
 
+from .arbiter_client import ArbiterClient
 from .dial import open_to
 
 if TYPE_CHECKING:
@@ -91,6 +92,8 @@ class FailoverAgent:
         self._peer_out: asyncio.StreamWriter | None = None
         self._arbiter_ok_sent = 0.0
         self._arbiter_lost_said = False
+        #: The session with the arbiter (None without one, or before it is first tried).
+        self.arbiter: ArbiterClient | None = None
         #: Consecutive failed attempts to lead (hooks said no, VIP not taken).
         self._lead_failures = 0
         self.decisions: list[str] = []
@@ -292,8 +295,6 @@ class FailoverAgent:
     # --------------------------------------------------------- the arbiter
 
     async def _arbiter_loop(self) -> None:
-        from .arbiter_client import ArbiterClient
-
         cfg = self.m.config.mirror
         assert cfg.arbiter is not None
         qos = cfg.qos_timeout_ms / 1000
@@ -308,6 +309,7 @@ class FailoverAgent:
                 self.m, host, port, local_addr=self.m.source_address(), timeout=qos
             ),
         )
+        self.arbiter = client
         self._arbiter_ok_sent = time.monotonic()
         try:
             while True:
@@ -320,7 +322,12 @@ class FailoverAgent:
                         and not self._arbiter_lost_said
                     ):
                         self._arbiter_lost_said = True
-                        log.warning("arbiter unreachable: %s", exc.message)
+                        self.m.event(
+                            "arbiter_lost",
+                            f"member {self.m.me.name} has no session with the arbiter: "
+                            f"{exc.message}",
+                            "warning",
+                        )
                         self.feed(ArbiterLost())
                     await asyncio.sleep(hb / 2)
                     continue

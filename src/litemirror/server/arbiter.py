@@ -31,6 +31,15 @@ an outcome is logged once, repeats of the same outcome only at debug level.
 A control connection (``Hello`` with an empty database, then
 ``StatusRequest``) is answered like a member's, so ``litemirror status`` and
 :func:`litemirror.cli.control.call` work against the arbiter too.
+
+Connections are admitted as on a member (:mod:`litemirror.security.admission`,
+the ``[limits]`` of the config given with ``--config``, else the defaults):
+control connections are anonymous — few, and closed
+``limits.anonymous_timeout_s`` after their hello — while a failover member's
+session (its certificate, or its authorised hello) is never refused by a cap,
+so a flood of strangers cannot keep a member from the arbiter. Refusals are
+events in ``DIR/events.jsonl`` (one per peer host and reason a minute, with
+the count held back) and counted in ``status``.
 """
 
 from __future__ import annotations
@@ -55,10 +64,14 @@ from litemirror.protocol import arbiter as wire
 from litemirror.protocol import messages as m
 from litemirror.protocol.framing import FrameDecoder, encode
 from litemirror.protocol.handshake import check_opening
+from litemirror.security.admission import Kind
+from litemirror.security.descriptors import ARBITER_BACKLOG
 from litemirror.security.tls import member_authorisation
 from litemirror.security.tls import reload as reload_tls
 from litemirror.security.tls import setup as tls_setup
 
+from .events import EventLog
+from .limits import LimitGuard
 from .tls_listener import Listener, error_frame, stream_factory
 
 log = logging.getLogger("litemirror.arbiter")
@@ -128,6 +141,14 @@ def describe_record(rec: ArbiterRecord) -> str:
     backup = "backup active" if rec.backup_active else "backup inactive"
     hand = f", handing over to {rec.handover_to}" if rec.handover_to else ""
     return f"epoch {rec.epoch} held by {rec.holder} ({backup}{hand})"
+
+
+class _LimitReached(Exception):
+    """A connection refused by a limit (already reported); answer it with ``error``."""
+
+    def __init__(self, error: Error) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
 @dataclass(eq=False)
@@ -204,6 +225,8 @@ class ArbiterServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock_fd: int | None = None
         self._stop = asyncio.Event()
+        self.events = EventLog(data_dir / "events.jsonl", "arbiter")
+        self.limits = LimitGuard(config, self.events, "the arbiter", databases=False)
 
     @property
     def address(self) -> str:
@@ -234,6 +257,7 @@ class ArbiterServer:
             save_state(self.data_dir, record, self.mirror)
         # Only the record survives a restart; contact has to be re-established.
         self.state = Arbiter(record=record).restarted()
+        self.limits.install(asyncio.get_running_loop())
         refusal = b""
         if self.tls is not None and self.tls.require:
             refusal = error_frame("the arbiter accepts only TLS connections (tls.require)")
@@ -247,8 +271,11 @@ class ArbiterServer:
                 f"no hello within the handshake timeout of {self.handshake_timeout:g} s",
                 "ProtocolError",
             ),
+            on_refused=self._tls_refused,
             what="arbiter",
-        ).start(self.host, self.port)
+            admission=self.limits.admission,
+            on_limit=self.limits.refused,
+        ).start(self.host, self.port, backlog=ARBITER_BACKLOG)
         self._spawn(self._watch())
         log.info(
             "arbiter of mirror %s listening on %s: %s; QoS timeout %d ms",
@@ -288,6 +315,7 @@ class ArbiterServer:
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.events.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -303,9 +331,13 @@ class ArbiterServer:
         """Drop members silent for the QoS timeout from ``in_contact``."""
         loop = asyncio.get_running_loop()
         interval = min(max(self.qos_timeout / 10, 0.02), 0.25)
+        flushed = loop.time()
         while True:
             await asyncio.sleep(interval)
             now = loop.time()
+            if now - flushed >= 1.0:
+                flushed = now
+                self.events.flush()
             for member in sorted(self.state.in_contact):
                 s = self.sessions.get(member)
                 if s is None:
@@ -329,6 +361,21 @@ class ArbiterServer:
 
     # ---------------------------------------------------------- connections
 
+    def _tls_refused(self, peer: str, reason: str) -> None:
+        self.events.emit_limited(
+            "tls_refused",
+            ("tls", peer.rpartition(":")[0], reason),
+            f"arbiter: connection with {peer} refused: {reason}",
+            "warning",
+            peer=peer,
+        )
+
+    def _admit(self, conn: _Conn, kind: Kind) -> None:
+        """Count the connection as ``kind``; raises the refusal when a limit says no."""
+        refused = self.limits.admit(conn.writer, None, kind)
+        if refused is not None:
+            raise _LimitReached(refused)  # already an event: connection_refused
+
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = _Conn(reader, writer)
         try:
@@ -341,11 +388,21 @@ class ArbiterServer:
             if first is not None and (why := check_opening(first)) is not None:
                 raise ProtocolError(why)
             if isinstance(first, m.Hello):
+                self._admit(conn, Kind.ANONYMOUS)
                 await self._control(conn, first)
             elif isinstance(first, wire.ArbHello):
                 await self._member(conn, first)
+        except _LimitReached as exc:
+            conn.send_error(0, exc.error)
         except Error as exc:
-            log.warning("connection from %s refused: %s", conn.peer, exc.message)
+            host = conn.peer.rpartition(":")[0]
+            self.events.emit_limited(
+                "arbiter_refused",
+                ("refused", host, type(exc).__name__),
+                f"arbiter: connection from {conn.peer} refused: {exc.message}",
+                "warning",
+                peer=conn.peer,
+            )
             conn.send_error(0, exc)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
@@ -389,6 +446,7 @@ class ArbiterServer:
                 f"member {hello.member} belongs to mirror {hello.mirror!r}, but this arbiter "
                 f"serves mirror {self.mirror!r}; point the member at its own arbiter"
             )
+        self._admit(conn, Kind.MEMBER)
         await self._replace_old_session(hello.member)
         loop = asyncio.get_running_loop()
         session = _Session(hello.member, conn, loop.time())
@@ -529,6 +587,7 @@ class ArbiterServer:
             },
             "qos_timeout_ms": round(self.qos_timeout * 1000),
             "state": describe_record(rec),
+            "admission": self.limits.status(),
         }
 
 

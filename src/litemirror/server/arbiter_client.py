@@ -21,6 +21,7 @@ refused) and at the latest after ``qos_timeout``; the member turns that into
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -63,10 +64,25 @@ class ArbiterClient:
         self._seq = 0
         # exchange() is not reentrant: one beat in flight per connection.
         self._lock = asyncio.Lock()
+        #: When the arbiter last answered (monotonic), and why the last exchange
+        #: failed (None since it answered): what ``status`` says of the session.
+        self.last_answer: float | None = None
+        self.last_error: str | None = None
 
     @property
     def connected(self) -> bool:
         return self._writer is not None
+
+    def session(self) -> dict[str, object]:
+        """This member's session with the arbiter as ``status`` shows it."""
+        return {
+            "address": self.address,
+            "connected": self.connected,
+            "last_answer_ms": None
+            if self.last_answer is None
+            else round((time.monotonic() - self.last_answer) * 1000),
+            "error": self.last_error,
+        }
 
     async def exchange(self, request: ArbiterRequest | None = None) -> ArbiterReport:
         """Send one beat (carrying ``request``) and return the arbiter's answer.
@@ -76,23 +92,32 @@ class ArbiterClient:
         """
         async with self._lock:
             try:
-                async with asyncio.timeout(self.qos_timeout):
-                    return await self._exchange(request)
-            except TimeoutError as exc:
-                self._drop()
-                raise ArbiterUnreachable(
-                    f"the arbiter at {self.address} did not answer {self.member} within "
-                    f"{self.qos_timeout * 1000:.0f} ms; treating it as lost until it answers again"
-                ) from exc
-            except (OSError, ProtocolError) as exc:
-                self._drop()
-                why = exc.message if isinstance(exc, ProtocolError) else str(exc) or repr(exc)
-                raise ArbiterUnreachable(
-                    f"cannot reach the arbiter at {self.address} from {self.member}: {why}"
-                ) from exc
-            except ArbiterUnreachable:
-                self._drop()
+                report = await self._timed_exchange(request)
+            except ArbiterUnreachable as exc:
+                self.last_error = exc.message
                 raise
+            self.last_answer, self.last_error = time.monotonic(), None
+            return report
+
+    async def _timed_exchange(self, request: ArbiterRequest | None) -> ArbiterReport:
+        try:
+            async with asyncio.timeout(self.qos_timeout):
+                return await self._exchange(request)
+        except TimeoutError as exc:
+            self._drop()
+            raise ArbiterUnreachable(
+                f"the arbiter at {self.address} did not answer {self.member} within "
+                f"{self.qos_timeout * 1000:.0f} ms; treating it as lost until it answers again"
+            ) from exc
+        except (OSError, ProtocolError) as exc:
+            self._drop()
+            why = exc.message if isinstance(exc, ProtocolError) else str(exc) or repr(exc)
+            raise ArbiterUnreachable(
+                f"cannot reach the arbiter at {self.address} from {self.member}: {why}"
+            ) from exc
+        except ArbiterUnreachable:
+            self._drop()
+            raise
 
     async def _exchange(self, request: ArbiterRequest | None) -> ArbiterReport:
         if self._writer is None:

@@ -47,9 +47,11 @@ from aiohttp import web
 
 from litemirror import errors
 from litemirror.config import parse_address
+from litemirror.security.descriptors import HTTP_BACKLOG
 from litemirror.security.roles import Principal
 from litemirror.security.visibility import Audience, audience_of, events_view
 
+from .http_guard import RequestDeadlines
 from .metrics import CONTENT_TYPE, Metrics
 from .tls_listener import Listener
 from .users import BOOTSTRAP, is_loopback
@@ -168,7 +170,11 @@ class HttpApi:
         self.metrics = Metrics(member)
         self.token = admin_token(member)
         self.access = Access(member, self.token)
-        self.app = web.Application(middlewares=[self._errors], client_max_size=MAX_BODY)
+        #: A request must arrive within limits.http_timeout_s (server/http_guard.py).
+        self.deadlines = RequestDeadlines(member.config.limits.http_timeout_s)
+        self.app = web.Application(
+            middlewares=[self._errors, self.deadlines.middleware], client_max_size=MAX_BODY
+        )
         r = self.app.router
         r.add_get("/", self.page)
         for name, ctype in (("monitor.js", "text/javascript"), ("monitor.css", "text/css")):
@@ -511,14 +517,19 @@ async def start_http(member: MemberServer) -> asyncio.AbstractServer | None:
         return None
     host, port = parse_address(f"member {member.me.name} http", member.me.http)
     api = HttpApi(member)
-    runner = web.AppRunner(api.app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        api.app,
+        access_log=None,
+        handle_signals=False,
+        keepalive_timeout=member.config.limits.http_timeout_s,
+    )
     await runner.setup()
     protocol = runner.server
     assert protocol is not None  # set by setup()
     tls = member.tls
     body = b"This port speaks HTTPS only (tls.require); use https://\r\n"
     listener = Listener(
-        protocol,
+        api.deadlines.wrap(protocol),
         tls.server if tls is not None else None,
         tls is not None and tls.require,
         member.config.limits.handshake_timeout_s,
@@ -529,9 +540,12 @@ async def start_http(member: MemberServer) -> asyncio.AbstractServer | None:
         ),
         on_refused=member.tls_refused,
         what=f"member {member.me.name} HTTP",
+        admission=member.limits.http_admission,
+        http=True,
+        on_limit=member.limits.refused,
     )
     try:
-        server = await listener.start(host, port)
+        server = await listener.start(host, port, backlog=HTTP_BACKLOG)
     except OSError as exc:
         await runner.cleanup()
         raise errors.ConfigError(

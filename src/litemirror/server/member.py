@@ -40,6 +40,7 @@ from .events import EventLog
 from .hooks import Hooks
 from .hub import Hub
 from .journal_writer import JournalWriter
+from .limits import LimitGuard
 from .receiver import Receiver
 from .recovery import recover
 from .registry import Registry
@@ -70,7 +71,6 @@ class MemberServer:
         #: a rotated certificate is picked up by a restart.
         self.tls: TlsSetup | None = tls_setup(config, member)
         self.tls_certificate = certificate_info(config, member)
-        self._refusals_said: dict[tuple[str, str], float] = {}
         self._stop = asyncio.Event()
         self._connections = 0
         self._by_host: collections.Counter[str] = collections.Counter()
@@ -99,6 +99,8 @@ class MemberServer:
         self.importing: set[str] = set()
         self.role_reason = "starting"
         self.events = EventLog(self.me.data_dir / "events.jsonl", self.me.name)
+        #: Who holds which connection, caps fitted to the descriptor limit, refusals as events.
+        self.limits = LimitGuard(config, self.events, f"member {self.me.name}")
         self.users = Users(self)
         peers = [x for x in config.failover_members if x.name != self.me.name]
         self.peer: Member | None = peers[0] if peers and self.me.kind == "failover" else None
@@ -165,6 +167,8 @@ class MemberServer:
             "connections": self._connections,
             # Open connections (clients, members, CLI) per source address.
             "connections_by_host": dict(self._by_host),
+            # Connections by what they showed themselves to be, refusals by limit, caps.
+            "admission": self.limits.status(),
             # Database sessions opened since start, per client address.
             "sessions_by_host": dict(self.sessions_by_host),
             "tls": None
@@ -218,6 +222,12 @@ class MemberServer:
                 "holder": v.holder,
                 "peer_up": v.peer_up,
                 "arbiter_up": v.arbiter_up,
+                # Whom the arbiter said, in its last answer, it is in contact with.
+                "arbiter_sees": sorted(v.arbiter_sees),
+                # This member's own session with the arbiter.
+                "arbiter_session": None
+                if self.agent.arbiter is None
+                else self.agent.arbiter.session(),
                 "backup_active": v.backup_active,
                 "decisions": self.agent.decisions[-5:],
             }
@@ -287,10 +297,18 @@ class MemberServer:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        if self.tls is not None and self.config.tls is not None:
+            # This member's control calls to the others (their status) present its
+            # certificate: they count as a member's link there, not as a stranger.
+            from litemirror.client.credentials import ClientTls, use_tls
+
+            cert, key = self.config.tls.files_for(self.me.name, self.me)
+            use_tls(ClientTls(str(self.config.tls.ca), str(cert), str(key)))
         self.executor = ThreadPoolExecutor(
             max_workers=self.config.server.threads, thread_name_prefix="sqlite"
         )
         await loop.run_in_executor(self.executor, self._startup_blocking)
+        self.limits.install(loop)  # the data dir exists now: its event can be written
         self.jw = JournalWriter(self.journal, loop)
         self.jw.on_durable(self._records_durable)
         self.registry = Registry(
@@ -564,6 +582,7 @@ class MemberServer:
                 except OSError as exc:
                     log.warning("could not save member state: %s", exc)
             await self.registry.sweep()
+            self.events.flush()
             try:
                 await self._purge_journal()
             except Error as exc:
@@ -623,29 +642,22 @@ class MemberServer:
             plaintext_refusal=refusal,
             on_refused=self.tls_refused,
             what=f"member {self.me.name}",
+            admission=self.limits.admission,
+            on_limit=self.limits.refused,
         )
-        return await listener.start(host, port, backlog=1024)
+        return await listener.start(host, port)
 
     def tls_refused(self, peer: str, reason: str) -> None:
         """Log a refused TLS peer; the same host and reason make one event a minute."""
-        key = (peer.rpartition(":")[0], reason)
-        now = time.monotonic()
-        if now - self._refusals_said.get(key, -60.0) < 60.0:
-            log.warning("connection with %s refused: %s", peer, reason)
-            return
-        self._refusals_said[key] = now
-        if len(self._refusals_said) > 1000:
-            self._refusals_said.clear()
-        self.event("tls_refused", f"connection with {peer} refused: {reason}", "warning", peer=peer)
+        self.events.emit_limited(
+            "tls_refused",
+            ("tls", peer.rpartition(":")[0], reason),
+            f"connection with {peer} refused: {reason}",
+            "warning",
+            peer=peer,
+        )
 
     async def on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._connections >= self.config.limits.max_connections:
-            log.warning(
-                "refusing connection: limit of %d connections reached",
-                self.config.limits.max_connections,
-            )
-            writer.close()
-            return
         self._connections += 1
         peer = writer.get_extra_info("peername")
         host = str(peer[0]) if isinstance(peer, tuple) else str(peer)
@@ -754,6 +766,7 @@ class MemberServer:
         await self.registry.close_all()
         self.jw.close()
         self.journal.close()
+        self.events.close()
         self._state.horizon = self.current_horizon()
         self._state.confirmed = self.confirmed_lsn()
         self._state.clean_shutdown = True

@@ -139,6 +139,7 @@ class ClientSession:
                 return
             if hello is None:
                 return
+            self.member.limits.hello(self.writer)  # a slowed-down login is not cut
             why = check_opening(hello)
             if why is not None:
                 log.warning("client %s refused: %s", self.peer, why)
@@ -148,6 +149,8 @@ class ClientSession:
                 hello.member
             ):
                 return
+            if isinstance(hello, PeerHello | ReplHello):
+                self.member.limits.admit(self.writer, None)  # a member's link: never refused
             if isinstance(hello, PeerHello):
                 if self.member.agent is not None:
                     await self.member.agent.peer_inbound(self.reader, self.decoder, hello)
@@ -233,6 +236,10 @@ class ClientSession:
             self._send_error(0, exc)
             return False
         self.features = m.client_features(hello.client)
+        refused = mem.limits.admit(self.writer, self.principal)
+        if refused is not None:
+            self._send_error(0, refused)
+            return False
         if not hello.database:
             # A control connection (status, admin): no database attached.
             self.read_only = True
@@ -323,9 +330,14 @@ class ClientSession:
             elif isinstance(msg, m.StatusRequest):
                 self._send(m.Ok(id=req, info=self.member.status(self.principal)))
             elif isinstance(msg, m.AdminRequest):
+                before = self.principal
                 self.principal = await self.member.users.authorize_action(
                     self.principal, msg.action, msg.args, self.peer
                 )
+                if self.principal != before:  # logged in for the action: not anonymous now
+                    refused = self.member.limits.admit(self.writer, self.principal)
+                    if refused is not None:
+                        raise refused
                 info = await self.member.admin(msg.action, msg.args, actor=self.principal)
                 self._send(m.Ok(id=req, info=info))
             else:

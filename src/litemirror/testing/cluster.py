@@ -71,6 +71,19 @@ def _signal(proc: subprocess.Popen[bytes] | None, sig: int) -> None:
         proc.send_signal(sig)
 
 
+def _limit_descriptors(nofile: int | None) -> Any:
+    """A ``preexec_fn`` that gives the child at most ``nofile`` descriptors (None: as we have)."""
+    if nofile is None:
+        return None
+
+    def limit() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+    return limit
+
+
 def _tail(path: Path, lines: int) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -107,6 +120,8 @@ class MemberProcess:
     #: (user, password) the status calls log in with (a mirror with auth.require shows
     #: callers without a login only role and state); see Cluster.log_in_as.
     login: tuple[str, str] | None = None
+    #: RLIMIT_NOFILE (soft and hard) of the process; None: this process's own.
+    nofile: int | None = None
 
     @property
     def address(self) -> str:
@@ -132,6 +147,7 @@ class MemberProcess:
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
+            preexec_fn=_limit_descriptors(self.nofile),
         )
         log.close()
         if wait:
@@ -252,6 +268,8 @@ class ArbiterProcess:
     proc: subprocess.Popen[bytes] | None = None
     #: Start with ``--config`` (the mirror's [tls] and members apply).
     config_path: Path | None = None
+    #: RLIMIT_NOFILE (soft and hard) of the process; None: this process's own.
+    nofile: int | None = None
 
     @property
     def address(self) -> str:
@@ -282,6 +300,7 @@ class ArbiterProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_limit_descriptors(self.nofile),
         )
         log.close()
         deadline = time.monotonic() + timeout
