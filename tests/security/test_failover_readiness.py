@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from litemirror.cli.status import failover_readiness
+from litemirror.failover.readiness import failover_readiness
 
 
 def member(name: str, role: str, arbiter_up: bool = True, **fo: Any) -> dict[str, Any]:

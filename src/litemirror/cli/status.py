@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from litemirror.config import Config
+from litemirror.failover.readiness import failover_readiness
 
 ROLE_STYLE = {
     "primary": "bold green",
@@ -52,64 +53,6 @@ def _rows(status: dict[str, Any], config: Config | None) -> list[dict[str, Any]]
         else st
         for st in status["members"]
     ]
-
-
-def failover_readiness(status: dict[str, Any]) -> tuple[bool, str]:
-    """Whether the backup could take over now, as one sentence: (ready, sentence).
-
-    A takeover needs all of: an active backup; the primary and the backup
-    each holding a session with the arbiter (each member's own report); and
-    the arbiter in contact with both (its own report when it answered,
-    otherwise what it last told the primary). Any one missing is named.
-    """
-    members = status.get("members") or []
-    primary = next((st for st in members if st.get("role") == "primary"), None)
-    if primary is None:
-        return False, "Automatic failover NOT possible: no primary."
-    fo = primary.get("failover") or {}
-    name = str(primary.get("member"))
-    problems: list[str] = []
-    backup_name: str | None = None
-    if not fo.get("backup_active"):
-        problems.append(f"no active backup ({fo.get('state')})")
-    backup = next(
-        (
-            st
-            for st in members
-            if st.get("kind") == "failover" and st.get("member") != primary.get("member")
-        ),
-        None,
-    )
-    if backup is not None:
-        backup_name = str(backup.get("member"))
-    said: set[str] = set()  # members already named: one problem each is enough
-    for who, st in ((name, primary), (backup_name, backup)):
-        if who is None or st is None:
-            continue
-        if st.get("role") == "down":
-            problems.append(f"{who} does not answer ({st.get('error')})")
-            said.add(who)
-            continue
-        mfo = st.get("failover") or {}
-        if not mfo.get("arbiter_up"):
-            why = (mfo.get("arbiter_session") or {}).get("error")
-            problems.append(f"{who} has no session with the arbiter" + (f" ({why})" if why else ""))
-            said.add(who)
-    arb = status.get("arbiter") or {}
-    if arb.get("state") == "down":
-        problems.append(f"the arbiter does not answer ({arb.get('error')})")
-        sees = set(fo.get("arbiter_sees") or [])
-    else:
-        sees = set(arb.get("in_contact") or [])
-    for who in (name, backup_name):
-        if who is not None and who not in sees and who not in said:
-            problems.append(f"the arbiter is not in contact with {who}")
-    if problems:
-        return False, "Automatic failover NOT possible: " + "; ".join(problems) + "."
-    return True, (
-        f"Automatic failover ready: backup {backup_name} active; {name} and {backup_name} "
-        "in contact with the arbiter."
-    )
 
 
 def _headline(status: dict[str, Any]) -> Text:

@@ -30,7 +30,7 @@ import apsw
 
 from litemirror.engine import apply as engine_apply
 from litemirror.engine import meta
-from litemirror.engine.ops import ChangesetOp, SqlOp, decode_ops
+from litemirror.engine.ops import VACUUM_SQL, ChangesetOp, SqlOp, decode_ops
 from litemirror.errors import Error
 from litemirror.journal import Journal, Record, RecordKind
 
@@ -160,9 +160,11 @@ def rollback_divergent(
             inverse: list[ChangesetOp | SqlOp] = []
             for rec in reversed(applied):
                 ops = decode_ops(rec.payload)
-                if any(isinstance(op, SqlOp) for op in ops):
+                sql = [op.sql for op in ops if isinstance(op, SqlOp)]
+                if sql:
+                    what = "a VACUUM" if VACUUM_SQL in sql else "DDL"
                     raise CannotRollBack(
-                        f"record {rec.lsn} of database {db!r} holds DDL, "
+                        f"record {rec.lsn} of database {db!r} holds {what}, "
                         "which cannot be undone; a base copy is needed"
                     )
                 for op in reversed(ops):

@@ -111,8 +111,6 @@ T = TypeVar("T")
 MAX_PENDING_CHECKS = 64
 #: Successful checks remembered (as keyed digests), so reconnects skip scrypt.
 VERIFIED_CACHE = 1024
-#: One auth_refused event per peer host and kind in this window; the rest are logged.
-EVENT_EVERY_S = 60.0
 #: Attempts of a host that failed recently that may wait for their turn; more are
 #: refused unchecked (a host without failures, e.g. a connection pool starting, always waits).
 HOST_QUEUE = 8
@@ -208,8 +206,6 @@ class Users:
         self._cache_key = secrets.token_bytes(32)
         #: Keyed digest of (name, password) that logged in -> the stored hash it matched.
         self._verified: OrderedDict[bytes, str] = OrderedDict()
-        #: (peer host, kind) -> (when the last event was emitted, refusals logged since).
-        self._said: dict[tuple[str, str], tuple[float, int]] = {}
         #: Back-off for hosts and user names that keep failing to log in.
         self.throttle = LoginThrottle()
         self._host_turns = _Turns()
@@ -542,21 +538,18 @@ class Users:
         )
 
     def refused(self, peer: str, kind: str, message: str) -> None:
-        """Log a refusal; one ``auth_refused`` event per peer host and kind a minute."""
+        """Log a refusal: one ``auth_refused`` event per peer host and kind a minute,
+        and the next one (or the minute's summary) says how many were held back."""
         host = peer.rpartition(":")[0] or peer
-        key = (host, kind)
-        now = time.monotonic()
-        last, hidden = self._said.get(key, (-EVENT_EVERY_S, 0))
-        if now - last < EVENT_EVERY_S:
-            self._said[key] = (last, hidden + 1)
-            log.warning("%s", message)
-            return
-        if len(self._said) > 1000:
-            self._said.clear()
-        self._said[key] = (now, 0)
-        if hidden:
-            message += f" ({hidden} more {kind} refusal(s) from {host} in the last minute)"
-        self.m.event("auth_refused", message, "warning", peer=peer, refused=kind)
+        log.warning("%s", message)
+        self.m.events.emit_limited(
+            "auth_refused",
+            ("auth_refused", host, kind),
+            message,
+            "warning",
+            peer=peer,
+            refused=kind,
+        )
 
     # ------------------------------------------------------------ changes
 

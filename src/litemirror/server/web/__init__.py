@@ -33,6 +33,7 @@ import aiohttp
 
 from litemirror.cli import control
 from litemirror.config import Member
+from litemirror.failover.readiness import failover_readiness
 from litemirror.protocol import messages as m
 
 if TYPE_CHECKING:
@@ -265,9 +266,16 @@ class MirrorView:
             decision = fo["decisions"][-1]
         elif primary is not None:
             decision = primary.get("reason")
+        mode = None
+        if cfg.mirror.arbiter is not None:
+            ready, sentence = failover_readiness(
+                {"members": list(statuses.values()), "arbiter": arb or {}}
+            )
+            mode = {"ready": ready, "sentence": sentence}
         return {
             "mirror": cfg.mirror.name,
             "via": me.me.name,
+            "failover_mode": mode,
             "generated_at": round(time.time(), 3),
             "primary": primary.get("member") if primary else None,
             "writable": bool(primary and primary.get("writable")),

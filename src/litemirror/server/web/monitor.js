@@ -71,6 +71,11 @@ function renderBanner(v) {
   let mode;
   if (!fo) {
     mode = "No arbiter configured: automatic failover is off.";
+  } else if (v.failover_mode) {
+    // The member's verdict (failover/readiness.py, as `litemirror status`): every
+    // member's own arbiter session and the arbiter's contacts, not the primary alone.
+    mode = v.failover_mode.sentence;
+    if (!v.failover_mode.ready && level === "ok") level = "warn";
   } else if (fo.backup_active) {
     mode = `Automatic failover ready: the backup is active and the arbiter ${fo.arbiter_up ? "in contact" : "LOST"}.`;
     if (!fo.arbiter_up && level === "ok") level = "warn";
