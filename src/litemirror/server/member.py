@@ -300,6 +300,8 @@ class MemberServer:
         self.read_executor = ThreadPoolExecutor(
             max_workers=self.config.server.read_threads, thread_name_prefix="sqlite-read"
         )
+        # Large client frames are decoded here, off the event loop (see session.py).
+        self.decode_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode")
         await loop.run_in_executor(self.executor, self._startup_blocking)
         self.jw = JournalWriter(self.journal, loop)
         self.jw.on_durable(self._records_durable)
@@ -780,6 +782,7 @@ class MemberServer:
         save_state(self.me.data_dir, self._state)
         self.executor.shutdown(wait=True)
         self.read_executor.shutdown(wait=True)
+        self.decode_executor.shutdown(wait=False, cancel_futures=True)
 
 
 def _exit_now(member: str, bound: float) -> None:
