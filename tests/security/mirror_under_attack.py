@@ -40,12 +40,20 @@ def secured_cluster(factory: Callable[..., Cluster], **kwargs: Any) -> Cluster:
     c = factory(tls_require=True, sections=sections, **kwargs)
     c.start()
     if len([mp for mp in c.members.values() if mp.kind == "failover"]) > 1:
-        c["a"].wait_until(lambda st: st.get("backup_active") is True, 60, "backup active")
+        # With an arbiter either member may be elected first.
+        wait_for(lambda: _primary_with_backup(c), 60, "a primary with an active backup")
     add_user(c, "root", by=None)  # the bootstrap from loopback
     for name in ROLES:
         if name != "root":
             add_user(c, name, by="root")
     return c
+
+
+def _primary_with_backup(c: Cluster) -> bool:
+    try:
+        return bool(c.primary().status().get("backup_active"))
+    except AssertionError:
+        return False
 
 
 def cli_env(user: str | None) -> dict[str, str]:

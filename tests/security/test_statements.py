@@ -246,6 +246,9 @@ def test_interrupt_stops_this_connections_statement_and_nothing_else(mirror: Clu
     assert isinstance(stopped, errors.OperationalError) and stopped.message == "interrupted"
     assert stopped.sqlite_errorname == "SQLITE_INTERRUPT"
     assert outcomes["bystander"] == (3000000,)
+    # It ran longer than statements.slow_s: an event says so (without parameters).
+    slow = wait_for(lambda: events(mirror, "a", "slow_statement"), 5, "slow_statement")
+    assert slow[0]["data"]["user"] == "reader" and slow[0]["data"]["seconds"] >= 0.5
     # The next statement of the interrupted connection is not affected.
     assert victim.execute("SELECT count(*) FROM accounts").fetchone() == (2,)
     victim.interrupt()  # nothing running: nothing happens

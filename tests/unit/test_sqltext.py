@@ -46,7 +46,7 @@ CASES = [
     "SELECT 1; SELECT 2",
     "SELECT ';' ; SELECT 2;",
     "SELECT 'it''s;' ; x",
-    "SELECT \"a;b\"; SELECT [c;d]; SELECT `e;f`;",
+    'SELECT "a;b"; SELECT [c;d]; SELECT `e;f`;',
     "SELECT 1 -- c;\n; SELECT 2",
     "SELECT 1 /* c; */ ; SELECT 2 /* open ;",
     "SELECT 'open ; literal",

@@ -33,7 +33,9 @@ from litemirror.server.statements import (
 )
 
 #: Runs until stopped (an endless recursive CTE), as a read and as a write.
-ENDLESS_READ = "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r) SELECT count(*) FROM r"
+ENDLESS_READ = (
+    "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r) SELECT count(*) FROM r"
+)
 ENDLESS_WRITE = (
     "UPDATE t SET v = (WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r) "
     "SELECT count(*) FROM r)"
@@ -181,7 +183,7 @@ def test_a_transaction_whose_write_is_stopped_ends_as_in_sqlite(tmp_path: Path) 
 def test_a_read_stops_at_its_limit_and_the_reader_serves_again(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with database(tmp_path) as (db, _):
-            with pytest.raises(OperationalError, match="time limit of 0.2 s"):
+            with pytest.raises(OperationalError, match=r"time limit of 0\.2 s"):
                 await db.read(ENDLESS_READ, None, StatementGuard(0.2))
             shutdown = ShutdownFlag()
             guard = StatementGuard(0, shutdown=shutdown)

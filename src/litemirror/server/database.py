@@ -488,6 +488,8 @@ class Database:
                 guard.start()
                 self._running = guard
             try:
+                if guard is not None and guard.stop():
+                    raise guard.error()  # stopped while it waited: it never starts
                 res: ExecResult | Late
                 if job.kind == "exec":
                     res = cap.execute(job.sql, job.params)
@@ -668,6 +670,8 @@ class Database:
                 guard.start()
                 self._running = guard
             try:
+                if guard is not None and guard.stop():
+                    raise guard.error()  # stopped while it waited: it never starts
                 if kind == "many":
                     return cap.executemany(sql, many or [])
                 return cap.execute(sql, params)

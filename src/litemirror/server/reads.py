@@ -165,6 +165,8 @@ def run_read(
     if guard is None:
         return _read(conn, sql, params)
     guard.start()
+    if guard.stop():
+        raise guard.error()  # stopped while it waited for a reader: it never starts
     conn.set_progress_handler(guard.stop, PROGRESS_STEPS)
     try:
         return _read(conn, sql, params)
