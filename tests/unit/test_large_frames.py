@@ -117,6 +117,7 @@ def _body(**fields: Any) -> bytes:
         (_body(many=[[1]])[:-1], "ends in the middle"),
         (_body(many=[[1]]) + b"\x00", "bytes after the message"),
         (msgspec.msgpack.encode([1, 2]), "a message is a map"),
+        (_body(many=[["\u00e9"]]).replace(b"\xa2\xc3\xa9", b"\xa2\xff\xfe"), "malformed"),
     ],
 )
 def test_what_the_whole_frame_refuses_the_pieces_refuse(body: bytes, said: str) -> None:
@@ -154,3 +155,25 @@ def test_each_frame_is_admitted_once_even_when_it_arrives_byte_by_byte() -> None
             got.append(decoder.decode(body))
     assert got == [m.Ping(id=1), m.Execute(id=2, sql="SELECT 1")]
     assert len(seen) == 2
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    many=st.lists(SETS, min_size=1, max_size=5),
+    flips=st.lists(st.tuples(st.integers(min_value=0), st.integers(0, 255)), max_size=4),
+    cut=st.integers(min_value=0),
+)
+def test_damaged_frames_are_refused_as_malformed_and_nothing_else(
+    many: Any, flips: list[tuple[int, int]], cut: int
+) -> None:
+    """Any damage to a frame gives a message or ProtocolError, never another exception."""
+    body = bytearray(encode(m.Execute(id=1, sql="INSERT INTO t VALUES (?)", many=many))[4:])
+    for where, value in flips:
+        body[where % len(body)] = value
+    body = body[: len(body) - cut % 4]
+    try:
+        _, sets = decode_execute(bytes(body))
+        if sets is not None:
+            list(sets)
+    except ProtocolError:
+        pass

@@ -213,6 +213,7 @@ class ParamSets:
             try:
                 params = _SET_DECODER.decode(view[pos:end])
                 m.check_set(params, n)
+            # ValueError covers UnicodeDecodeError (a str that is not UTF-8).
             except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
                 raise ProtocolError(f"malformed request: {exc}") from None
             yield params

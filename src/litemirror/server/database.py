@@ -34,6 +34,14 @@ leaves it. A script that stops at a failing statement keeps what ran before
 it (sqlite3's rule): its job commits with the group and its client gets the
 error afterwards.
 
+Every client job carries a :class:`~.statements.StatementGuard` (its time
+limit and cancel flag), which the writer's progress handler asks while the
+job runs; a stopped job fails alone like any failing job. When the stopped
+statement was writing, though, SQLite rolls the whole group transaction
+back: the writer sees it (the connection is back in autocommit), does not
+run the rest of the hop there, and queues the group's other jobs again for
+a new group (``_run_again``).
+
 VACUUM and ``PRAGMA wal_checkpoint`` cannot run inside the group
 transaction. They are queued as :class:`MaintenanceJob` and run by the
 writer between two groups; VACUUM is journalled first (a record of its own),

@@ -24,6 +24,11 @@ of another file, ``PRAGMA wal_checkpoint``) never runs on a reader: it is
 refused at prepare and handed to the writer path, where the session's role
 checks and the journal apply.
 
+A read on a worker runs under its request's guard (:mod:`.statements`): the
+reader's progress handler stops it at its time limit, or when its client
+interrupts it or goes away. Reads run on their own thread pool, so readers
+never hold back the writer's work.
+
 Readers enforce foreign keys when the database does (``[sqlite]
 foreign_keys``), so ``PRAGMA foreign_keys`` reads the truth on them too, and
 setting it to the value in force is accepted as the no-op it is.
