@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from litemirror.journal import Journal
 from litemirror.server.database import Database, open_writer
@@ -50,10 +53,17 @@ async def _run(base: Path, jobs: int, in_flight: int) -> float:
         await db.open()
         await db.write("exec", "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
         sem = asyncio.Semaphore(in_flight)
+        # Each job carries a time limit as a session gives it (releases that have
+        # statement limits); run against an older tree, jobs go without.
+        limits = _guard_factory()
 
         async def one(i: int) -> None:
             async with sem:
-                await db.write("exec", "INSERT INTO t (v) VALUES (?)", [f"value {i}"])
+                sql, params = "INSERT INTO t (v) VALUES (?)", [f"value {i}"]
+                if limits is None:
+                    await db.write("exec", sql, params)
+                else:
+                    await db.write("exec", sql, params, guard=limits(sql))
 
         t0 = time.perf_counter()
         await asyncio.gather(*(one(i) for i in range(jobs)))
@@ -63,6 +73,18 @@ async def _run(base: Path, jobs: int, in_flight: int) -> float:
         jw.close()
         journal.close()
         pool.shutdown()
+
+
+def _guard_factory() -> Callable[[str], Any] | None:
+    """How a session makes a job's guard, if this tree has statement limits."""
+    if "guard" not in inspect.signature(Database.write).parameters:
+        return None
+    from litemirror.server.statements import ShutdownFlag, StatementGuard
+
+    shutdown = ShutdownFlag()
+    return lambda sql: StatementGuard(
+        30.0, shutdown=shutdown, user="bench", database="app", sql=sql
+    )
 
 
 def main() -> None:
