@@ -29,6 +29,10 @@ the bad value. Example::
     # foreign_keys = true         # enforce FOREIGN KEY constraints (default false)
     # [sqlite.databases.legacy]   # per-database override
     # foreign_keys = false
+    # [statements]                # docs/security.md: what one request may cost
+    # timeout_s = 30.0            # a longer statement is interrupted (0: no limit)
+    # [statements.role_timeout_s]
+    # admin = 600.0
     # [canary]                    # heartbeat through the whole pipeline
     # interval_s = 5.0            # 0: off
     # stale_after_s = 30.0
@@ -41,7 +45,8 @@ the bad value. Example::
     # url = "https://hooks.example.com/litemirror"
 
 Environment overrides use ``LITEMIRROR_<SECTION>_<KEY>`` for scalar keys of
-the ``mirror``, ``journal``, ``server``, ``limits``, ``tls``, ``auth`` and ``sqlite`` sections, e.g.
+the ``mirror``, ``journal``, ``server``, ``limits``, ``tls``, ``auth``, ``sqlite`` and
+``statements`` sections, e.g.
 ``LITEMIRROR_SERVER_THREADS=8``. Relative ``data_dir`` paths are resolved
 against the directory holding the config file.
 """
@@ -59,6 +64,7 @@ from typing import Any, Literal
 import msgspec
 
 from litemirror.errors import ConfigError
+from litemirror.security.roles import ROLES, USER_RE
 
 #: Name patterns. Check names with ``fullmatch`` only: ``match`` lets "$" accept a
 #: trailing newline, and "nl\n" would become a database nobody can open or remove
@@ -192,6 +198,12 @@ class ServerSection(_Frozen, frozen=True):
     #: its OS user can, private ones and its own ``_system`` database included.
     #: Relative to the config file's directory; the config holds it absolute.
     import_dir: str | None = None
+    #: Worker threads for reads (reader connections, checksums), apart from
+    #: ``threads``: long reads cannot take the threads commits need.
+    read_threads: int = 8
+    #: SIGTERM/SIGINT stop the member within this many seconds whatever runs:
+    #: running statements are interrupted, and past it the process exits anyway.
+    shutdown_timeout_s: float = 10.0
 
 
 class LimitsSection(_Frozen, frozen=True):
@@ -232,6 +244,32 @@ class LimitsSection(_Frozen, frozen=True):
     read_wait_s: float = 10.0
     #: A client connection that sends nothing for this long is closed (0: never).
     idle_timeout_s: float = 3600.0
+
+
+class StatementsSection(_Frozen, frozen=True):
+    """What one client request may cost the member (docs/security.md, "Statements")."""
+
+    #: A statement (an executemany() call, a script) running longer than this
+    #: is interrupted and fails alone with OperationalError; 0: no limit.
+    timeout_s: float = 30.0
+    #: Per role (read, write, admin): overrides ``timeout_s``; 0: no limit.
+    role_timeout_s: dict[str, float] = {}
+    #: Per user name: overrides the role's limit; 0: no limit.
+    user_timeout_s: dict[str, float] = {}
+    #: A statement running longer than this produces a ``slow_statement``
+    #: event (at most one a minute per user and database); 0: none.
+    slow_s: float = 5.0
+    #: Largest request (frame) a read-only session may send: a user with the
+    #: read role, a read_only connection, a connection without a database.
+    read_request_max_bytes: int = 1024 * 1024
+
+    def timeout_for(self, user: str | None, role: str | None) -> float:
+        """The time limit of ``user``'s statements in seconds (0: none)."""
+        if user is not None and user in self.user_timeout_s:
+            return self.user_timeout_s[user]
+        if role is not None and role in self.role_timeout_s:
+            return self.role_timeout_s[role]
+        return self.timeout_s
 
 
 class HooksSection(_Frozen, frozen=True):
@@ -330,6 +368,7 @@ class _FileConfig(_Frozen, frozen=True):
     tls: TlsSection = TlsSection()
     auth: AuthSection = AuthSection()
     sqlite: SqliteSection = SqliteSection()
+    statements: StatementsSection = StatementsSection()
 
 
 class Member(_Frozen, frozen=True):
@@ -391,6 +430,7 @@ class Config(_Frozen, frozen=True):
     tls: Tls | None = None
     auth: AuthSection = AuthSection()
     sqlite: SqliteSection = SqliteSection()
+    statements: StatementsSection = StatementsSection()
 
     def member(self, name: str) -> Member:
         for m in self.members:
@@ -504,6 +544,39 @@ def _check_canary(c: CanarySection) -> None:
         )
 
 
+def _check_statements(st: StatementsSection, s: ServerSection, lim: LimitsSection) -> None:
+    """The statement limits and the threads and shutdown bound that enforce them."""
+
+    def seconds(key: str, value: float) -> None:
+        if not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"{key}: {value!r} must be 0 (no limit) or a number of seconds")
+
+    seconds("statements.timeout_s", st.timeout_s)
+    seconds("statements.slow_s", st.slow_s)
+    for role, value in st.role_timeout_s.items():
+        if role not in ROLES:
+            raise ConfigError(
+                f"statements.role_timeout_s.{role}: {role!r} is not a role; use read, write "
+                "or admin"
+            )
+        seconds(f"statements.role_timeout_s.{role}", value)
+    for user, value in st.user_timeout_s.items():
+        if not USER_RE.fullmatch(user):
+            raise ConfigError(
+                f"statements.user_timeout_s: {user!r} is not a user name (1-64 letters, "
+                "digits, '.', '_' or '-', starting with a letter or digit)"
+            )
+        seconds(f"statements.user_timeout_s.{user}", value)
+    if not 1024 <= st.read_request_max_bytes <= lim.max_frame_bytes:
+        raise ConfigError(
+            f"statements.read_request_max_bytes: {st.read_request_max_bytes} must be between "
+            f"1024 and limits.max_frame_bytes ({lim.max_frame_bytes})"
+        )
+    if not 1 <= s.read_threads <= 256:
+        raise ConfigError(f"server.read_threads: {s.read_threads} must be between 1 and 256")
+    _positive("server.shutdown_timeout_s", s.shutdown_timeout_s)
+
+
 def _check_sqlite(raw: Any) -> None:
     """Check ``[sqlite.databases.NAME]`` tables before decoding, to name NAME in errors.
 
@@ -603,7 +676,7 @@ def _check_tls(t: TlsSection, base: Path, members: list[Member]) -> Tls | None:
 
 
 def _env_overrides(data: dict[str, Any], environ: dict[str, str]) -> None:
-    for section in ("mirror", "journal", "server", "limits", "tls", "auth", "sqlite"):
+    for section in ("mirror", "journal", "server", "limits", "tls", "auth", "sqlite", "statements"):
         prefix = f"LITEMIRROR_{section.upper()}_"
         for key, raw in environ.items():
             if not key.startswith(prefix):
@@ -783,6 +856,7 @@ def build(
     _positive("limits.http_timeout_s", lim.http_timeout_s)
     _check_notify(fc.notify)
     _check_canary(fc.canary)
+    _check_statements(fc.statements, s, lim)
     tls = _check_tls(fc.tls, base, members)
 
     return Config(
@@ -798,6 +872,7 @@ def build(
         tls=tls,
         auth=fc.auth,
         sqlite=fc.sqlite,
+        statements=fc.statements,
     )
 
 

@@ -419,7 +419,6 @@ NOT_SUPPORTED: list[tuple[str, tuple[Any, ...]]] = [
     ("deserialize", (b"",)),
     ("getlimit", (0,)),
     ("setlimit", (0, 1)),
-    ("interrupt", ()),
 ]
 
 
@@ -434,6 +433,14 @@ def test_unsupported_methods_say_why(
     assert f"{name}() is not supported" in str(info.value)
     if name.startswith(("create_", "set_", "load", "enable")):
         assert "runs in the member's SQLite, not in this process" in str(info.value)
+
+
+def test_interrupt_without_a_running_statement_does_nothing(scratch: tuple[Any, Any]) -> None:
+    """As in sqlite3; stopping a running statement is in tests/security/test_statements.py."""
+    local, remote = scratch
+    for conn in (local, remote):
+        assert conn.interrupt() is None
+        assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
 ASSIGNMENTS: list[tuple[str, str, Any]] = [

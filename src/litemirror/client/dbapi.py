@@ -147,6 +147,7 @@ class Connection(NotOffered):
     __slots__ = (
         "__weakref__",
         "_closed",
+        "_features",
         "_in_transaction",
         "_info",
         "_isolation_level",
@@ -154,6 +155,7 @@ class Connection(NotOffered):
         "_lock",
         "_member",
         "_next_id",
+        "_pending",
         "_role",
         "_total_changes",
         "_transport",
@@ -185,6 +187,10 @@ class Connection(NotOffered):
         self._role: str | None = None
         self._last_lsn = 0
         self._total_changes = 0
+        #: What the member accepts beyond protocol version 1 (Welcome.features).
+        self._features: frozenset[str] = frozenset()
+        #: The transport and id of the request waiting for its answer, for interrupt().
+        self._pending: tuple[Transport, int] | None = None
         #: Reads wait until the member has applied this LSN (read-your-writes on a backup).
         self.min_lsn = 0
         #: Called as ``row_factory(cursor, values)`` for each row; ``sqlite3.Row`` works.
@@ -285,6 +291,28 @@ class Connection(NotOffered):
         self._closed = True
         self._drop()
 
+    def interrupt(self) -> None:
+        """Stop the statement this connection is running on the member, as sqlite3's does.
+
+        Meant to be called from another thread while one waits in
+        ``execute()`` (or ``executemany()``, ``executescript()``): the member
+        stops that statement (its changes are rolled back), and the waiting
+        call raises ``OperationalError("interrupted")``. Nothing else is
+        affected: no other connection's statement, and no later statement of
+        this one. Without a statement running it does nothing. A member of a
+        release before interrupt() makes it raise NotSupportedError.
+        """
+        self._check_open()
+        if "interrupt" not in self._features:
+            raise errors.NotSupportedError(
+                f"interrupt() is not supported by member {self._member}: it runs an older "
+                "litemirror release; bound statements with statement_timeout= in the URL"
+            )
+        pending = self._pending
+        if pending is not None:
+            transport, rid = pending
+            transport.send_quietly(m.Interrupt(id=rid))
+
     def backup(
         self,
         target: object,
@@ -355,6 +383,7 @@ class Connection(NotOffered):
         self._transport = session.transport
         self._member = session.welcome.member
         self._role = session.welcome.role
+        self._features = frozenset(session.welcome.features)
         self._in_transaction = False
         return session.transport
 
@@ -428,7 +457,11 @@ class Connection(NotOffered):
                 try:
                     transport.send(request)
                     sent = True
-                    answer = self._exchange(transport, request, sink)
+                    self._pending = (transport, self._next_id - 1)
+                    try:
+                        answer = self._exchange(transport, request, sink)
+                    finally:
+                        self._pending = None
                 except (errors.ConnectionLostError, errors.ProtocolError) as exc:
                     self._drop()
                     if was_in_transaction:

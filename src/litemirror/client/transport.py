@@ -8,6 +8,13 @@ socket error, timeout or EOF becomes :class:`ConnectionLostError` naming the
 member, and the transport is closed: after a broken frame or a missed answer
 the stream position cannot be trusted, so it is never reused.
 
+One request is in flight at a time, but another thread may send an
+``Interrupt`` while the first waits for its answer (``Connection.interrupt``):
+writes are serialised by a lock, and on TLS so is every call into the TLS
+object (OpenSSL does not allow one connection to be read and written by two
+threads at once), the reading thread waiting for data with ``select`` before
+it takes the lock.
+
 :func:`dial` opens a session: it walks the host list in order, says ``Hello``
 and reads the answer. A member that is not primary answers
 ``Error(NotPrimaryError, primary=addr)``; the address it names is tried next.
@@ -23,6 +30,7 @@ from __future__ import annotations
 import select
 import socket
 import ssl
+import threading
 import time
 from dataclasses import dataclass
 
@@ -46,6 +54,9 @@ class Transport:
         self._sock: socket.socket | None = sock
         self.address = address
         self._decoder: FrameDecoder[m.ServerMessage] = FrameDecoder(m.ServerMessage)
+        #: Held to write, and on TLS to read too (see the module docstring).
+        self._io = threading.Lock()
+        self._tls = isinstance(sock, ssl.SSLSocket)
 
     @classmethod
     def connect(
@@ -107,13 +118,48 @@ class Transport:
 
     def send(self, message: m.ClientMessage) -> None:
         sock = self._live()
+        frame = encode(message)
         try:
-            sock.sendall(encode(message))
+            with self._io:
+                sock.sendall(frame)
         except OSError as exc:
             self.close()
             raise errors.ConnectionLostError(
                 f"connection to member {self.address} broke while sending: {exc}"
             ) from exc
+
+    def send_quietly(self, message: m.ClientMessage) -> bool:
+        """Send from another thread while a request waits (Interrupt); False if it failed.
+
+        A failure is left to the thread that waits for its answer: it sees the
+        broken connection itself.
+        """
+        sock = self._sock
+        if sock is None:
+            return False
+        try:
+            with self._io:
+                sock.sendall(encode(message))
+        except (OSError, ValueError):
+            return False
+        return True
+
+    def _receive(self, sock: socket.socket) -> bytes:
+        """One read from the socket; on TLS, never inside the TLS object while another writes."""
+        if not self._tls:
+            return sock.recv(_RECV_SIZE)
+        assert isinstance(sock, ssl.SSLSocket)
+        timeout = sock.gettimeout()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not sock.pending():
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            readable, _, _ = select.select([sock], [], [], left)
+            if readable:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError("timed out")
+        with self._io:
+            return sock.recv(_RECV_SIZE)
 
     def recv(self) -> m.ServerMessage:
         sock = self._live()
@@ -126,7 +172,7 @@ class Transport:
             if message is not None:
                 return message
             try:
-                data = sock.recv(_RECV_SIZE)
+                data = self._receive(sock)
             except TimeoutError as exc:
                 self.close()
                 raise errors.ConnectionLostError(
@@ -312,6 +358,7 @@ def _hello(
     except errors.ConnectionLostError as exc:
         said[address] = str(exc.__cause__ or exc)
         return None, None
+    timeout_ms = max(1, round(info.statement_timeout * 1000)) if info.statement_timeout else 0
     hello = m.Hello(
         version=m.PROTOCOL_VERSION,
         client=m.client_name("litemirror-python"),
@@ -319,6 +366,7 @@ def _hello(
         read_only=info.read_only,
         user=info.user,
         password=info.password,
+        statement_timeout_ms=timeout_ms,
     )
     try:
         transport.settimeout(timeout)
@@ -339,6 +387,16 @@ def _hello(
         # Wrong database, bad credentials, unsupported version: asking this
         # member again will not help; another member may still serve us.
         said[address] = f"refused: {answer.message}"
+        if "statement_timeout_ms" in answer.message:
+            # A member of an older release refuses the field it does not know.
+            refusals.append(
+                errors.NotSupportedError(
+                    f"member {address} runs an older litemirror release that cannot take a "
+                    "time limit per connection; remove statement_timeout from the URL (the "
+                    "member's own limits still apply)"
+                )
+            )
+            return None, None
         refusals.append(
             wire_error(answer, f"member {address} refused the connection: {answer.message}")
         )

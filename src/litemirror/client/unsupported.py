@@ -59,7 +59,8 @@ class NotOffered:
     )
     set_progress_handler = _not_supported(
         "set_progress_handler",
-        f"{_ON_MEMBER}; bound how long a request may take with timeout= in the URL",
+        f"{_ON_MEMBER}; bound how long a statement may run with statement_timeout= in the "
+        "URL, and stop one with interrupt()",
     )
     set_trace_callback = _not_supported(
         "set_trace_callback",
@@ -85,8 +86,3 @@ class NotOffered:
     )
     getlimit = _not_supported("getlimit", f"{_ON_MEMBER}, whose limits are SQLite's defaults")
     setlimit = _not_supported("setlimit", f"{_ON_MEMBER}, whose limits are SQLite's defaults")
-    interrupt = _not_supported(
-        "interrupt",
-        "interrupting a statement running on the member is not available yet; bound "
-        "how long a request may take with timeout= in the URL",
-    )

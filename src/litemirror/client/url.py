@@ -17,6 +17,9 @@ timeout         30         seconds to wait for the answer to one request
 ack             (member's) ``received``, ``durable`` or ``applied`` on commit
 retry           0          times an autocommit statement is resent after a
                            retryable error (lost member, failover)
+statement_      (member's) seconds a statement may run on the member before
+timeout                    it is stopped (OperationalError "interrupted");
+                           only lowers the member's limit for the user
 redirect        true       follow a member's "the primary is at X" answer;
                            ``false`` keeps to the URL's hosts (behind a load
                            balancer or a virtual IP)
@@ -68,6 +71,7 @@ class ConnectInfo:
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
+    statement_timeout: float | None = None
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """The TLS context for this connection; None for plaintext."""
@@ -88,8 +92,10 @@ class ConnectInfo:
             object.__setattr__(self, "read_only", True)
         if self.ack is not None and self.ack not in ACK_LEVELS:
             raise InterfaceError(f"ack={self.ack!r} is invalid; use one of {', '.join(ACK_LEVELS)}")
-        for name in ("connect_timeout", "timeout"):
+        for name in ("connect_timeout", "timeout", "statement_timeout"):
             value = getattr(self, name)
+            if name == "statement_timeout" and value is None:
+                continue
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise InterfaceError(f"{name}={value!r} is invalid; give a positive number")
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -207,7 +213,7 @@ def parse_url(url: str) -> ConnectInfo:
             options[key] = _parse_bool(key, value)
         elif key == "target":
             options[key] = value.lower()
-        elif key in ("timeout", "connect_timeout"):
+        elif key in ("timeout", "connect_timeout", "statement_timeout"):
             options[key] = _parse_number(key, value)
         elif key == "ack":
             options[key] = value.lower()
@@ -219,8 +225,8 @@ def parse_url(url: str) -> ConnectInfo:
             options[key] = value
         else:
             known = (
-                "read_only, target, connect_timeout, timeout, ack, retry, redirect, "
-                "tls_ca, tls_cert, tls_key"
+                "read_only, target, connect_timeout, timeout, statement_timeout, ack, retry, "
+                "redirect, tls_ca, tls_cert, tls_key"
             )
             raise InterfaceError(f"unknown option {key!r}; known options: {known}")
     return ConnectInfo(

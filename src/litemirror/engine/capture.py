@@ -90,6 +90,8 @@ _P = ParamSpec("_P")
 _UNCACHED_KEYWORDS = frozenset({"CREATE", "DROP", "ALTER", "PRAGMA"})
 #: SQLite's primary result code of a constraint failure.
 _SQLITE_CONSTRAINT = 19
+#: SQLite's result code of an interrupted statement.
+_SQLITE_INTERRUPT = 9
 #: The verb of a SQLITE_SAVEPOINT authorizer action, as the client wrote it.
 _SAVEPOINT_VERBS = {"BEGIN": "SAVEPOINT", "RELEASE": "RELEASE", "ROLLBACK": "ROLLBACK TO"}
 
@@ -167,8 +169,12 @@ def _fold(name: str) -> bytes:
 class Capture:
     """Executes client SQL on the writer connection and returns each job's ops."""
 
-    def __init__(self, conn: apsw.Connection) -> None:
+    def __init__(self, conn: apsw.Connection, stop: Callable[[], bool] | None = None) -> None:
         self._conn = conn
+        #: Asked between the statements of executemany() and of a script: true
+        #: when the job must stop (its time limit passed, its client interrupted
+        #: it). Within one statement SQLite's progress handler asks the same.
+        self._stop = stop
         #: Set on the connection before it got here, outside any transaction
         #: (the only place SQLite honours it); clients cannot change it.
         self._foreign_keys = bool(_scalar(conn, "PRAGMA foreign_keys"))
@@ -281,6 +287,7 @@ class Capture:
         total = 0
         counted = False
         for params in seq_of_params if statements else ():
+            self._check_stop()
             result = self._run(statements[0], params)
             if self._readonly:
                 raise ProgrammingError("executemany() can only execute DML statements.")
@@ -303,6 +310,7 @@ class Capture:
         in_txn = False
         for statement, verb in steps:
             try:
+                self._check_stop()
                 if verb is not None:
                     in_txn = self._script_control(verb, in_txn)
                 elif in_txn or not self._foreign_keys:
@@ -322,6 +330,11 @@ class Capture:
 
     def _empty(self) -> ExecResult:
         return ExecResult(None, [], -1, self._conn.last_insert_rowid())
+
+    def _check_stop(self) -> None:
+        """Stop between two statements of a job, as SQLite stops one within a statement."""
+        if self._stop is not None and self._stop():
+            raise OperationalError("interrupted", sqlite_code=_SQLITE_INTERRUPT)
 
     def _run(self, statement: str, params: Params, keyword: str | None = None) -> ExecResult:
         if keyword is None:

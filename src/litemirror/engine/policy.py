@@ -22,10 +22,11 @@ on the backups. Hence:
   only set the value the database's configuration already put in force.
 
 ``maintenance`` recognises the statements that run between group commits
-(``VACUUM``, ``PRAGMA wal_checkpoint``). The text helpers split a script into
-statements with ``sqlite3_complete`` (which knows about quotes, comments and
-``CREATE TRIGGER ... END``) and read a statement's first keyword, which is all
-the classification that cannot be done by the authorizer.
+(``VACUUM``, ``PRAGMA wal_checkpoint``). The text helpers of
+:mod:`litemirror.engine.sqltext` (re-exported here) split a script into
+statements where ``sqlite3_complete`` would (it knows about quotes, comments
+and ``CREATE TRIGGER ... END``) and read a statement's first keyword, which
+is all the classification that cannot be done by the authorizer.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Final
 
 import apsw
@@ -41,6 +41,11 @@ import apsw
 from litemirror.engine.meta import META_TABLE
 from litemirror.engine.refusals import refuse
 from litemirror.errors import DatabaseError, OperationalError
+
+# Re-exported: the text helpers live in .sqltext.
+from .sqltext import first_keyword as first_keyword
+from .sqltext import is_blank as is_blank
+from .sqltext import split_statements as split_statements
 
 #: Authorizer codes of main-schema DDL (the TEMP variants are separate codes).
 DDL_CODES = frozenset(
@@ -444,70 +449,6 @@ def maintenance(statement: str) -> Maintenance | None:
 
 
 # ---------------------------------------------------------------- text helpers
-
-
-def _skip_blank(sql: str, pos: int) -> int:
-    """Index of the first character at or after ``pos`` that is not space, comment or ';'."""
-    n = len(sql)
-    while pos < n:
-        ch = sql[pos]
-        if ch.isspace() or ch == ";":
-            pos += 1
-        elif sql.startswith("--", pos):
-            end = sql.find("\n", pos)
-            pos = n if end < 0 else end + 1
-        elif sql.startswith("/*", pos):
-            end = sql.find("*/", pos + 2)
-            pos = n if end < 0 else end + 2
-        else:
-            return pos
-    return n
-
-
-def is_blank(sql: str) -> bool:
-    """True if the text holds only whitespace, comments and semicolons."""
-    return _skip_blank(sql, 0) == len(sql)
-
-
-#: Blanks, comments and ';' (an open comment runs to the end), then a word of
-#: letters and '_': what ``_skip_blank`` skips and the word after it.
-_FIRST_WORD = re.compile(r"(?:\s|;|--[^\n]*|/\*.*?(?:\*/|\Z))*([^\W\d]*)", re.S)
-
-
-def first_keyword(sql: str) -> str:
-    """The statement's first word, upper-cased ('' if there is none)."""
-    match = _FIRST_WORD.match(sql)
-    return match.group(1).upper() if match else ""
-
-
-def _split(sql: str) -> tuple[str, ...]:
-    statements: list[str] = []
-    start = 0
-    pos = sql.find(";")
-    while pos >= 0:
-        chunk = sql[start : pos + 1]
-        # sqlite3_complete is false while the ';' is inside a literal, a comment
-        # or a trigger body, so only real statement ends cut here.
-        if apsw.complete(chunk):
-            if not is_blank(chunk):
-                statements.append(chunk.strip())
-            start = pos + 1
-        pos = sql.find(";", pos + 1)
-    tail = sql[start:]
-    if not is_blank(tail):
-        statements.append(tail.strip())
-    return tuple(statements)
-
-
-_split_cached = lru_cache(maxsize=512)(_split)
-
-
-def split_statements(sql: str) -> tuple[str, ...]:
-    """Split SQL text into its non-blank statements (each keeps its own ';')."""
-    # Repeated client statements are short; long scripts are not worth keeping.
-    if len(sql) <= 4096:
-        return _split_cached(sql)
-    return _split(sql)
 
 
 def quote_ident(name: str) -> str:

@@ -6,15 +6,22 @@ arrived with :meth:`FrameDecoder.feed`, then take complete messages with
 :meth:`FrameDecoder.next_message` until it returns ``None``.
 
 A length above ``max_frame`` is refused *before* buffering the body, so a
-peer cannot make us allocate more than the limit. A body that does not
-decode as a known message raises :class:`~litemirror.errors.ProtocolError`;
+peer cannot make us allocate more than the limit. A finer limit may depend
+on what the frame is: an *admission* check (:meth:`FrameDecoder.set_admission`)
+sees each frame's length and its first bytes as soon as they arrive, before
+the rest of the body is buffered, and may refuse it by raising. A body that
+does not decode as a known message raises :class:`~litemirror.errors.ProtocolError`;
 the caller answers with an error and closes, since the stream position can
 no longer be trusted after a bad frame.
+
+:meth:`FrameDecoder.next_body` hands out a complete body undecoded, for a
+caller that decodes a large one elsewhere (:mod:`.large`).
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 import msgspec
@@ -37,6 +44,10 @@ def encode(message: msgspec.Struct) -> bytes:
     return HEADER.pack(len(body)) + body
 
 
+#: Admission check: (frame length, first bytes of its body) -> None, or raise to refuse.
+Admission = Callable[[int, bytes], None]
+
+
 class FrameDecoder(Generic[T]):
     """Incremental decoder for frames of message type ``T``."""
 
@@ -44,6 +55,10 @@ class FrameDecoder(Generic[T]):
         self._decoder: msgspec.msgpack.Decoder[T] = msgspec.msgpack.Decoder(kind)
         self._max = max_frame
         self._buf = bytearray()
+        self._admit: Admission | None = None
+        self._peek = 0
+        #: The frame at the head of the buffer passed the admission check.
+        self._admitted = False
 
     def set_kind(self, kind: type[T] | object, max_frame: int | None = None) -> None:
         """Decode the following frames as ``kind`` (after a handshake picked the protocol).
@@ -55,41 +70,57 @@ class FrameDecoder(Generic[T]):
         if max_frame is not None:
             self._max = max_frame
 
+    def set_admission(self, admit: Admission | None, peek: int = 0) -> None:
+        """Ask ``admit(length, first peek bytes of the body)`` for every frame from here on.
+
+        It is asked once per frame, as soon as the header and ``peek`` bytes
+        (or the whole body, if shorter) have arrived, before more is buffered.
+        """
+        self._admit = admit
+        self._peek = peek
+        self._admitted = False
+        self._check_head()
+
     @property
     def buffered(self) -> int:
         return len(self._buf)
 
     def feed(self, data: bytes) -> None:
         self._buf += data
-        if len(self._buf) >= HEADER.size:
-            (length,) = HEADER.unpack_from(self._buf)
-            if length > self._max:
-                raise FrameTooLargeError(
-                    f"frame of {length} bytes exceeds the limit of {self._max} bytes; "
-                    "the connection is closed"
-                )
+        self._check_head()
 
-    def next_message(self) -> T | None:
+    def _check_head(self) -> None:
         if len(self._buf) < HEADER.size:
-            return None
+            return
         (length,) = HEADER.unpack_from(self._buf)
         if length > self._max:
             raise FrameTooLargeError(
                 f"frame of {length} bytes exceeds the limit of {self._max} bytes; "
                 "the connection is closed"
             )
+        if self._admit is not None and not self._admitted:
+            want = min(length, self._peek)
+            if len(self._buf) >= HEADER.size + want:
+                self._admit(length, bytes(self._buf[HEADER.size : HEADER.size + want]))
+                self._admitted = True
+
+    def next_body(self) -> bytes | None:
+        """The next complete frame's body, undecoded; None until one has arrived."""
+        if len(self._buf) < HEADER.size:
+            return None
+        (length,) = HEADER.unpack_from(self._buf)
+        self._check_head()
         end = HEADER.size + length
         if len(self._buf) < end:
             return None
         body = bytes(self._buf[HEADER.size : end])
         del self._buf[:end]
-        if len(self._buf) >= HEADER.size:
-            (nxt,) = HEADER.unpack_from(self._buf)
-            if nxt > self._max:
-                raise FrameTooLargeError(
-                    f"frame of {nxt} bytes exceeds the limit of {self._max} bytes; "
-                    "the connection is closed"
-                )
+        self._admitted = False
+        self._check_head()
+        return body
+
+    def decode(self, body: bytes) -> T:
+        """Decode one frame body as ``T``; ProtocolError if it is not one."""
         try:
             return self._decoder.decode(body)
         # msgspec raises UnicodeDecodeError for a str that is not UTF-8 and
@@ -101,3 +132,7 @@ class FrameDecoder(Generic[T]):
             RecursionError,
         ) as exc:
             raise ProtocolError(f"malformed frame: {exc}") from exc
+
+    def next_message(self) -> T | None:
+        body = self.next_body()
+        return None if body is None else self.decode(body)

@@ -36,9 +36,23 @@ accepts any text. The features are:
                 statements changed, as SQLite's ``total_changes()`` counts them
 ``errorcodes``  ``Error.sqlite_errorcode`` / ``sqlite_errorname``: SQLite's
                 extended result code and its name
+``interrupt``   ``Welcome.features``: what the member accepts beyond version 1,
+                i.e. ``interrupt`` when it takes ``Interrupt`` frames
 
 A request an older member does not know (``Snapshot``) is refused by it as
-a malformed frame; the driver says the member is too old.
+a malformed frame; the driver says the member is too old. ``Interrupt`` is
+sent only to a member whose ``Welcome.features`` lists it, since an older
+member would close the connection (and the statement with it) on the
+unknown frame; the driver refuses ``interrupt()`` otherwise. A field added
+to ``Hello`` (``statement_timeout_ms``) is left out at its default, so an
+older member refuses a Hello only when a driver asks for what it cannot
+give; the driver then says the member is too old.
+
+``Interrupt`` is the one frame that may arrive while a request runs: it
+names that request's id, stops its statement (which answers with
+``OperationalError("interrupted")``) and is never answered itself, so the
+one-answer-per-request order is kept. An ``Interrupt`` that arrives after
+its request ended does nothing.
 """
 
 from __future__ import annotations
@@ -53,7 +67,9 @@ from .replication import ReplHello
 
 PROTOCOL_VERSION = 1
 #: Optional answer fields this release understands (see "Growing the protocol").
-FEATURES = ("changes", "errorcodes")
+FEATURES = ("changes", "errorcodes", "interrupt")
+#: What a member of this release accepts beyond version 1 (``Welcome.features``).
+MEMBER_FEATURES = ("interrupt",)
 
 
 def client_name(client: str, features: tuple[str, ...] = FEATURES) -> str:
@@ -90,14 +106,19 @@ def check_params(params: Params, many: list[Any] | None = None) -> None:
     """Raise ValueError naming the first parameter that is not a SQLite value."""
     sets = many if many is not None else ([params] if params is not None else [])
     for n, ps in enumerate(sets):
-        if isinstance(ps, dict):
-            for k, v in ps.items():
-                _check_value(v, f"parameter :{k} (set {n})")
-        elif isinstance(ps, list):
-            for i, v in enumerate(ps):
-                _check_value(v, f"parameter {i + 1} (set {n})")
-        else:
-            raise ValueError(f"parameter set {n} must be a list or a map")
+        check_set(ps, n)
+
+
+def check_set(ps: Any, n: int) -> None:
+    """Raise ValueError if parameter set number ``n`` holds something not a SQLite value."""
+    if isinstance(ps, dict):
+        for k, v in ps.items():
+            _check_value(v, f"parameter :{k} (set {n})")
+    elif isinstance(ps, list):
+        for i, v in enumerate(ps):
+            _check_value(v, f"parameter {i + 1} (set {n})")
+    else:
+        raise ValueError(f"parameter set {n} must be a list or a map")
 
 
 class Message(msgspec.Struct, tag_field="t", frozen=True, forbid_unknown_fields=True):
@@ -107,7 +128,7 @@ class Message(msgspec.Struct, tag_field="t", frozen=True, forbid_unknown_fields=
 # --------------------------------------------------------------- handshake
 
 
-class Hello(Message, tag="hello", frozen=True):
+class Hello(Message, tag="hello", frozen=True, omit_defaults=True):
     version: Version
     #: "" for a control connection (status, admin actions).
     database: Name
@@ -116,9 +137,12 @@ class Hello(Message, tag="hello", frozen=True):
     read_only: bool = False
     user: User | None = None
     password: Password | None = None
+    #: A time limit for this connection's statements, in milliseconds, lower
+    #: than the member's own (0: the member's). Left out when 0.
+    statement_timeout_ms: Count = 0
 
 
-class Welcome(Message, tag="welcome", frozen=True):
+class Welcome(Message, tag="welcome", frozen=True, omit_defaults=True):
     version: Version
     mirror: Name
     member: Name
@@ -126,6 +150,9 @@ class Welcome(Message, tag="welcome", frozen=True):
     epoch: Count
     lsn: Count
     primary: Address | None = None
+    #: What the member accepts beyond version 1 (for a driver with the
+    #: ``interrupt`` feature; empty, and left out, for others).
+    features: Annotated[list[Word], msgspec.Meta(max_length=ARGS_MAX)] = []
 
 
 # ----------------------------------------------------------------- requests
@@ -168,6 +195,12 @@ class Rollback(Message, tag="rollback", frozen=True):
 
 
 class Ping(Message, tag="ping", frozen=True):
+    id: Count
+
+
+class Interrupt(Message, tag="interrupt", frozen=True):
+    """Stop the statement of request ``id`` if it is still running (never answered itself)."""
+
     id: Count
 
 
@@ -262,6 +295,7 @@ ClientMessage = (
     | StatusRequest
     | AdminRequest
     | Snapshot
+    | Interrupt
 )
 #: What may open a connection to a member: a client ``Hello`` or a member's ``ReplHello``.
 OpeningMessage = ClientMessage | ReplHello | PeerHello

@@ -8,13 +8,17 @@ changes) and do it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from litemirror.engine.checksum import table_checksums
 from litemirror.errors import OperationalError, ProgrammingError
 from litemirror.journal import RecordKind
+
+from .statements import PROGRESS_STEPS, ShutdownFlag
 
 if TYPE_CHECKING:
     from .member import MemberServer
@@ -94,7 +98,10 @@ async def admin(
         if not m.registry.exists(name):
             raise ProgrammingError(f"no database named {name!r} on member {m.me.name}")
         loop = asyncio.get_running_loop()
-        lsn, tables = await loop.run_in_executor(m.executor, checksums_of, m.registry.path(name))
+        async with m.checksums.turn(m.me.name):
+            lsn, tables = await loop.run_in_executor(
+                m.read_executor, checksums_of, m.registry.path(name), m.stopping
+            )
         return {"database": name, "lsn": lsn, "tables": tables, "applied_lsn": m.applied_lsn}
     raise ProgrammingError(f"unknown admin action {action!r}")
 
@@ -184,14 +191,54 @@ async def promote(m: MemberServer, to_primary: bool) -> dict[str, Any]:
     }
 
 
-def checksums_of(path: Any) -> tuple[int, dict[str, str]]:
-    """(meta LSN, per-table checksums) of one database, from one read snapshot."""
+class Checksums:
+    """Checksums read whole databases: at most MAX_RUNNING at once, MAX_WAITING queued.
+
+    A checksum is the one admin action a read user may run that reads a whole
+    database; without a bound, a few of them in parallel would hold the read
+    threads (and the disk) for as long as they take. Beyond the queue a
+    request is refused as retryable ("busy").
+    """
+
+    MAX_RUNNING = 2
+    MAX_WAITING = 8
+
+    def __init__(self) -> None:
+        self._slots = asyncio.Semaphore(self.MAX_RUNNING)
+        self._waiting = 0
+
+    @contextlib.asynccontextmanager
+    async def turn(self, member: str) -> AsyncIterator[None]:
+        if self._slots.locked() and self._waiting >= self.MAX_WAITING:
+            raise OperationalError(
+                f"member {member} is busy computing checksums ({self.MAX_RUNNING} running, "
+                f"{self._waiting} waiting); nothing was done, retry later",
+                retryable=True,
+            )
+        self._waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self._waiting -= 1
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+
+def checksums_of(path: Any, stopping: ShutdownFlag | None = None) -> tuple[int, dict[str, str]]:
+    """(meta LSN, per-table checksums) of one database, from one read snapshot.
+
+    Stops (with an error) when the member starts to shut down.
+    """
     import apsw
 
     from litemirror.engine import meta
 
     conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
     try:
+        if stopping is not None:
+            conn.set_progress_handler(lambda: stopping.set, PROGRESS_STEPS)
         conn.set_busy_timeout(5000)
         conn.execute("BEGIN")
         try:

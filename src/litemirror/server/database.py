@@ -34,6 +34,14 @@ leaves it. A script that stops at a failing statement keeps what ran before
 it (sqlite3's rule): its job commits with the group and its client gets the
 error afterwards.
 
+Every client job carries a :class:`~.statements.StatementGuard` (its time
+limit and cancel flag), which the writer's progress handler asks while the
+job runs; a stopped job fails alone like any failing job. When the stopped
+statement was writing, though, SQLite rolls the whole group transaction
+back: the writer sees it (the connection is back in autocommit), does not
+run the rest of the hop there, and queues the group's other jobs again for
+a new group (``_run_again``).
+
 VACUUM and ``PRAGMA wal_checkpoint`` cannot run inside the group
 transaction. They are queued as :class:`MaintenanceJob` and run by the
 writer between two groups; VACUUM is journalled first (a record of its own),
@@ -46,7 +54,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -82,7 +90,8 @@ from .jobs import (
     maintenance_of,
 )
 from .journal_writer import JournalWriter
-from .reads import Deferred, NeedsWriter, open_reader, run_read, run_read_inline
+from .reads import INLINE_SQL_MAX, Deferred, NeedsWriter, open_reader, run_read, run_read_inline
+from .statements import PROGRESS_STEPS, StatementGuard
 
 log = logging.getLogger("litemirror.database")
 
@@ -132,10 +141,14 @@ class Database:
         ack: str = "durable",
         writable: Callable[[], bool] = lambda: True,
         foreign_keys: bool = False,
+        read_executor: Executor | None = None,
     ) -> None:
         self.name = name
         self.path = path
         self._executor = executor
+        #: Reads run here, apart from the writer's work: long reads cannot
+        #: take the threads a commit needs.
+        self._read_executor = read_executor or executor
         self._journal = journal
         self._epoch = epoch
         self._group_max = group_max
@@ -167,6 +180,9 @@ class Database:
         self._slow_reads: dict[str, None] = {}
         self._queue: deque[Job] = deque()
         self._loop_task: asyncio.Task[None] | None = None
+        #: The guard of the client job running on the writer now (None: the
+        #: member's own statements), asked by the writer's progress handler.
+        self._running: StatementGuard | None = None
         self.applied_lsn = 0
         self.last_used = time.monotonic()
         self.sessions = 0
@@ -178,7 +194,10 @@ class Database:
 
     async def open(self) -> None:
         self._writer = await self._run(open_writer, str(self.path), self._foreign_keys)
-        self._capture = Capture(self._writer)
+        # Consulted only by statements that run long (see .statements): a
+        # short job never calls it.
+        self._writer.set_progress_handler(self._stop_running, PROGRESS_STEPS)
+        self._capture = Capture(self._writer, self._stop_running)
         self.applied_lsn = await self._run(meta.read_lsn, self._writer)
 
     @property
@@ -187,6 +206,8 @@ class Database:
 
     async def close(self) -> None:
         self.closed = True
+        # An open transaction would hold the writer until its client's next word.
+        self.abort_transaction("the database was closed (the member is shutting down)")
         if self._loop_task is not None:
             await asyncio.shield(self._loop_task)
         conns = [*self._readers]
@@ -205,12 +226,20 @@ class Database:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, fn, *args)
 
+    def _stop_running(self) -> bool:
+        """The writer's progress handler: stop the running client job if its guard says so."""
+        guard = self._running
+        return guard is not None and guard.stop()
+
     # ---------------------------------------------------------------- reads
 
-    async def read(self, sql: str, params: Any) -> ExecResult | None:
+    async def read(
+        self, sql: str, params: Any, guard: StatementGuard | None = None
+    ) -> ExecResult | None:
         """Run a read-only statement on a reader; None if it turned out to write."""
         self.last_used = time.monotonic()
-        if self._readers and not self.closed and sql not in self._slow_reads:
+        inline = len(sql) <= INLINE_SQL_MAX and sql not in self._slow_reads
+        if inline and self._readers and not self.closed:
             # Cheap reads answer from the event loop: no thread round trip.
             idle = self._readers.pop()
             try:
@@ -221,19 +250,23 @@ class Database:
                 self._note_slow(sql)
             finally:
                 self._readers.append(idle)
+        loop = asyncio.get_running_loop()
+        pool = self._read_executor
         async with self._reader_sem:
             conn = self._readers.pop() if self._readers else None
             try:
                 if conn is None:
-                    conn = await self._run(open_reader, str(self.path), self._foreign_keys)
+                    conn = await loop.run_in_executor(
+                        pool, open_reader, str(self.path), self._foreign_keys
+                    )
                 try:
-                    return await self._run(run_read, conn, sql, params)
+                    return await loop.run_in_executor(pool, run_read, conn, sql, params, guard)
                 except NeedsWriter:
                     return None
             finally:
                 if conn is not None:
                     if self.closed:
-                        await self._run(conn.close)
+                        await loop.run_in_executor(pool, conn.close)
                     else:
                         self._readers.append(conn)
 
@@ -254,15 +287,26 @@ class Database:
             self._loop_task = asyncio.get_running_loop().create_task(self._writer_loop())
 
     async def write(
-        self, kind: str, sql: str, params: Any = None, many: list[Any] | None = None
+        self,
+        kind: str,
+        sql: str,
+        params: Any = None,
+        many: Iterable[Any] | None = None,
+        guard: StatementGuard | None = None,
     ) -> tuple[ExecResult, int]:
-        """Run a one-shot job, committed in a group. Returns (result, commit LSN)."""
+        """Run a one-shot job, committed in a group. Returns (result, commit LSN).
+
+        ``many`` is iterated on a worker thread, and again should the job's
+        group be run again (see ``_fill_group``).
+        """
         fut: asyncio.Future[tuple[ExecResult, int]] = asyncio.get_running_loop().create_future()
         task = maintenance_of(sql) if kind == "exec" else None
         if task is not None:
             self._submit(MaintenanceJob(kind=task.kind, mode=task.mode, future=fut))
         else:
-            self._submit(BatchJob(kind=kind, sql=sql, params=params, many=many, future=fut))
+            self._submit(
+                BatchJob(kind=kind, sql=sql, params=params, many=many, future=fut, guard=guard)
+            )
         return await fut
 
     async def begin(self) -> TxnJob:
@@ -330,10 +374,13 @@ class Database:
                 raise
 
     async def _fill_group(self, done: list[tuple[asyncio.Future[Any] | None, Any]]) -> None:
-        assert self._capture is not None
-        cap = self._capture
+        assert self._capture is not None and self._writer is not None
+        cap, w = self._capture, self._writer
         started = time.monotonic()
         ops: list[Op] = []
+        #: The jobs answered by ``done``, in the same order.
+        ran: list[Job] = []
+        not_started: list[BatchJob] = []
         count = 0
         while self._queue and count < self._group_max:
             head = self._queue[0]
@@ -351,24 +398,68 @@ class Database:
                     fut, res, job_ops = got
                     ops.extend(job_ops)
                     done.append((fut, res))
+                    ran.append(head)
                     count += 1
-                continue
-            batch: list[BatchJob] = []
-            while (
-                self._queue
-                and isinstance(self._queue[0], BatchJob)
-                and count + len(batch) < self._group_max
-            ):
-                batch.append(self._queue.popleft())  # type: ignore[arg-type]
-            outcomes = await self._run(self._exec_batch, cap, batch)
-            for job, (res, job_ops, err) in zip(batch, outcomes, strict=True):
-                if err is not None:
-                    _fail(job.future, err)
-                else:
-                    ops.extend(job_ops)
-                    done.append((job.future, res))
-                    count += 1
+            else:
+                batch: list[BatchJob] = []
+                while (
+                    self._queue
+                    and isinstance(self._queue[0], BatchJob)
+                    and count + len(batch) < self._group_max
+                ):
+                    batch.append(self._queue.popleft())  # type: ignore[arg-type]
+                outcomes = await self._run(self._exec_batch, cap, batch)
+                for job, outcome in zip(batch, outcomes, strict=True):
+                    if outcome is None:
+                        not_started.append(job)  # the group was lost before its turn
+                        continue
+                    res, job_ops, err = outcome
+                    if err is not None:
+                        _fail(job.future, err)
+                    else:
+                        ops.extend(job_ops)
+                        done.append((job.future, res))
+                        ran.append(job)
+                        count += 1
+            if w.get_autocommit():
+                self._run_again([*ran, *not_started], done)
+                return
         await self._finish_group(ops, done)
+
+    def _run_again(
+        self, jobs: list[Job], done: list[tuple[asyncio.Future[Any] | None, Any]]
+    ) -> None:
+        """SQLite rolled the whole group back under one job: the others start over.
+
+        An interrupted statement that writes makes SQLite roll back the whole
+        transaction, not only the statement (and so does an I/O error). The
+        job whose statement it was has its error already; the others did
+        nothing wrong and nothing of them was kept, so they are queued again,
+        first and in their order, for a new group. An interactive transaction
+        that had ended in this group cannot be run again (its client saw its
+        results): its COMMIT fails as an aborted transaction, nothing of it
+        committed.
+        """
+        log.warning(
+            "database %s: SQLite rolled the group back under an interrupted job; "
+            "%d job(s) of it run again",
+            self.name,
+            sum(1 for job in jobs if isinstance(job, BatchJob)),
+        )
+        for job in reversed(jobs):
+            if isinstance(job, BatchJob):
+                self._queue.appendleft(job)
+        for (fut, _), job in zip(done, jobs, strict=False):  # jobs: done's, then more
+            if isinstance(job, TxnJob):
+                _fail(
+                    fut,
+                    TransactionAbortedError(
+                        "the transaction was rolled back with its group commit: another "
+                        "client's statement in the same group was interrupted, and SQLite "
+                        "rolled the whole group back; nothing of it was committed, run it again"
+                    ),
+                )
+        done.clear()
 
     def _open_group(self, futures: list[asyncio.Future[Any] | None]) -> None:
         """Open the group's write transaction in the first worker hop of the group.
@@ -386,14 +477,27 @@ class Database:
 
     def _exec_batch(
         self, cap: Capture, batch: list[BatchJob]
-    ) -> list[tuple[ExecResult | Late | None, list[Op], Error | None]]:
-        assert self._writer is not None
+    ) -> list[tuple[ExecResult | Late | None, list[Op], Error | None] | None]:
+        """Run ``batch`` in the group, each job in its savepoint: (result, ops, error) each.
+
+        None for the jobs after one under which SQLite rolled the whole group
+        back (see ``_run_again``): they must not run outside the group's
+        transaction, where their RELEASE would commit them unjournalled.
+        """
+        w = self._writer
+        assert w is not None
         self._open_group([job.future for job in batch])
-        out: list[tuple[ExecResult | Late | None, list[Op], Error | None]] = []
+        out: list[tuple[ExecResult | Late | None, list[Op], Error | None] | None] = []
         for job in batch:
-            self._writer.execute("SAVEPOINT lm_job")
+            w.execute("SAVEPOINT lm_job")
             cap.begin_job(Where.SCRIPT if job.kind == "script" else Where.STATEMENT)
+            guard = job.guard
+            if guard is not None:
+                guard.start()
+                self._running = guard
             try:
+                if guard is not None and guard.stop():
+                    raise guard.error()  # stopped while it waited: it never starts
                 res: ExecResult | Late
                 if job.kind == "exec":
                     res = cap.execute(job.sql, job.params)
@@ -404,14 +508,24 @@ class Database:
                         res = cap.executescript(job.sql)
                     except ScriptStopped as stopped:
                         # What ran before the failing statement stays, as in sqlite3.
-                        res = Late(stopped.error)
+                        res = Late(guard.error() if guard and guard.reason else stopped.error)
+                self._running = None
                 job_ops = cap.end_job()
-                self._writer.execute("RELEASE lm_job")
+                w.execute("RELEASE lm_job")
                 out.append((res, job_ops, None))
             except BaseException as exc:
+                self._running = None
                 cap.abort_job()
-                self._writer.execute("ROLLBACK TO lm_job; RELEASE lm_job")
-                out.append((None, [], _as_error(exc)))
+                error = _stopped_error(guard, exc)
+                if w.get_autocommit():
+                    out.append((None, [], error))
+                    out.extend([None] * (len(batch) - len(out)))
+                    break
+                w.execute("ROLLBACK TO lm_job; RELEASE lm_job")
+                out.append((None, [], error))
+            finally:
+                if guard is not None:
+                    guard.finish()
         return out
 
     async def _interactive(
@@ -431,7 +545,8 @@ class Database:
                 w.execute("RELEASE lm_txn")
                 return job_ops
             cap.abort_job()
-            w.execute("ROLLBACK TO lm_txn; RELEASE lm_txn")
+            if not w.get_autocommit():  # else SQLite rolled the whole group back already
+                w.execute("ROLLBACK TO lm_txn; RELEASE lm_txn")
             return []
 
         await self._run(start)
@@ -532,7 +647,13 @@ class Database:
             return None
 
     async def txn_execute(
-        self, txn: TxnJob, kind: str, sql: str, params: Any, many: list[Any] | None
+        self,
+        txn: TxnJob,
+        kind: str,
+        sql: str,
+        params: Any,
+        many: Iterable[Any] | None,
+        guard: StatementGuard | None = None,
     ) -> ExecResult:
         """Run one statement of ``txn``, which holds the writer, straight from the session.
 
@@ -541,19 +662,31 @@ class Database:
         cost two more event-loop turns per statement for nothing. The caller
         sends one statement at a time, and ``_txn_busy`` keeps the idle
         timeout from rolling back under a running statement.
+
+        A statement that writes and is stopped by its ``guard`` ends the
+        transaction, as in SQLite: SQLite rolls the whole transaction back
+        (see ``_run_again``). A stopped read leaves the transaction open.
         """
-        assert self._capture is not None
+        assert self._capture is not None and self._writer is not None
         if txn.finished or self._txn_busy:
             raise TransactionAbortedError(txn.abort_reason or "the transaction was rolled back")
-        cap = self._capture
+        cap, w = self._capture, self._writer
         loop = asyncio.get_running_loop()
 
         def run() -> ExecResult:
+            if guard is not None:
+                guard.start()
+                self._running = guard
             try:
+                if guard is not None and guard.stop():
+                    raise guard.error()  # stopped while it waited: it never starts
                 if kind == "many":
                     return cap.executemany(sql, many or [])
                 return cap.execute(sql, params)
             finally:
+                self._running = None
+                if guard is not None:
+                    guard.finish()
                 # From the worker, once the connection is free again, even if
                 # the awaiting session was cancelled meanwhile.
                 loop.call_soon_threadsafe(self._txn_statement_done)
@@ -564,7 +697,14 @@ class Database:
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
-            raise _as_error(exc) from exc
+            error = _stopped_error(guard, exc)
+            if w.get_autocommit() and not txn.finished:
+                # SQLite rolled the group back with this statement: the
+                # transaction is over (its client sees it no longer open).
+                txn.finished = True
+                txn.abort_reason = f"the transaction was rolled back: {error.message}"
+                txn.commands.put_nowait(TxnCommand(kind="abort", sql=txn.abort_reason))
+            raise error from exc
 
     def _txn_statement_done(self) -> None:
         self._txn_busy = False
@@ -769,6 +909,13 @@ def _answer(fut: asyncio.Future[Any] | None, res: Any, lsn: int) -> None:
         _fail(fut, res.error)
     else:
         _ok(fut, (res, lsn) if res is not None else lsn)
+
+
+def _stopped_error(guard: StatementGuard | None, exc: BaseException) -> Error:
+    """The error of a job that failed: the guard's when the guard stopped it."""
+    if guard is not None and guard.reason is not None:
+        return guard.error()
+    return _as_error(exc)
 
 
 def _rollback_quietly(conn: apsw.Connection) -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from litemirror.engine import policy
 from litemirror.engine.capture import ExecResult
 from litemirror.errors import DatabaseError
+
+from .statements import StatementGuard
 
 #: The result columns of ``PRAGMA wal_checkpoint``.
 CHECKPOINT_COLUMNS: list[tuple[str, str | None]] = [
@@ -20,13 +23,19 @@ CHECKPOINT_COLUMNS: list[tuple[str, str | None]] = [
 
 @dataclass(slots=True)
 class BatchJob:
-    """A one-shot unit: one statement, executemany, or a script; committed on its own."""
+    """A one-shot unit: one statement, executemany, or a script; committed on its own.
+
+    ``many`` may be iterated more than once: a job runs again when SQLite
+    rolled its group back under another job (see ``Database._run_again``).
+    """
 
     kind: str  # "exec" | "many" | "script"
     sql: str
     params: Any = None
-    many: list[Any] | None = None
+    many: Iterable[Any] | None = None
     future: asyncio.Future[tuple[ExecResult, int]] | None = None
+    #: The client's time limit and cancel flag (None: the member's own job).
+    guard: StatementGuard | None = None
 
 
 @dataclass(slots=True)
@@ -44,7 +53,7 @@ class TxnCommand:
     ack: str | None = None
     sql: str = ""
     params: Any = None
-    many: list[Any] | None = None
+    many: Iterable[Any] | None = None
     future: asyncio.Future[Any] | None = None
 
 

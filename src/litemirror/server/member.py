@@ -14,6 +14,7 @@ import collections
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,7 @@ from litemirror.security.tls import reload as reload_tls
 from litemirror.security.tls import setup as tls_setup
 from litemirror.security.visibility import audience_of, status_view
 
+from .admin import Checksums
 from .agent import FailoverAgent
 from .canary import status_fields as canary_status_fields
 from .events import EventLog
@@ -41,11 +43,13 @@ from .hooks import Hooks
 from .hub import Hub
 from .journal_writer import JournalWriter
 from .limits import LimitGuard
+from .looplag import LoopLag
 from .receiver import Receiver
 from .recovery import recover
 from .registry import Registry
 from .session import ClientSession
 from .state import MemberState, load_state, save_state
+from .statements import ShutdownFlag, StatementReports
 from .tls_listener import Listener, error_frame, stream_factory
 from .transitions import Transitions
 from .users import Principal, Users
@@ -102,6 +106,11 @@ class MemberServer:
         #: Who holds which connection, caps fitted to the descriptor limit, refusals as events.
         self.limits = LimitGuard(config, self.events, f"member {self.me.name}")
         self.users = Users(self)
+        #: Set at shutdown: every running client statement stops (see .statements).
+        self.stopping = ShutdownFlag()
+        self.checksums = Checksums()
+        self.statement_reports = StatementReports(self.event, config.statements.slow_s)
+        self.loop_lag = LoopLag()
         peers = [x for x in config.failover_members if x.name != self.me.name]
         self.peer: Member | None = peers[0] if peers and self.me.kind == "failover" else None
 
@@ -165,6 +174,8 @@ class MemberServer:
             "databases": len(self.registry.names()),
             "open_databases": self.registry.open_count,
             "connections": self._connections,
+            # How late the event loop runs a timer (heartbeats ride on it).
+            "loop_lag_ms": self.loop_lag.status(),
             # Open connections (clients, members, CLI) per source address.
             "connections_by_host": dict(self._by_host),
             # Connections by what they showed themselves to be, refusals by limit, caps.
@@ -307,6 +318,12 @@ class MemberServer:
         self.executor = ThreadPoolExecutor(
             max_workers=self.config.server.threads, thread_name_prefix="sqlite"
         )
+        # Reads apart: long reads cannot take the threads commits need.
+        self.read_executor = ThreadPoolExecutor(
+            max_workers=self.config.server.read_threads, thread_name_prefix="sqlite-read"
+        )
+        # Large client frames are decoded here, off the event loop (see session.py).
+        self.decode_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode")
         await loop.run_in_executor(self.executor, self._startup_blocking)
         self.limits.install(loop)  # the data dir exists now: its event can be written
         self.jw = JournalWriter(self.journal, loop)
@@ -322,6 +339,7 @@ class MemberServer:
             ack=self.config.mirror.ack,
             writable=lambda: self.writable,
             sqlite=self.config.sqlite,
+            read_executor=self.read_executor,
         )
         limit = self._replay_limit
         res = await loop.run_in_executor(
@@ -375,6 +393,7 @@ class MemberServer:
         self.canary = Canary(self)
         self.canary.start()
         self._spawn(self._housekeeping())
+        self._spawn(self.loop_lag.run(self._stop))
         if self.agent is not None:
             self._spawn(self.agent.run())
         if self.agent is None or self.me.kind != "failover":
@@ -752,10 +771,18 @@ class MemberServer:
         loop.add_signal_handler(signal.SIGHUP, self.on_sighup)
         await self._stop.wait()
         log.info("member %s shutting down", self.me.name)
+        bound = self.config.server.shutdown_timeout_s
+        # A thread, not a task: it fires even if the loop itself is stuck.
+        watchdog = threading.Timer(bound, _exit_now, (self.me.name, bound))
+        watchdog.daemon = True
+        watchdog.start()
         await self.shutdown()
+        watchdog.cancel()
 
     async def shutdown(self) -> None:
         self._stop.set()
+        # Running client statements stop at SQLite's next progress call.
+        self.stopping.set = True
         if self._server is not None:
             self._server.close()
         if self._http is not None:
@@ -772,6 +799,23 @@ class MemberServer:
         self._state.clean_shutdown = True
         save_state(self.me.data_dir, self._state)
         self.executor.shutdown(wait=True)
+        self.read_executor.shutdown(wait=True)
+        self.decode_executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _exit_now(member: str, bound: float) -> None:
+    """The shutdown outran server.shutdown_timeout_s: leave now (the journal is durable).
+
+    Without the clean-shutdown mark the next start replays the journal's
+    tail, as after a crash; nothing acknowledged is lost.
+    """
+    log.error(
+        "member %s did not shut down within server.shutdown_timeout_s (%g s); exiting now",
+        member,
+        bound,
+    )
+    logging.shutdown()
+    os._exit(3)
 
 
 async def run_member(config: Config, member: str) -> int:

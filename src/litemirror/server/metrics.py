@@ -118,6 +118,12 @@ class _MemberCollector(Collector):
         yield gauge("litemirror_databases", "Databases held.", len(m.registry.names()))
         yield gauge("litemirror_open_databases", "Databases open now.", m.registry.open_count)
         yield gauge("litemirror_uptime_seconds", "Seconds since start.", time.time() - m.started)
+        yield gauge(
+            "litemirror_event_loop_lag_seconds",
+            "Worst delay of the event loop in the last minute (heartbeats and the arbiter "
+            "session ride on it: keep it far below mirror.qos_timeout_ms).",
+            m.loop_lag.recent_s(time.monotonic()),
+        )
 
         role = GaugeMetricFamily(
             "litemirror_role", "1 for the role this member has now.", labels=["member", "role"]

@@ -24,6 +24,11 @@ of another file, ``PRAGMA wal_checkpoint``) never runs on a reader: it is
 refused at prepare and handed to the writer path, where the session's role
 checks and the journal apply.
 
+A read on a worker runs under its request's guard (:mod:`.statements`): the
+reader's progress handler stops it at its time limit, or when its client
+interrupts it or goes away. Reads run on their own thread pool, so readers
+never hold back the writer's work.
+
 Readers enforce foreign keys when the database does (``[sqlite]
 foreign_keys``), so ``PRAGMA foreign_keys`` reads the truth on them too, and
 setting it to the value in force is accepted as the no-op it is.
@@ -39,7 +44,9 @@ import apsw
 from litemirror.engine.capture import ExecResult
 from litemirror.engine.policy import pragma_bool
 from litemirror.engine.sqlerrors import translate
-from litemirror.errors import ProgrammingError
+from litemirror.errors import DatabaseError, ProgrammingError
+
+from .statements import PROGRESS_STEPS, StatementGuard
 
 BUSY_TIMEOUT_MS = 5000
 _QUERY_WORDS = ("select", "with", "values", "explain", "pragma")
@@ -47,6 +54,10 @@ _QUERY_WORDS = ("select", "with", "values", "explain", "pragma")
 
 #: How long a read may run on the event loop before it is moved to a worker.
 INLINE_BUDGET_S = 0.0002
+#: Longer statements are never tried on the event loop: SQLite does not call
+#: the progress handler while it parses, and parsing a long text (a huge IN
+#: list) would hold the loop however small the budget.
+INLINE_SQL_MAX = 2048
 #: SQLite virtual-machine steps between two looks at the clock.
 _CHECK_STEPS = 200
 
@@ -137,7 +148,7 @@ def run_read_inline(conn: apsw.Connection, sql: str, params: Any) -> ExecResult:
     conn.set_progress_handler(over_budget, _CHECK_STEPS)
     conn.set_busy_timeout(0)
     try:
-        return run_read(conn, sql, params)
+        return _read(conn, sql, params)
     except Exception as exc:
         if stopped or getattr(exc, "sqlite_code", None) in (apsw.SQLITE_BUSY, apsw.SQLITE_LOCKED):
             raise Deferred() from exc
@@ -147,8 +158,33 @@ def run_read_inline(conn: apsw.Connection, sql: str, params: Any) -> ExecResult:
         conn.set_progress_handler(None)
 
 
-def run_read(conn: apsw.Connection, sql: str, params: Any) -> ExecResult:
-    """Run one read-only statement; raise NeedsWriter if it would write."""
+def run_read(
+    conn: apsw.Connection, sql: str, params: Any, guard: StatementGuard | None = None
+) -> ExecResult:
+    """Run one read-only statement; raise NeedsWriter if it would write.
+
+    With a ``guard``, the statement stops when the guard says so (its time
+    limit passed, its client interrupted it or went away): the reader's
+    progress handler asks it, and the client gets the guard's error.
+    """
+    if guard is None:
+        return _read(conn, sql, params)
+    guard.start()
+    if guard.stop():
+        raise guard.error()  # stopped while it waited for a reader: it never starts
+    conn.set_progress_handler(guard.stop, PROGRESS_STEPS)
+    try:
+        return _read(conn, sql, params)
+    except DatabaseError:
+        if guard.reason is not None:
+            raise guard.error() from None
+        raise
+    finally:
+        conn.set_progress_handler(None)
+        guard.finish()
+
+
+def _read(conn: apsw.Connection, sql: str, params: Any) -> ExecResult:
     cur = conn.cursor()
     seen = 0
     columns: list[tuple[str, str | None]] | None = None

@@ -54,10 +54,13 @@ class Registry:
         ack: str = "durable",
         writable: Callable[[], bool] = lambda: True,
         sqlite: SqliteSection | None = None,
+        read_executor: Executor | None = None,
     ) -> None:
         self.dir = data_dir / "databases"
         self.dir.mkdir(parents=True, exist_ok=True)
         self._executor = executor
+        #: Reads of every database run here (``server.read_threads``).
+        self._read_executor = read_executor
         self._journal = journal
         self._epoch = epoch
         self._cfg = server
@@ -111,6 +114,7 @@ class Registry:
                 name,
                 self.path(name),
                 executor=self._executor,
+                read_executor=self._read_executor,
                 journal=self._journal,
                 epoch=self._epoch,
                 group_max=self._cfg.group_max,

@@ -19,13 +19,36 @@ middle of a transaction has it rolled back.
 (:mod:`.snapshot`). Answers carry the newer optional fields (rows changed,
 extended error codes) only for a driver that announced it understands them
 in ``Hello.client`` (see :mod:`litemirror.protocol.messages`).
+
+Reading and answering
+---------------------
+After the handshake a reader task reads frames all the time, also while a
+request runs, so the session sees an ``Interrupt`` for the running request
+(which stops its statement: :mod:`.statements`) and notices at once when the
+client goes away (its running statement stops too). Other requests are
+queued for the main loop in their order, which answers them one by one:
+the one-answer-per-request order never changes, and ``Interrupt`` is never
+answered itself.
+
+What a frame may cost is checked before it is read: its length and its
+kind (from its first bytes, :func:`litemirror.protocol.large.peek_tag`)
+against the limit for that kind and for the session's role — a read-only
+session may not send a large statement or parameter list at all. A frame
+larger than :data:`INLINE_DECODE_BYTES` is decoded on a worker thread, an
+``Execute`` piece by piece (:mod:`litemirror.protocol.large`), so no request
+holds the event loop, which carries the heartbeats, for more than a moment.
+Every statement runs under the session's time limit (``[statements]``,
+lowered by the connection's ``statement_timeout``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections import deque
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +58,7 @@ from litemirror.engine import policy
 from litemirror.engine.capture import ExecResult
 from litemirror.errors import (
     Error,
+    FrameTooLargeError,
     NotPrimaryError,
     OperationalError,
     PermissionDeniedError,
@@ -43,6 +67,7 @@ from litemirror.errors import (
     TransactionAbortedError,
     UnavailableError,
 )
+from litemirror.protocol import large
 from litemirror.protocol import messages as m
 from litemirror.protocol.framing import FrameDecoder, encode
 from litemirror.protocol.handshake import MAX_OPENING_FRAME, check_opening
@@ -57,6 +82,7 @@ from .jobs import TxnCommand, TxnJob
 from .reads import looks_like_query
 from .seeding import chunks
 from .sender import Sender
+from .statements import StatementGuard, Stop, session_limit
 from .tls_listener import identity_of
 from .users import OPEN, Principal, allows
 
@@ -64,6 +90,20 @@ if TYPE_CHECKING:
     from .member import MemberServer
 
 log = logging.getLogger("litemirror.session")
+
+#: Frames up to this size are decoded on the event loop (a few milliseconds
+#: at worst); larger ones on a worker thread.
+INLINE_DECODE_BYTES = 16 * 1024
+#: Largest admin request and largest other control request (ping, begin,
+#: commit, snapshot, interrupt): they carry a few names and numbers.
+ADMIN_REQUEST_MAX = 16 * 1024
+CONTROL_REQUEST_MAX = 4 * 1024
+#: Requests read ahead of the one being answered (a pipelining client);
+#: beyond this the reader waits, so a client cannot make us buffer more.
+MAX_READ_AHEAD = 8
+#: What the reader hands the main loop: a request (with the parameter sets
+#: of a large executemany), an error that ends the session, or None at EOF.
+_Item = tuple[m.ClientMessage, large.ParamSets | None] | Error | None
 
 
 class ClientSession:
@@ -90,6 +130,14 @@ class ClientSession:
         self.principal: Principal = OPEN
         #: Optional answer fields the driver understands (from its Hello).
         self.features: frozenset[str] = frozenset()
+        #: Time limit of this session's statements in seconds (0: none).
+        self.limit = 0.0
+        #: Requests read and not yet answered, oldest first (see the docstring).
+        self._items: deque[_Item] = deque()
+        self._item_ready: asyncio.Future[None] | None = None
+        self._room: asyncio.Future[None] | None = None
+        #: The request being answered and its guard (None between requests).
+        self._running: tuple[int, StatementGuard] | None = None
 
     # ------------------------------------------------------------- framing
 
@@ -167,20 +215,12 @@ class ClientSession:
             if not await self._handshake(hello):
                 return
             self.decoder.set_kind(m.ClientMessage, self.member.config.limits.max_frame_bytes)
-            idle = self.member.config.limits.idle_timeout_s or None
-            while True:
-                try:
-                    msg = await asyncio.wait_for(self._next(), None if self.txn else idle)
-                except TimeoutError:
-                    # Closed without a word: an unasked-for frame would be read as
-                    # the answer to the client's next request. The driver sees the
-                    # close before it sends and reconnects.
-                    log.info("client %s: idle for %g s; closed", self.peer, idle)
-                    return
-                if msg is None:
-                    return
-                await self._dispatch(msg)
-                await self.writer.drain()
+            self.decoder.set_admission(self._admit, large.PEEK_BYTES)
+            reading = asyncio.get_running_loop().create_task(self._read_requests())
+            try:
+                await self._answer_requests()
+            finally:
+                reading.cancel()
         except ProtocolError as exc:
             log.warning("client %s: %s", self.peer, exc.message)
             self._send_error(0, exc)
@@ -195,6 +235,117 @@ class ClientSession:
             except ConnectionError:
                 pass
             self.writer.close()
+
+    async def _answer_requests(self) -> None:
+        """Answer the requests the reader queued, one at a time, in order."""
+        idle = self.member.config.limits.idle_timeout_s or None
+        while True:
+            try:
+                item = await self._take(None if self.txn else idle)
+            except TimeoutError:
+                # Closed without a word: an unasked-for frame would be read as
+                # the answer to the client's next request. The driver sees the
+                # close before it sends and reconnects.
+                log.info("client %s: idle for %g s; closed", self.peer, idle)
+                return
+            if item is None:
+                return
+            if isinstance(item, Error):
+                raise item
+            msg, sets = item
+            await self._dispatch(msg, sets)
+            await self.writer.drain()
+
+    async def _take(self, timeout: float | None) -> _Item:
+        if not self._items:
+            self._item_ready = asyncio.get_running_loop().create_future()
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._item_ready
+            finally:
+                self._item_ready = None
+        item = self._items.popleft()
+        if self._room is not None and not self._room.done():
+            self._room.set_result(None)
+        return item
+
+    async def _put(self, item: _Item) -> None:
+        self._items.append(item)
+        if self._item_ready is not None and not self._item_ready.done():
+            self._item_ready.set_result(None)
+        if len(self._items) >= MAX_READ_AHEAD:
+            self._room = asyncio.get_running_loop().create_future()
+            try:
+                await self._room
+            finally:
+                self._room = None
+
+    async def _read_requests(self) -> None:
+        """The reader task: frames in, requests queued; Interrupt and EOF acted on at once."""
+        try:
+            while True:
+                body = self.decoder.next_body()
+                if body is None:
+                    data = await self.reader.read(256 * 1024)
+                    if not data:
+                        break
+                    self.decoder.feed(data)
+                    continue
+                if len(body) <= INLINE_DECODE_BYTES:
+                    msg: Any = self.decoder.decode(body)
+                    sets = None
+                else:
+                    msg, sets = await self._decode_large(body)
+                if isinstance(msg, m.Interrupt):
+                    self._interrupt(msg.id)
+                    continue
+                await self._put((msg, sets))
+        except Error as exc:
+            await self._put(exc)  # answered after the requests before it; then closed
+            return
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        # The client went away: a statement still running for it stops.
+        if self._running is not None:
+            self._running[1].cancel(Stop.GONE)
+        torn = self.decoder.buffered
+        await self._put(
+            ProtocolError("connection closed in the middle of a frame") if torn else None
+        )
+
+    async def _decode_large(self, body: bytes) -> tuple[Any, large.ParamSets | None]:
+        """Decode a large frame on a worker thread (an Execute in pieces, see .large)."""
+        loop = asyncio.get_running_loop()
+        pool = self.member.decode_executor
+        if large.peek_tag(body[: large.PEEK_BYTES]) == "exec":
+            return await loop.run_in_executor(pool, large.decode_execute, body)
+        return await loop.run_in_executor(pool, self.decoder.decode, body), None
+
+    def _admit(self, length: int, prefix: bytes) -> None:
+        """Refuse a frame larger than its kind and the session's role allow, before reading it."""
+        tag = large.peek_tag(prefix)
+        if tag in ("exec", "script"):
+            if self.read_only or not allows(self.principal.role, "write"):
+                limit = self.member.config.statements.read_request_max_bytes
+                why = "a read-only session (statements.read_request_max_bytes)"
+            else:
+                limit = self.member.config.limits.max_frame_bytes
+                why = "a request (limits.max_frame_bytes)"
+        elif tag == "admin":
+            limit, why = ADMIN_REQUEST_MAX, "an admin request"
+        else:
+            limit, why = CONTROL_REQUEST_MAX, f"a {tag or 'request of an unknown kind'}"
+        if length > limit:
+            raise FrameTooLargeError(
+                f"request of {length} bytes is larger than the {limit} bytes allowed for {why}; "
+                "nothing of it was read or run, and the connection is closed"
+            )
+
+    def _interrupt(self, req: int) -> None:
+        """An Interrupt frame: stop request ``req``'s statement if it is the one running."""
+        running = self._running
+        if running is not None and running[0] == req:
+            running[1].cancel(Stop.CLIENT)
 
     def _member_authorised(self, claimed: str) -> bool:
         """With [tls], only the certificate authorised for ``claimed`` may act as that member."""
@@ -240,6 +391,9 @@ class ClientSession:
         if refused is not None:
             self._send_error(0, refused)
             return False
+        configured = mem.config.statements.timeout_for(self.principal.user, self.principal.role)
+        asked = hello.statement_timeout_ms / 1000 if hello.statement_timeout_ms else None
+        self.limit = session_limit(configured, asked)
         if not hello.database:
             # A control connection (status, admin): no database attached.
             self.read_only = True
@@ -288,18 +442,21 @@ class ClientSession:
                 epoch=mem.epoch,
                 lsn=mem.last_lsn,
                 primary=mem.primary_address,
+                features=list(m.MEMBER_FEATURES) if "interrupt" in self.features else [],
             )
         )
 
-    async def _dispatch(self, msg: m.ClientMessage) -> None:
+    async def _dispatch(self, msg: m.ClientMessage, sets: large.ParamSets | None = None) -> None:
         req = getattr(msg, "id", 0)
         try:
             if isinstance(msg, m.Execute):
-                try:
-                    m.check_params(msg.params, msg.many)
-                except ValueError as exc:
-                    raise ProtocolError(f"malformed request: {exc}") from None
-                await self._execute(msg)
+                if sets is None:
+                    try:
+                        m.check_params(msg.params, msg.many)
+                    except ValueError as exc:
+                        raise ProtocolError(f"malformed request: {exc}") from None
+                with self._guarded(req, msg.sql) as guard:
+                    await self._execute(msg, msg.many if sets is None else sets, guard)
             elif isinstance(msg, m.Begin):
                 await self._begin()
                 self._send(m.Ok(id=req, in_transaction=True))
@@ -321,7 +478,8 @@ class ClientSession:
                 self._check_writable()
                 if self.db is None:
                     raise ProgrammingError("this connection has no database; name one in the URL")
-                res, lsn = await self.db.write("script", msg.sql)
+                with self._guarded(req, msg.sql) as guard:
+                    res, lsn = await self.db.write("script", msg.sql, guard=guard)
                 self._send_result(req, res, lsn)
             elif isinstance(msg, m.Snapshot):
                 await self._snapshot(msg)
@@ -344,6 +502,27 @@ class ClientSession:
                 raise ProtocolError(f"unexpected message {type(msg).__name__} after the handshake")
         except Error as exc:
             self._send_error(req, exc)
+
+    @contextlib.contextmanager
+    def _guarded(self, req: int, sql: str) -> Iterator[StatementGuard]:
+        """Request ``req`` runs ``sql`` under a guard of its own (the session's time limit).
+
+        While it runs, an Interrupt naming ``req``, or the client going away,
+        stops it; afterwards a slow or stopped statement may make an event.
+        """
+        guard = StatementGuard(
+            self.limit,
+            shutdown=self.member.stopping,
+            user=self.principal.user,
+            database=self.db.name if self.db is not None else "",
+            sql=sql,
+        )
+        self._running = (req, guard)
+        try:
+            yield guard
+        finally:
+            self._running = None
+            self.member.statement_reports.finished(guard)
 
     def _check_writable(self) -> None:
         mem = self.member
@@ -419,7 +598,7 @@ class ClientSession:
 
     async def _send_copy(self, req: int, name: str, source: Path, path: Path) -> None:
         loop = asyncio.get_running_loop()
-        executor = self.member.executor
+        executor = self.member.read_executor  # a copy is a long read
         lsn = await loop.run_in_executor(executor, snapshot.make_snapshot, source, path)
         parts = chunks(path)
         while (part := await loop.run_in_executor(executor, next, parts, None)) is not None:
@@ -443,7 +622,9 @@ class ClientSession:
                 )
                 raise ConnectionAbortedError("the client stopped reading its copy") from None
 
-    async def _execute(self, msg: m.Execute) -> None:
+    async def _execute(
+        self, msg: m.Execute, many: Iterable[Any] | None, guard: StatementGuard
+    ) -> None:
         if self.db is None:
             raise ProgrammingError("this connection has no database; name one in the URL")
         await self._wait_applied(msg.min_lsn)
@@ -453,23 +634,21 @@ class ClientSession:
             refusal = policy.keyword_refusal(policy.first_keyword(msg.sql))
             if refusal is not None:
                 raise refusal
-            query = msg.many is None and looks_like_query(msg.sql)
+            query = many is None and looks_like_query(msg.sql)
             if not query and not allows(self.principal.role, "write"):
-                self._may_write(
-                    "executemany()" if msg.many is not None else "a statement that writes"
-                )
+                self._may_write("executemany()" if many is not None else "a statement that writes")
             if self.read_only or query:
-                res = await self.db.read(msg.sql, msg.params)
+                res = await self.db.read(msg.sql, msg.params, guard)
                 if res is not None:
                     self._send_result(msg.id, res, 0)
                     return
             self._may_write("a statement that writes")
             self._check_writable()
             t0 = time.monotonic()
-            if msg.many is not None:
-                res, lsn = await self.db.write("many", msg.sql, many=msg.many)
+            if many is not None:
+                res, lsn = await self.db.write("many", msg.sql, many=many, guard=guard)
             else:
-                res, lsn = await self.db.write("exec", msg.sql, msg.params)
+                res, lsn = await self.db.write("exec", msg.sql, msg.params, guard=guard)
             if lsn:
                 self.member.observe_commit(time.monotonic() - t0)
             self._send_result(msg.id, res, lsn)
@@ -480,9 +659,9 @@ class ClientSession:
             await self._begin()
         txn = self.txn
         assert txn is not None and self.db is not None
-        kind = "many" if msg.many is not None else "exec"
+        kind = "many" if many is not None else "exec"
         try:
-            res = await self.db.txn_execute(txn, kind, msg.sql, msg.params, msg.many)
+            res = await self.db.txn_execute(txn, kind, msg.sql, msg.params, many, guard)
         finally:
             if txn.finished:
                 self.txn = None
