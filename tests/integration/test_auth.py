@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -25,47 +22,12 @@ import litemirror
 from litemirror import errors
 from litemirror.security.certs import Role, issue
 from litemirror.testing.cluster import Cluster
+from litemirror.testing.secured import PASSWORDS, add_user, cli, start_with_users
 
 AUTH = {"auth": {"require": True}}
 FAST = {"qos_timeout_ms": 1000, "heartbeat_ms": 200}
-PASSWORDS = {"root": "root-secret-1", "writer": "writer-secret-2", "reader": "reader-secret-3"}
 #: Words that would tell a caller (or a log reader) whether a user exists.
 TELLTALES = ("unknown", "no such", "not exist", "does not", "no user", "not found")
-
-
-def cli(
-    c: Cluster, *args: str, user: str | None = None, stdin: str | None = None, **env: str
-) -> subprocess.CompletedProcess[str]:
-    """Run ``litemirror ARGS --config ...`` as an operator would, logged in as ``user``."""
-    environ = {
-        k: v for k, v in os.environ.items() if not k.startswith(("LITEMIRROR_USER", "LITEMIRROR_P"))
-    }
-    if user is not None:
-        environ["LITEMIRROR_USER"] = user
-        environ["LITEMIRROR_PASSWORD"] = PASSWORDS.get(user, "not-the-password")
-    environ.update(env)
-    deadline = time.monotonic() + 60
-    while True:
-        r = subprocess.run(
-            [sys.executable, "-m", "litemirror.cli.main", *args, "--config", str(c.config_path)],
-            capture_output=True,
-            text=True,
-            input=stdin if stdin is not None else "",
-            env=environ,
-            timeout=120,
-        )
-        # Refused unchecked by the login back-off (this module fails logins from
-        # 127.0.0.1): nothing was done; retry as the refusal says.
-        if "not checked" not in r.stderr or time.monotonic() > deadline:
-            return r
-        time.sleep(0.5)
-
-
-def add_user(c: Cluster, name: str, role: str, *, by: str | None = "root") -> None:
-    r = cli(
-        c, "user", "add", name, "--role", role, "--password-stdin", user=by, stdin=PASSWORDS[name]
-    )
-    assert r.returncode == 0, r.stdout + r.stderr
 
 
 def url(
@@ -139,16 +101,6 @@ def http(
             return exc.code, body, exc.headers.get_all("WWW-Authenticate") or []
 
 
-def events(c: Cluster, member: str, kind: str) -> list[dict[str, Any]]:
-    path = c[member].data_dir / "events.jsonl"
-    out = []
-    for line in path.read_text().splitlines():
-        ev = json.loads(line)
-        if ev["kind"] == kind:
-            out.append(ev)
-    return out
-
-
 def roles(c: Cluster) -> tuple[str, str]:
     """(primary, backup) once the mirror has both."""
     deadline = time.monotonic() + 60
@@ -181,17 +133,14 @@ def mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         sections=AUTH,
         http=True,
     )
-    c.start()
+    start_with_users(
+        c,
+        schema=[
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)",
+            "INSERT INTO t (v) VALUES ('first')",
+        ],
+    )
     try:
-        roles(c)
-        add_user(c, "root", "admin", by=None)  # bootstrap: no admin yet, from loopback
-        c.log_in_as("root", PASSWORDS["root"])  # the full status needs a login now
-        add_user(c, "writer", "write")
-        add_user(c, "reader", "read")
-        conn = connect(c, "writer")
-        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
-        conn.execute("INSERT INTO t (v) VALUES ('first')")
-        conn.close()
         yield c
     finally:
         c.kill_all()
@@ -365,8 +314,7 @@ def test_admin_administers_and_reads_users_read_only(mirror: Cluster) -> None:
 
 
 def test_password_change_and_removal_take_effect_at_once(mirror: Cluster) -> None:
-    PASSWORDS["temp"] = "temp-password-1"
-    add_user(mirror, "temp", "write")
+    add_user(mirror, "temp")
     connect(mirror, "temp").close()
     r = cli(
         mirror, "user", "passwd", "temp", user="root", LITEMIRROR_NEW_PASSWORD="temp-password-2"
@@ -422,7 +370,7 @@ def test_refusals_are_logged_with_the_peer_and_say_nothing_of_existence(
     with pytest.raises(errors.PermissionDeniedError):
         conn.execute("DELETE FROM t")
     conn.close()
-    refused = events(mirror, primary, "auth_refused")
+    refused = mirror[primary].events("auth_refused")
     assert {e["data"]["refused"] for e in refused} >= {"authentication", "permission"}
     for ev in refused:
         host, _, port = ev["data"]["peer"].rpartition(":")
@@ -446,7 +394,7 @@ def test_a_host_that_keeps_failing_is_slowed_down_until_it_succeeds(mirror: Clus
     for _ in range(6):
         with pytest.raises(errors.AuthenticationError):  # checked, or refused unchecked
             litemirror.connect(url(mirror, "reader", "guess", members=[primary]))
-    throttled = events(mirror, primary, "auth_throttled")
+    throttled = mirror[primary].events("auth_throttled")
     assert throttled and throttled[-1]["data"]["peer"].startswith("127.0.0.1:")
     assert "doubles" in throttled[-1]["message"]
     # The right password gets in once the host's hold is over (attempts before that
@@ -467,12 +415,9 @@ def test_users_survive_failover(tmp_path: Path) -> None:
         mirror=FAST,
         sections=AUTH,
     )
-    c.start()
+    start_with_users(c, users=("writer",))
     try:
         first, second = roles(c)
-        add_user(c, "root", "admin", by=None)
-        c.log_in_as("root", PASSWORDS["root"])
-        add_user(c, "writer", "write")
         conn = connect(c, "writer")
         conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
         conn.execute("INSERT INTO t (v) VALUES ('before')")
@@ -517,7 +462,7 @@ def test_client_certificate_names_the_user(tmp_path: Path) -> None:
     c.start()
     try:
         assert c.certs is not None
-        add_user(c, "root", "admin", by=None)
+        add_user(c, "root", by=None)
         r = cli(c, "user", "add", "alice", "--role", "write", "--no-password", user="root")
         assert r.returncode == 0, r.stderr
         alice = issue(c.certs, "alice", Role.CLIENT)
@@ -558,7 +503,7 @@ def test_auth_off_changes_nothing(tmp_path: Path) -> None:
         r = cli(c, "journal", "switch", "--member", "a")
         assert r.returncode == 0, r.stderr
         # Users may be prepared before auth is switched on.
-        add_user(c, "root", "admin", by=None)
+        add_user(c, "root", by=None)
         r = cli(c, "user", "list", "--json")
         assert r.returncode == 0 and [u["name"] for u in json.loads(r.stdout)] == ["root"]
     finally:

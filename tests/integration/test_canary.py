@@ -10,33 +10,18 @@ backup itself, is small again after it resumes.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
-from litemirror.testing.cluster import Cluster
+from litemirror.testing.cluster import Cluster, read_events, wait_for
 
 FAST = {"qos_timeout_ms": 1000, "heartbeat_ms": 200}
 CANARY = {"interval_s": 0.3, "stale_after_s": 1.5}
 
 
 def events(data_dir: Path, kind: str, of: str | None = None) -> list[dict[str, Any]]:
-    path = data_dir / "events.jsonl"
-    if not path.exists():
-        return []
-    evs = [json.loads(line) for line in path.read_text().splitlines()]
-    return [e for e in evs if e["kind"] == kind and (of is None or e["data"].get("of") == of)]
-
-
-def wait(pred: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not seen within {timeout}s")
+    return [e for e in read_events(data_dir, kind) if of is None or e["data"].get("of") == of]
 
 
 def test_canary_age_grows_when_backup_paused_and_recovers(tmp_path: Path) -> None:
@@ -69,7 +54,9 @@ def test_canary_age_grows_when_backup_paused_and_recovers(tmp_path: Path) -> Non
                 15,
                 "b's canary age past stale_after_s on a",
             )
-            stale = wait(lambda: events(a.data_dir, "canary_stale", "b"), 10, "canary_stale of b")
+            stale = wait_for(
+                lambda: events(a.data_dir, "canary_stale", "b"), 10, "canary_stale of b"
+            )
             assert stale[0]["severity"] == "warning"
             # The primary goes on writing canaries without its paused backup.
             a.wait_until(
@@ -82,7 +69,7 @@ def test_canary_age_grows_when_backup_paused_and_recovers(tmp_path: Path) -> Non
             b.resume()
 
         a.wait_until(fresh, 20, "b's canary age back to normal on a")
-        rec = wait(lambda: events(a.data_dir, "canary_recovered", "b"), 10, "canary_recovered")
+        rec = wait_for(lambda: events(a.data_dir, "canary_recovered", "b"), 10, "canary_recovered")
         assert rec[0]["ts"] > stale[0]["ts"]
         assert len(events(a.data_dir, "canary_stale", "b")) == 1  # once per episode
         b.wait_until(lambda st: (st.get("canary_age_s") or 99) < 1.0, 15, "fresh canary on b")

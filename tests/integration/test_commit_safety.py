@@ -13,7 +13,6 @@ Real member and arbiter processes. Two paths are driven on purpose:
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from pathlib import Path
@@ -74,16 +73,6 @@ class Pending(threading.Thread):
             self.outcome = "acked"
         except (errors.Error, OSError) as exc:
             self.outcome = type(exc).__name__
-
-
-def _events(data_dir: Path, kind: str) -> list[dict[str, Any]]:
-    path = data_dir / "events.jsonl"
-    out = []
-    for line in path.read_text().splitlines():
-        ev = json.loads(line)
-        if ev.get("kind") == kind:
-            out.append(ev)
-    return out
 
 
 def _ids(url: str) -> set[int]:
@@ -150,7 +139,7 @@ def _deposed_primary(m: TrialMirror) -> None:
     assert watch.reads > 0
     assert 1000 not in _ids(m.url("app", members=[o]))
     # The rejoin rolled the record back, and it had reached no database.
-    rolled = _events(m[p].data_dir, "rejoin_rolled_back")
+    rolled = m[p].events("rejoin_rolled_back")
     assert rolled, m[p].log_tail()
     assert "(0 had reached the databases" in rolled[-1]["message"], rolled[-1]["message"]
     r = m.verify()

@@ -37,7 +37,7 @@ import litemirror  # noqa: E402
 from litemirror.config import SEVERITIES  # noqa: E402
 from litemirror.server.events import Event  # noqa: E402
 from litemirror.server.notify import Channel, DeliveryFailed  # noqa: E402
-from litemirror.testing.cluster import Cluster, free_port  # noqa: E402
+from litemirror.testing.cluster import Cluster, free_port, wait_for  # noqa: E402
 
 FAST = {"qos_timeout_ms": 1000, "heartbeat_ms": 200}
 USER, PASSWORD = "alerts", "correct horse"
@@ -180,16 +180,6 @@ class NotifyCluster(Cluster):
             f.write("\n" + self.notify_toml)
 
 
-def wait_for(pred: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not seen within {timeout}s")
-
-
 def test_backup_killed_email_and_webhook_arrive(
     tmp_path: Path, smtp_server: tuple[int, Path, MailBox]
 ) -> None:
@@ -261,13 +251,7 @@ timeout_s = 2.0
         assert hook.attempts >= 2  # the first attempt was answered 500: delivered by retry
 
         # The dead target's failure is an event on the primary ...
-        events_file = a.data_dir / "events.jsonl"
-
-        def failed() -> list[dict[str, Any]]:
-            evs = [json.loads(line) for line in events_file.read_text().splitlines()]
-            return [e for e in evs if e["kind"] == "notify_failed"]
-
-        nf = wait_for(failed, 20, "notify_failed event")
+        nf = wait_for(lambda: a.events("notify_failed"), 20, "notify_failed event")
         assert str(dead) in nf[0]["message"] and nf[0]["severity"] == "error"
         # ... that is never notified itself (it is at 'error', above min_severity).
         time.sleep(1.0)

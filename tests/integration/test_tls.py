@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import shutil
 import signal
@@ -50,18 +49,6 @@ def _mirror(factory: Any, **kw: Any) -> Cluster:
     return c
 
 
-def _events(c: Cluster, member: str, kind: str) -> list[dict[str, Any]]:
-    path = c[member].data_dir / "events.jsonl"
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        ev = json.loads(line)
-        if ev.get("kind") == kind:
-            out.append(ev)
-    return out
-
-
 def _raw_exchange(host: str, port: int, payload: bytes) -> bytes:
     with socket.create_connection((host, port), timeout=5) as s:
         s.sendall(payload)
@@ -95,7 +82,7 @@ def test_required_tls_mirror_replicates_and_fails_over(cluster_factory: Any) -> 
     r = c.verify()
     assert r.returncode == 0, r.stdout + r.stderr
     # Every member-to-member link ran over TLS: no refusals were needed.
-    assert not _events(c, new, "tls_refused")
+    assert not c[new].events("tls_refused")
     # The event log of the whole mirror, read over HTTPS.
     r = c.run_cli("events", "--source", "http")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -135,7 +122,7 @@ def test_plaintext_is_refused_cleanly_on_every_port(cluster_factory: Any) -> Non
         assert b"litemirror_tls_certificate_expiry_timestamp_seconds{" in resp.read()
     # Nothing changed, and each refusal was logged with the peer's address.
     assert p.status()["lsn"] == before
-    refusals = _events(c, p.name, "tls_refused")
+    refusals = p.events("tls_refused")
     assert refusals and all(ev["data"]["peer"].startswith("127.0.0.1:") for ev in refusals)
 
 
@@ -175,7 +162,7 @@ def test_member_with_a_bad_certificate_is_refused(cluster_factory: Any, case: st
     c["b"].start(wait=False)
     # a refuses b's replication stream and peer link; the arbiter refuses its session.
     deadline = time.monotonic() + 30
-    while not _events(c, "a", "tls_refused"):
+    while not c["a"].events("tls_refused"):
         assert time.monotonic() < deadline, c.logs()
         time.sleep(0.1)
     deadline = time.monotonic() + 30
@@ -196,7 +183,7 @@ def test_member_with_a_bad_certificate_is_refused(cluster_factory: Any, case: st
     assert not (c["b"].data_dir / "app.db").exists()
     st_a = c["a"].status()
     assert st_a["role"] == "primary" and st_a.get("backup_active") is not True
-    reason = " ".join(ev["message"] for ev in _events(c, "a", "tls_refused"))
+    reason = " ".join(ev["message"] for ev in c["a"].events("tls_refused"))
     if case == "wrong_member":
         assert "certificate is for member x" in reason
     elif case == "expired":
@@ -279,7 +266,7 @@ def test_sighup_rotates_a_certificate_without_a_restart(cluster_factory: Any) ->
     new_serial = load_certificates(new_cert)[0].serial_number
     os.kill(pid, signal.SIGHUP)
     deadline = time.monotonic() + 20
-    while not _events(c, backup, "tls_reloaded"):
+    while not c[backup].events("tls_reloaded"):
         assert time.monotonic() < deadline, mp.log_tail()
         time.sleep(0.05)
     assert _serial_presented(c, backup) == new_serial != before
@@ -299,9 +286,7 @@ def test_sighup_rotates_a_certificate_without_a_restart(cluster_factory: Any) ->
     leaf_files(c.certs, backup, Role.MEMBER).key.write_text("not a key")
     os.kill(pid, signal.SIGHUP)
     deadline = time.monotonic() + 20
-    while not any(
-        "TLS reload refused" in e["message"] for e in _events(c, backup, "config_refused")
-    ):
+    while not any("TLS reload refused" in e["message"] for e in c[backup].events("config_refused")):
         assert time.monotonic() < deadline, mp.log_tail()
         time.sleep(0.05)
     assert _serial_presented(c, backup) == new_serial

@@ -17,20 +17,17 @@ import time
 from pathlib import Path
 
 import pytest
-from secure_mirror import (
-    ATTACKERS,
-    cli,
-    events,
-    secure_mirror,
-    start_secure,
-    status,
-    wait_primary,
-    wait_until,
-)
 
 from litemirror.testing.cluster import free_port
 from litemirror.testing.flood import Flood
 from litemirror.testing.proxy import FaultProxy, Rule
+from litemirror.testing.secured import (
+    ATTACKERS,
+    cli,
+    secured_cluster,
+    start_with_users,
+    wait_primary,
+)
 from litemirror.testing.workload import other
 
 
@@ -41,12 +38,16 @@ def has_arbiter_session(st: dict[str, object]) -> bool:
 
 @pytest.mark.slow
 def test_a_member_restarted_during_a_flood_of_the_arbiter_reaches_it(tmp_path: Path) -> None:
-    c = secure_mirror(tmp_path, start=False, mirror={"qos_timeout_ms": 2000, "heartbeat_ms": 250})
+    c = secured_cluster(
+        tmp_path,
+        distinct_hosts=True,
+        mirror={"qos_timeout_ms": 2000, "heartbeat_ms": 250},
+        arbiter_nofile=384,  # 600 sessions ran it out of descriptors before
+    )
     assert c.arbiter is not None and c.certs is not None
-    c.arbiter.nofile = 384  # 600 sessions ran it out of descriptors before
     flood: Flood | None = None
     try:
-        start_secure(c)
+        start_with_users(c)
         primary = wait_primary(c)
         backup = other(primary)
         flood = Flood(
@@ -69,26 +70,24 @@ def test_a_member_restarted_during_a_flood_of_the_arbiter_reaches_it(tmp_path: P
         # A member restarted during the flood gets its session with the arbiter.
         c[backup].kill()
         c[backup].start(wait=False)
-        st = wait_until(c[backup], has_arbiter_session, 60, "a session with the arbiter")
+        st = c[backup].wait_until(has_arbiter_session, 60, "a session with the arbiter")
         assert st["failover"]["arbiter_session"]["connected"], st["failover"]
-        wait_until(
-            c[primary],
+        c[primary].wait_until(
             lambda s: s.get("backup_active") is True and backup in s["failover"]["arbiter_sees"],
             60,
             "the backup active and seen by the arbiter",
         )
-        wait_until(
-            c[backup],
+        c[backup].wait_until(
             lambda s: s["failover"]["state"] == "backup active",
             30,
             "the backup knows it is active",
         )
         # And the mirror can fail over: the arbiter grants the backup the next epoch.
         c[primary].kill()
-        st = wait_until(c[backup], lambda s: bool(s.get("writable")), 30, "took over")
+        st = c[backup].wait_until(lambda s: bool(s.get("writable")), 30, "took over")
         assert st["role"] == "primary"
 
-        refused = events(c.arbiter.data_dir / "events.jsonl", "connection_refused")
+        refused = c.arbiter.events("connection_refused")
         assert refused, "the arbiter's refusals are events"
         assert all(ev["data"]["peer"].split(":")[0] in ATTACKERS for ev in refused), refused[:3]
         log = c.arbiter.log_path.read_text(errors="replace")
@@ -100,7 +99,7 @@ def test_a_member_restarted_during_a_flood_of_the_arbiter_reaches_it(tmp_path: P
 
 
 def test_status_names_the_member_without_an_arbiter_session(tmp_path: Path) -> None:
-    c = secure_mirror(tmp_path, start=False)
+    c = secured_cluster(tmp_path, distinct_hosts=True)
     assert c.arbiter is not None
     proxy = FaultProxy()
     try:
@@ -111,19 +110,19 @@ def test_status_names_the_member_without_an_arbiter_session(tmp_path: Path) -> N
         c.config_path.write_text(
             cfg.replace(f'arbiter = "{c.arbiter.address}"', f'arbiter = "{front[0]}:{front[1]}"')
         )
-        start_secure(c)
+        start_with_users(c)
         primary = wait_primary(c)
         backup = other(primary)
-        wait_until(c[backup], has_arbiter_session, 30, "a session with the arbiter")
+        c[backup].wait_until(has_arbiter_session, 30, "a session with the arbiter")
         r = cli(c, "status", user="root")
         assert r.returncode == 0, r.stderr
         assert "Automatic failover ready" in r.stdout, r.stdout
 
         proxy.set_rule("arbiter", c[backup].host, Rule(mode="drop"))
         proxy.cut("arbiter", c[backup].host)
-        wait_until(c[backup], lambda s: not has_arbiter_session(s), 30, "the session lost")
+        c[backup].wait_until(lambda s: not has_arbiter_session(s), 30, "the session lost")
         # The primary still has its session and its backup: only the backup's view says no.
-        assert status(c[primary]).get("backup_active") is True
+        assert c[primary].status().get("backup_active") is True
         r = cli(c, "status", user="root")
         text = " ".join(r.stdout.split())
         assert "Automatic failover NOT possible" in text, r.stdout

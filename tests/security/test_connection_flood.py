@@ -20,20 +20,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from secure_mirror import (
+
+from litemirror.testing.cluster import Cluster
+from litemirror.testing.flood import Flood
+from litemirror.testing.secured import (
     ATTACKERS,
     connect,
-    events,
-    ids_as_root,
-    secure_mirror,
-    status,
+    secured_mirror,
     url,
     wait_primary,
-    wait_until,
 )
-
-from litemirror.testing.flood import Flood
-from litemirror.testing.workload import Workload, other
+from litemirror.testing.workload import TABLE, Workload, other
 
 LIMITS = {"max_connections": 100}
 HOSTS, PER_HOST = 15, 8  # 120 connections per member
@@ -41,7 +38,13 @@ HOSTS, PER_HOST = 15, 8  # 120 connections per member
 
 @pytest.mark.slow
 def test_anonymous_flood_locks_out_neither_clients_nor_members(tmp_path: Path) -> None:
-    c = secure_mirror(tmp_path, LIMITS, mirror={"qos_timeout_ms": 2000, "heartbeat_ms": 250})
+    c = secured_mirror(
+        tmp_path,
+        distinct_hosts=True,
+        mirror={"qos_timeout_ms": 2000, "heartbeat_ms": 250},
+        sections={"limits": LIMITS},
+        schema=[TABLE],
+    )
     floods: list[Flood] = []
     try:
         primary = wait_primary(c)
@@ -62,16 +65,15 @@ def test_anonymous_flood_locks_out_neither_clients_nor_members(tmp_path: Path) -
             f.wait_open(60)  # as many as the member lets in
 
         # A client that logs in still gets a connection and writes.
-        conn = connect(c, "writer", members=[primary], connect_timeout=10)
+        conn = connect(c, "writer", members=[primary], isolation_level=None, connect_timeout=10)
         conn.execute("INSERT INTO t (id, v) VALUES (1, 'during the flood')")
         conn.close()
 
         # A backup restarted during the flood rejoins: its replication link gets through.
         c[backup].kill()
         c[backup].start(wait=False)
-        wait_until(c[primary], lambda s: s.get("backup_active") is True, 90, "backup rejoined")
-        wait_until(
-            c[backup],
+        c[primary].wait_until(lambda s: s.get("backup_active") is True, 90, "backup rejoined")
+        c[backup].wait_until(
             lambda s: (s.get("failover") or {}).get("state") == "backup active",
             30,
             "the backup knows it is active",
@@ -82,7 +84,7 @@ def test_anonymous_flood_locks_out_neither_clients_nor_members(tmp_path: Path) -
             w.wait_acks(50)
             c[primary].kill()
             w.wait_acks(len(w.acked) + 50, timeout=60)
-        st = wait_until(c[backup], lambda s: bool(s.get("writable")), 30, "took over")
+        st = c[backup].wait_until(lambda s: bool(s.get("writable")), 30, "took over")
         assert st["role"] == "primary"
         present = ids_as_root(c, backup)
         lost = [i for i, _, _ in w.acked if i not in present]
@@ -91,13 +93,21 @@ def test_anonymous_flood_locks_out_neither_clients_nor_members(tmp_path: Path) -
         # The flood was held back, not served: refusals and closings, logged with the peer.
         for f in floods:
             assert f.refused > 0 and f.closed > 0, str(f)
-        seen = events(c[backup].data_dir / "events.jsonl", "connection_refused")
-        seen += events(c[primary].data_dir / "events.jsonl", "connection_refused")
+        seen = c[backup].events("connection_refused") + c[primary].events("connection_refused")
         limits = {ev["data"]["limit"] for ev in seen}
         assert limits & {"limits.max_anonymous", "limits.max_anonymous_per_host"}, limits
         assert all(ev["data"]["peer"].split(":")[0] in ATTACKERS for ev in seen), seen[:3]
-        assert status(c[backup])["admission"]["connections"]["anonymous"] <= 64
+        assert c[backup].status()["admission"]["connections"]["anonymous"] <= 64
     finally:
         for f in floods:
             f.stop()
         c.kill_all()
+
+
+def ids_as_root(c: Cluster, member: str) -> set[int]:
+    """The ids in table t as ``member`` holds them."""
+    conn = connect(c, "root", members=[member], isolation_level=None, read_only=True)
+    try:
+        return {r[0] for r in conn.execute("SELECT id FROM t")}
+    finally:
+        conn.close()

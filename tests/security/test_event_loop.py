@@ -20,15 +20,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
 
 import pytest
-from mirror_under_attack import RawClient, connect, peak_rss_bytes, secured_cluster
 
 from litemirror import errors
 from litemirror.protocol import messages as m
 from litemirror.protocol.framing import encode
 from litemirror.testing.cluster import Cluster
+from litemirror.testing.secured import RawClient, connect, secured_mirror
 
 QOS_MS = 600
 #: The worst loop delay allowed while under attack: a quarter of the QoS
@@ -43,26 +43,23 @@ MAX_RSS_WRITE = 500 * 1024 * 1024
 
 @pytest.fixture(scope="module")
 def mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    made: list[Cluster] = []
-
-    def factory(**kwargs: Any) -> Cluster:
-        made.append(Cluster(tmp_path_factory.mktemp("event-loop"), **kwargs))
-        return made[-1]
-
+    c = secured_mirror(
+        tmp_path_factory.mktemp("event-loop"),
+        mirror={"qos_timeout_ms": QOS_MS, "heartbeat_ms": 150},
+        schema=["CREATE TABLE t (x)"],
+    )
     try:
-        c = secured_cluster(
-            factory,
-            members=[("a", "failover"), ("b", "failover")],
-            arbiter=True,
-            mirror={"qos_timeout_ms": QOS_MS, "heartbeat_ms": 150},
-        )
-        w = connect(c, "writer", member=c.primary().name, isolation_level=None)
-        w.execute("CREATE TABLE t (x)")
-        w.close()
         yield c
     finally:
-        for c in made:
-            c.kill_all()
+        c.kill_all()
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """The process's peak resident memory (VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM in /proc")
 
 
 def _many_frame(sets: int) -> bytes:
@@ -93,7 +90,7 @@ def test_huge_frames_from_a_read_user_neither_stall_the_loop_nor_cause_a_failove
     assert len(attacks[0]) > 4_800_000 and len(attacks[1]) > 16_000_000
     for _ in range(3):
         for frame in attacks:
-            raw = RawClient(mirror, "reader", member=p)
+            raw = RawClient.logged_in(mirror, "reader", member=p)
             t0 = time.monotonic()
             raw.send_bytes(frame)
             answer = raw.recv()  # the refusal, or the close right after it
@@ -101,7 +98,7 @@ def test_huge_frames_from_a_read_user_neither_stall_the_loop_nor_cause_a_failove
             assert time.monotonic() - t0 < 5
             raw.close()
     # The driver gets the same refusal, and the session says which limit.
-    reader = connect(mirror, "reader", member=p)
+    reader = connect(mirror, "reader", members=[p])
     with pytest.raises((errors.ProtocolError, errors.ConnectionLostError)):
         reader.executemany("SELECT ?", [[1]] * 2_400_000)
     reader.close()
@@ -117,7 +114,7 @@ def test_huge_frames_from_a_read_user_neither_stall_the_loop_nor_cause_a_failove
 def test_large_requests_a_write_user_may_send_are_read_off_the_loop(mirror: Cluster) -> None:
     before = _facts(mirror)
     p = before[0]
-    writer = connect(mirror, "writer", member=p, isolation_level=None, statement_timeout=2)
+    writer = connect(mirror, "writer", members=[p], isolation_level=None, statement_timeout=2)
     # 1.2 million parameter sets in one frame (2.4 MB): walked and decoded on
     # worker threads; the statement limit stops the job, which keeps nothing.
     t0 = time.monotonic()
@@ -133,7 +130,7 @@ def test_large_requests_a_write_user_may_send_are_read_off_the_loop(mirror: Clus
     stop = threading.Event()
 
     def ping() -> None:
-        conn = connect(mirror, "reader", member=p)
+        conn = connect(mirror, "reader", members=[p])
         while not stop.is_set():
             t = time.monotonic()
             conn.execute("SELECT 1").fetchone()

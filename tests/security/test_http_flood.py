@@ -22,10 +22,17 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from secure_mirror import ATTACKERS, connect, events, secure_mirror, start_secure, status
 
 from litemirror.testing.cluster import Cluster
 from litemirror.testing.flood import Flood
+from litemirror.testing.secured import (
+    ATTACKERS,
+    connect,
+    secured_cluster,
+    start_with_users,
+    wait_primary,
+)
+from litemirror.testing.workload import TABLE
 
 NOFILE = 512
 
@@ -33,9 +40,13 @@ NOFILE = 512
 @pytest.mark.slow
 def test_idle_and_slow_https_connections_do_not_exhaust_the_member(tmp_path: Path) -> None:
     # Fewer open databases than the default (256) leave room for connections in 512.
-    c = secure_mirror(tmp_path, http=True, start=False, server={"max_open_databases": 16})
-    for mp in c.members.values():
-        mp.nofile = NOFILE
+    c = secured_cluster(
+        tmp_path,
+        distinct_hosts=True,
+        http=True,
+        sections={"server": {"max_open_databases": 16}},
+        nofile=NOFILE,
+    )
     try:
         _attack_and_check(c)
     finally:
@@ -45,8 +56,8 @@ def test_idle_and_slow_https_connections_do_not_exhaust_the_member(tmp_path: Pat
 def _attack_and_check(c: Cluster) -> None:
     floods: list[Flood] = []
     try:
-        start_secure(c)
-        primary = next(n for n, mp in c.members.items() if status(mp).get("role") == "primary")
+        start_with_users(c, schema=[TABLE])
+        primary = wait_primary(c)
         p = c[primary]
         assert p.http is not None and c.certs is not None
         host, port = p.http.rsplit(":", 1)
@@ -61,7 +72,7 @@ def _attack_and_check(c: Cluster) -> None:
         idle.wait_tried(600)  # every one of them has tried at least once
 
         # The member still serves clients: a new login, a write.
-        conn = connect(c, "writer", members=[primary], connect_timeout=10)
+        conn = connect(c, "writer", members=[primary], isolation_level=None, connect_timeout=10)
         conn.execute("INSERT INTO t (id, v) VALUES (1, 'during the flood')")
         conn.close()
         assert idle.refused > 0, str(idle)
@@ -74,7 +85,7 @@ def _attack_and_check(c: Cluster) -> None:
         assert max(slow.lifetimes) < 14, slow.lifetimes
 
         # Another write while the idle flood goes on.
-        conn = connect(c, "writer", members=[primary], connect_timeout=10)
+        conn = connect(c, "writer", members=[primary], isolation_level=None, connect_timeout=10)
         conn.execute("INSERT INTO t (id, v) VALUES (2, 'still during the flood')")
         conn.close()
     finally:
@@ -85,10 +96,9 @@ def _attack_and_check(c: Cluster) -> None:
     exhausted = len(re.findall(r"Errno 24|Too many open files", log))
     assert exhausted < 10, f"{exhausted} lines about exhausted descriptors"
     # What happened is in the event log: the lowered caps, the refused peers.
-    ev = p.data_dir / "events.jsonl"
-    budget = events(ev, "descriptor_budget")
+    budget = p.events("descriptor_budget")
     assert budget and f"RLIMIT_NOFILE {NOFILE}" in budget[0]["message"], budget
-    refused = events(ev, "connection_refused")
+    refused = p.events("connection_refused")
     limits = {e["data"]["limit"] for e in refused}
     assert limits & {"limits.http_max_connections", "limits.http_max_connections_per_host"}
     assert all(e["data"]["peer"].split(":")[0] in ATTACKERS for e in refused), refused[:3]

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,22 +21,7 @@ import pytest
 from litemirror import errors
 from litemirror.server.importer import resolve_source
 from litemirror.testing.cluster import Cluster
-
-ADMIN = ("root", "root-secret-1")
-
-
-def cli(c: Cluster, *args: str, user: tuple[str, str] | None = ADMIN, stdin: str = "") -> Any:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LITEMIRROR_")}
-    if user is not None:
-        env["LITEMIRROR_USER"], env["LITEMIRROR_PASSWORD"] = user
-    return subprocess.run(
-        [sys.executable, "-m", "litemirror.cli.main", *args, "--config", str(c.config_path)],
-        capture_output=True,
-        text=True,
-        input=stdin,
-        env=env,
-        timeout=120,
-    )
+from litemirror.testing.secured import add_user, cli
 
 
 def sqlite_file(path: Path, rows: int = 3) -> Path:
@@ -61,18 +44,7 @@ def mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, 
     )
     c.start()
     try:
-        r = cli(
-            c,
-            "user",
-            "add",
-            ADMIN[0],
-            "--role",
-            "admin",
-            "--password-stdin",
-            user=None,
-            stdin=ADMIN[1],
-        )
-        assert r.returncode == 0, r.stdout + r.stderr
+        add_user(c, "root", by=None)
         yield c, imports
     finally:
         c.kill_all()
@@ -84,7 +56,7 @@ def databases(c: Cluster) -> list[str]:
 
 def refused(c: Cluster, name: str, src: str) -> str:
     before = databases(c)
-    r = cli(c, "db", "add", name, "--from", src, "--no-wait")
+    r = cli(c, "db", "add", name, "--from", src, "--no-wait", user="root")
     assert r.returncode != 0, f"{src} was imported:\n{r.stdout}"
     assert databases(c) == before
     assert not list((c["a"].data_dir / "databases").glob("*.importing*"))
@@ -154,10 +126,12 @@ def test_missing_unreadable_and_not_sqlite_get_one_answer(mirror: tuple[Cluster,
 def test_a_file_in_the_import_directory_is_imported(mirror: tuple[Cluster, Path]) -> None:
     c, imports = mirror
     sqlite_file(imports / "legacy.sqlite", rows=5)
-    r = cli(c, "db", "add", "legacy", "--from", str(imports / "legacy.sqlite"), "--no-wait")
+    r = cli(
+        c, "db", "add", "legacy", "--from", str(imports / "legacy.sqlite"), "--no-wait", user="root"
+    )
     assert r.returncode == 0, r.stderr
     sqlite_file(imports / "relative.sqlite", rows=2)
-    r = cli(c, "db", "add", "relative", "--from", "relative.sqlite", "--no-wait")
+    r = cli(c, "db", "add", "relative", "--from", "relative.sqlite", "--no-wait", user="root")
     assert r.returncode == 0, r.stderr  # relative to the import directory
     assert {"legacy", "relative"} <= set(databases(c))
 

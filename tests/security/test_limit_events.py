@@ -16,17 +16,17 @@ import time
 from pathlib import Path
 
 import pytest
-from secure_mirror import ATTACKERS, events, secure_mirror, start_secure, wait_until
 
 from litemirror.protocol import arbiter as wire
 from litemirror.protocol import messages as m
 from litemirror.protocol.framing import FrameDecoder, encode
 from litemirror.testing.cluster import Cluster
 from litemirror.testing.flood import Flood
+from litemirror.testing.secured import ATTACKERS, secured_cluster, secured_mirror, start_with_users
 
 
 def test_the_arbiter_refusing_a_session_is_an_event(tmp_path: Path) -> None:
-    c = secure_mirror(tmp_path)
+    c = secured_mirror(tmp_path, distinct_hosts=True)
     try:
         assert c.arbiter is not None and c.certs is not None
         # A stranger with a TLS connection (no member certificate) claims to be member a.
@@ -41,16 +41,15 @@ def test_the_arbiter_refusing_a_session_is_an_event(tmp_path: Path) -> None:
             dec.feed(s.recv(65536))
             answer = dec.next_message()
         assert isinstance(answer, m.Error) and "refused as member a" in answer.message
-        path = c.arbiter.data_dir / "events.jsonl"
         deadline = time.monotonic() + 5
-        while not events(path, "arbiter_refused") and time.monotonic() < deadline:
+        while not c.arbiter.events("arbiter_refused") and time.monotonic() < deadline:
             time.sleep(0.1)
-        (ev,) = events(path, "arbiter_refused")
+        (ev,) = c.arbiter.events("arbiter_refused")
         assert "refused as member a" in ev["message"]
         assert ev["data"]["peer"].startswith("127.0.0.1:")
         # The members still hold their sessions: nothing was given to the stranger.
         for mp in c.members.values():
-            wait_until(mp, lambda s: s["failover"]["arbiter_up"], 10, "arbiter session")
+            mp.wait_until(lambda s: s["failover"]["arbiter_up"], 10, "arbiter session")
     finally:
         c.kill_all()
 
@@ -59,10 +58,8 @@ def test_the_arbiter_refusing_a_session_is_an_event(tmp_path: Path) -> None:
 def test_refusals_and_exhaustion_are_events_that_count_what_they_held_back(
     tmp_path: Path,
 ) -> None:
-    c = secure_mirror(tmp_path, start=False)
-    assert c.arbiter is not None and c.certs is not None
     # So few descriptors that even the lowest caps cannot keep the arbiter from running out.
-    c.arbiter.nofile = 48
+    c = secured_cluster(tmp_path, distinct_hosts=True, arbiter_nofile=48)
     try:
         _flood_for_a_minute_and_check(c)
     finally:
@@ -73,7 +70,7 @@ def _flood_for_a_minute_and_check(c: Cluster) -> None:
     assert c.arbiter is not None and c.certs is not None
     floods: list[Flood] = []
     try:
-        start_secure(c)
+        start_with_users(c)
         ca = str(c.certs / "ca.crt")
         a = c["a"]
         # One host, more anonymous connections than limits.max_anonymous_per_host (8).
@@ -92,7 +89,7 @@ def _flood_for_a_minute_and_check(c: Cluster) -> None:
     # The member: refusals of one host by the per-host cap, counted.
     refused = [
         ev
-        for ev in events(a.data_dir / "events.jsonl", "connection_refused")
+        for ev in a.events("connection_refused")
         if ev["data"]["limit"] == "limits.max_anonymous_per_host"
     ]
     assert refused and all(ev["data"]["peer"].startswith(ATTACKERS[0]) for ev in refused)
@@ -102,10 +99,9 @@ def _flood_for_a_minute_and_check(c: Cluster) -> None:
 
     # The arbiter: it said at start that its caps did not fit, and it ran out, once a
     # minute in the event log (with the count), not once per attempt in its log.
-    arb = c.arbiter.data_dir / "events.jsonl"
-    budget = events(arb, "descriptor_budget")
+    budget = c.arbiter.events("descriptor_budget")
     assert budget and "RLIMIT_NOFILE 48" in budget[0]["message"], budget
-    exhausted = events(arb, "descriptors_exhausted")
+    exhausted = c.arbiter.events("descriptors_exhausted")
     assert 1 <= len(exhausted) <= 4, [ev["message"] for ev in exhausted]
     assert "Too many open files" in exhausted[0]["message"]
     assert sum(ev["data"].get("held_back", 0) for ev in exhausted) > 0, exhausted
@@ -114,4 +110,4 @@ def _flood_for_a_minute_and_check(c: Cluster) -> None:
 
     # Once the flood is over the members get their sessions back.
     for mp in c.members.values():
-        wait_until(mp, lambda s: s["failover"]["arbiter_up"], 30, "arbiter session")
+        mp.wait_until(lambda s: s["failover"]["arbiter_up"], 30, "arbiter session")

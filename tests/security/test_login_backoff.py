@@ -16,14 +16,25 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from secmirror import PASSWORDS, Answer, checked_login, events_file, raw_login, recommended_mirror
 
 from litemirror.testing.cluster import Cluster
+from litemirror.testing.secured import (
+    PASSWORDS,
+    Answer,
+    checked_login,
+    raw_login,
+    secured_mirror,
+)
 
 
 @pytest.fixture(scope="module")
 def mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = recommended_mirror(Path(tmp_path_factory.mktemp("backoff")), backup=False)
+    c = secured_mirror(
+        Path(tmp_path_factory.mktemp("backoff")),
+        members=[("a", "failover")],
+        arbiter=False,
+        http=True,
+    )
     try:
         yield c
     finally:
@@ -84,7 +95,7 @@ def test_guesses_at_one_name_from_many_hosts_take_turns_and_the_real_user_gets_i
     hosts = [f"127.0.0.{60 + i}" for i in range(11)]
     for host in hosts:  # one guess each: no host is throttled, the name is
         fail_from(mirror, host, "writer", 1)
-    said = [e for e in events_file(mirror, "a") if e["kind"] == "auth_throttled"]
+    said = mirror["a"].events("auth_throttled")
     assert any("for user 'writer' (from all hosts" in e["message"] for e in said), said
 
     with ThreadPoolExecutor(4) as pool:

@@ -13,9 +13,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from secmirror import PASSWORDS, cli, https, primary_of, raw_login, recommended_mirror
-
 from litemirror.security.visibility import HIDDEN_MESSAGE
+from litemirror.testing.secured import (
+    PASSWORDS,
+    cli,
+    https,
+    raw_login,
+    secured_mirror,
+    wait_primary,
+)
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
@@ -29,9 +35,9 @@ def log_in(page: Any, user: str, password: str) -> None:
 def test_the_monitor_logs_in_with_a_form_and_an_http_only_cookie(
     tmp_path: Path, chromium: Callable[..., Any]
 ) -> None:
-    c = recommended_mirror(tmp_path / "mirror")
+    c = secured_mirror(tmp_path / "mirror", http=True)
     try:
-        primary = primary_of(c)
+        primary = wait_primary(c)
         backup = next(n for n in c.members if n != primary)
         # Someone guessed at the reader's password from another host.
         assert raw_login(c, primary, "reader", "guess", source="127.0.0.90").kind != "ok"
@@ -118,7 +124,7 @@ def test_the_monitor_logs_in_with_a_form_and_an_http_only_cookie(
 def test_login_form_refuses_what_a_browser_form_from_another_site_sends(
     tmp_path: Path,
 ) -> None:
-    c = recommended_mirror(tmp_path / "mirror", backup=False)
+    c = secured_mirror(tmp_path / "mirror", members=[("a", "failover")], arbiter=False, http=True)
     try:
         form = {"Content-Type": "application/x-www-form-urlencoded"}
         code, body, _ = https(c, "a", "/login", method="POST", headers=form)

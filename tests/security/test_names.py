@@ -9,10 +9,7 @@ mirror, user or database name is asked here, and a real member is too.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +24,7 @@ from litemirror.protocol.replication import REPL_VERSION, ReplHello
 from litemirror.security.certs import check_name
 from litemirror.security.roles import check_user_name
 from litemirror.server.registry import Registry
+from litemirror.testing.secured import add_user, cli
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "litemirror"
 
@@ -104,29 +102,19 @@ def test_no_name_pattern_is_used_with_match() -> None:
 def test_a_member_refuses_db_add_with_a_trailing_newline(cluster_factory: Any) -> None:
     c = cluster_factory(tls_require=True, sections={"auth": {"require": True}})
     c.start()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LITEMIRROR_")}
-
-    def cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "litemirror.cli.main", *args, "--config", str(c.config_path)],
-            capture_output=True,
-            text=True,
-            input=stdin,
-            env=env,
-            timeout=120,
-        )
-
-    r = cli("user", "add", "root", "--role", "admin", "--password-stdin", stdin="root-secret-1")
-    assert r.returncode == 0, r.stderr
-    env.update(LITEMIRROR_USER="root", LITEMIRROR_PASSWORD="root-secret-1")
-    r = cli("db", "add", "nl\n", "--no-wait")
+    add_user(c, "root", by=None)
+    r = cli(c, "db", "add", "nl\n", "--no-wait", user="root")
     assert r.returncode == 1, r.stdout + r.stderr
     assert "database name 'nl\\n'" in r.stderr, r.stderr
-    r = cli("user", "add", "bob\n", "--role", "read", "--password-stdin", stdin="bob-secret-1")
+    r = cli(
+        c, "user", "add", "bob\n", "--role", "read", "--password-stdin",
+        user="root", stdin="bob-secret-1",
+    )  # fmt: skip
     assert r.returncode == 1 and "user name 'bob\\n'" in r.stderr, r.stderr
     assert sorted(p.name for p in (c["a"].data_dir / "databases").glob("*.db")) == [
         "_system.db",
         "app.db",
     ]
-    r = cli("db", "add", "nl", "--no-wait")  # the same name without the newline works
+    # The same name without the newline works.
+    r = cli(c, "db", "add", "nl", "--no-wait", user="root")
     assert r.returncode == 0, r.stderr

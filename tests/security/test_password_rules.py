@@ -11,12 +11,8 @@ accepts one at login.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
-from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -25,9 +21,10 @@ import litemirror
 from litemirror import errors
 from litemirror.security import passwords as pw
 from litemirror.testing.cluster import Cluster
+from litemirror.testing.secured import PASSWORDS, add_user, cli
 
 CHEAP = {"ln": 4, "r": 8, "p": 1}
-ROOT = ("root", "root-secret-1")
+ROOT = ("root", PASSWORDS["root"])
 
 
 def test_the_padding_that_made_them_equal() -> None:
@@ -69,20 +66,6 @@ def test_a_control_character_never_verifies() -> None:
 # ------------------------------------------------------------- a real member
 
 
-def cli(c: Cluster, *args: str, stdin: str = "", login: bool = True) -> Any:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LITEMIRROR_")}
-    if login:
-        env["LITEMIRROR_USER"], env["LITEMIRROR_PASSWORD"] = ROOT
-    return subprocess.run(
-        [sys.executable, "-m", "litemirror.cli.main", *args, "--config", str(c.config_path)],
-        capture_output=True,
-        text=True,
-        input=stdin,
-        env=env,
-        timeout=120,
-    )
-
-
 @pytest.fixture(scope="module")
 def mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     c = Cluster(
@@ -90,18 +73,7 @@ def mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     )
     c.start()
     try:
-        r = cli(
-            c,
-            "user",
-            "add",
-            ROOT[0],
-            "--role",
-            "admin",
-            "--password-stdin",
-            stdin=ROOT[1],
-            login=False,
-        )
-        assert r.returncode == 0, r.stderr
+        add_user(c, "root", by=None)
         yield c
     finally:
         c.kill_all()
@@ -114,19 +86,25 @@ def _login(c: Cluster, user: str, password: str) -> None:
 
 @pytest.mark.parametrize("password", ["alice-secret\x00", "alice\x1bsecret", "alice\tsecret"])
 def test_user_add_with_a_control_character_is_refused(mirror: Cluster, password: str) -> None:
-    r = cli(mirror, "user", "add", "alice", "--role", "read", "--password-stdin", stdin=password)
+    r = cli(
+        mirror, "user", "add", "alice", "--role", "read", "--password-stdin",
+        user="root", stdin=password,
+    )  # fmt: skip
     assert r.returncode == 1, r.stdout + r.stderr
     assert "control character" in r.stderr and "nothing was changed" in r.stderr, r.stderr
-    r = cli(mirror, "user", "list", "--json")
+    r = cli(mirror, "user", "list", "--json", user="root")
     assert '"alice"' not in r.stdout
 
 
 def test_user_passwd_with_a_control_character_is_refused(mirror: Cluster) -> None:
     r = cli(
-        mirror, "user", "add", "carol", "--role", "read", "--password-stdin", stdin="carol-pw-1"
-    )
+        mirror, "user", "add", "carol", "--role", "read", "--password-stdin",
+        user="root", stdin="carol-pw-1",
+    )  # fmt: skip
     assert r.returncode == 0, r.stderr
-    r = cli(mirror, "user", "passwd", "carol", "--password-stdin", stdin="carol-pw-2\x00")
+    r = cli(
+        mirror, "user", "passwd", "carol", "--password-stdin", user="root", stdin="carol-pw-2\x00"
+    )
     assert r.returncode == 1 and "control character" in r.stderr, r.stderr
     _login(mirror, "carol", "carol-pw-1")  # unchanged
 

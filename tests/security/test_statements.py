@@ -29,13 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mirror_under_attack import RawClient, connect, events, secured_cluster, wait_for
 
 import litemirror
 from litemirror import errors
 from litemirror.protocol import messages as m
 from litemirror.protocol.framing import FrameDecoder, encode
-from litemirror.testing.cluster import Cluster
+from litemirror.testing.cluster import Cluster, wait_for
+from litemirror.testing.secured import RawClient, connect, secured_mirror
 
 #: Never ends on its own: the attack's statement, and one that writes.
 ENDLESS_READ = (
@@ -51,41 +51,39 @@ LIMIT_S = 2.0
 DATABASES = ["app", "d1", "d2", "d3"]
 
 
+#: writer2 commits while another user's statement runs; the hog runs endless ones.
+USERS = ("writer", "reader", "writer2", "hog")
+
+
 @pytest.fixture(scope="module")
 def mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    made: list[Cluster] = []
-
-    def factory(**kwargs: Any) -> Cluster:
-        made.append(Cluster(tmp_path_factory.mktemp("statements"), **kwargs))
-        return made[-1]
-
+    c = secured_mirror(
+        tmp_path_factory.mktemp("statements"),
+        users=USERS,
+        arbiter=False,
+        mirror={},
+        databases=DATABASES,
+        http=True,
+        sections={
+            "statements": {"timeout_s": LIMIT_S, "slow_s": 0.5},
+            # The hog has no limit: only its connection going away stops it.
+            "statements.user_timeout_s": {"hog": 0.0},
+        },
+        schema=[
+            "CREATE TABLE accounts (name TEXT PRIMARY KEY, balance INTEGER)",
+            "INSERT INTO accounts VALUES ('alice', 100), ('bob', 100)",
+            "CREATE TABLE log (n INTEGER)",
+        ],
+    )
     try:
-        c = secured_cluster(
-            factory,
-            members=[("a", "failover"), ("b", "failover")],
-            databases=DATABASES,
-            http=True,
-            sections={
-                "statements": {"timeout_s": LIMIT_S, "slow_s": 0.5},
-                # The hog has no limit: only its connection going away stops it.
-                "statements.user_timeout_s": {"hog": 0.0},
-            },
-        )
-        w = connect(c, "writer")
-        w.execute("CREATE TABLE accounts (name TEXT PRIMARY KEY, balance INTEGER)")
-        w.execute("INSERT INTO accounts VALUES ('alice', 100), ('bob', 100)")
-        w.execute("CREATE TABLE log (n INTEGER)")
-        w.commit()
-        w.close()
         yield c
     finally:
-        for c in made:
-            c.kill_all()
+        c.kill_all()
 
 
 def balances(c: Cluster, member: str) -> list[Any]:
     lsn = int(c["a"].status()["lsn"])
-    conn = connect(c, "reader", member=member, read_only=True)
+    conn = connect(c, "reader", members=[member], read_only=True)
     conn.min_lsn = lsn
     try:
         return [tuple(r) for r in conn.execute("SELECT * FROM accounts ORDER BY name")]
@@ -94,7 +92,7 @@ def balances(c: Cluster, member: str) -> list[Any]:
 
 
 def test_an_endless_read_stops_at_the_time_limit_and_says_so(mirror: Cluster) -> None:
-    conn = connect(mirror, "reader")
+    conn = connect(mirror, "reader", members=["a"])
     t0 = time.monotonic()
     with pytest.raises(errors.OperationalError) as err:
         conn.execute(ENDLESS_READ, (SECRET,))
@@ -104,7 +102,7 @@ def test_an_endless_read_stops_at_the_time_limit_and_says_so(mirror: Cluster) ->
     assert err.value.sqlite_errorname == "SQLITE_INTERRUPT"
     assert conn.execute("SELECT count(*) FROM accounts").fetchone() == (2,)  # still usable
     conn.close()
-    said = wait_for(lambda: events(mirror, "a", "statement_interrupted"), 5, "the event")
+    said = wait_for(lambda: mirror["a"].events("statement_interrupted"), 5, "the event")
     event = next(e for e in said if e["data"]["user"] == "reader")
     assert event["data"]["database"] == "app"
     assert event["data"]["sql"].startswith("WITH RECURSIVE r(i) AS")
@@ -113,7 +111,7 @@ def test_an_endless_read_stops_at_the_time_limit_and_says_so(mirror: Cluster) ->
 
 def test_a_connection_may_lower_its_limit_never_raise_it(mirror: Cluster) -> None:
     for asked, expected in ((0.3, 0.3), (600, LIMIT_S)):
-        conn = connect(mirror, "reader", statement_timeout=asked)
+        conn = connect(mirror, "reader", members=["a"], statement_timeout=asked)
         t0 = time.monotonic()
         with pytest.raises(errors.OperationalError, match=f"time limit of {expected:g} s"):
             conn.execute(ENDLESS_READ, (1,))
@@ -127,7 +125,7 @@ def test_a_long_update_fails_alone_while_other_writers_commit(
 ) -> None:
     """It held the database's writer for good; now its limit ends it, and only it."""
     before = balances(mirror, "a")
-    long_writer = connect(mirror, "writer", isolation_level=isolation_level)
+    long_writer = connect(mirror, "writer", members=["a"], isolation_level=isolation_level)
     outcome: list[BaseException] = []
 
     def run_long() -> None:
@@ -140,7 +138,7 @@ def test_a_long_update_fails_alone_while_other_writers_commit(
     thread = threading.Thread(target=run_long)
     thread.start()
     time.sleep(0.2)
-    other = connect(mirror, "writer2", isolation_level=None)
+    other = connect(mirror, "writer2", members=["a"], isolation_level=None)
     latencies = []
     while thread.is_alive() or len(latencies) < 20:
         t0 = time.monotonic()
@@ -162,7 +160,7 @@ def test_a_long_update_fails_alone_while_other_writers_commit(
 
 def test_reads_cannot_take_the_threads_commits_need(mirror: Cluster) -> None:
     """Eight endless reads (two per database) fill the reader threads; commits go on."""
-    hogs = [connect(mirror, "hog", db) for db in DATABASES for _ in range(2)]
+    hogs = [connect(mirror, "hog", db, members=["a"]) for db in DATABASES for _ in range(2)]
     failures: list[BaseException] = []
 
     def hog(conn: Any) -> None:
@@ -176,7 +174,7 @@ def test_reads_cannot_take_the_threads_commits_need(mirror: Cluster) -> None:
         t.start()
     time.sleep(1.0)  # all eight running on reader threads
     assert not failures
-    writer = connect(mirror, "writer2", isolation_level=None)
+    writer = connect(mirror, "writer2", members=["a"], isolation_level=None)
     latencies = []
     for _ in range(20):
         t0 = time.monotonic()
@@ -195,13 +193,13 @@ def test_reads_cannot_take_the_threads_commits_need(mirror: Cluster) -> None:
     for t in threads:
         t.join(10)
     said = wait_for(
-        lambda: [e for e in events(mirror, "a", "statement_interrupted")
+        lambda: [e for e in mirror["a"].events("statement_interrupted")
                  if e["data"]["user"] == "hog"],
         10,
         "statement_interrupted for the hog's reads",
     )  # fmt: skip
     assert "its client went away" in said[0]["message"]
-    reader = connect(mirror, "reader")
+    reader = connect(mirror, "reader", members=["a"])
     t0 = time.monotonic()
     # Too slow for the event loop's budget: it needs a reader thread.
     reader.execute(
@@ -213,10 +211,10 @@ def test_reads_cannot_take_the_threads_commits_need(mirror: Cluster) -> None:
 
 
 def test_interrupt_stops_this_connections_statement_and_nothing_else(mirror: Cluster) -> None:
-    victim = connect(mirror, "hog")  # no time limit: only interrupt() stops it
+    victim = connect(mirror, "hog", members=["a"])  # no time limit: only interrupt() stops it
     # Another connection of a user without a limit, so that however slow or fast
     # the machine, its long statement ends by itself (and is slow: an event).
-    bystander = connect(mirror, "hog")
+    bystander = connect(mirror, "hog", members=["a"])
     outcomes: dict[str, Any] = {}
 
     def run(name: str, conn: Any, sql: str, params: Any = ()) -> None:
@@ -249,7 +247,7 @@ def test_interrupt_stops_this_connections_statement_and_nothing_else(mirror: Clu
     assert stopped.sqlite_errorname == "SQLITE_INTERRUPT"
     assert outcomes["bystander"] == (12000000,)
     # It ran longer than statements.slow_s: an event says so (without parameters).
-    slow = wait_for(lambda: events(mirror, "a", "slow_statement"), 5, "slow_statement")
+    slow = wait_for(lambda: mirror["a"].events("slow_statement"), 5, "slow_statement")
     assert slow[0]["data"]["user"] == "hog" and slow[0]["data"]["seconds"] >= 0.5
     # The next statement of the interrupted connection is not affected.
     assert victim.execute("SELECT count(*) FROM accounts").fetchone() == (2,)
@@ -278,7 +276,7 @@ def test_interrupt_in_a_transaction_ends_it_as_sqlite3_does(
         "CREATE TABLE accounts (name TEXT PRIMARY KEY, balance INTEGER);"
         "INSERT INTO accounts VALUES ('alice', 100), ('bob', 100);"
     )
-    remote = connect(mirror, "hog")
+    remote = connect(mirror, "hog", members=["a"])
     seen = []
     for conn in (local, remote):
         conn.execute("INSERT INTO accounts VALUES ('carol', 1)")  # opens the transaction
@@ -305,7 +303,7 @@ def test_interrupt_in_a_transaction_ends_it_as_sqlite3_does(
 
 
 def test_many_semicolons_in_one_literal_are_split_in_linear_time(mirror: Cluster) -> None:
-    conn = connect(mirror, "writer", isolation_level=None)
+    conn = connect(mirror, "writer", members=["a"], isolation_level=None)
     text = ";" * 400_000  # took minutes when every ';' re-checked the text before it
     t0 = time.monotonic()
     conn.execute("INSERT INTO log (n) VALUES (length(?) + length('" + text + "'))", ("x",))
@@ -315,10 +313,10 @@ def test_many_semicolons_in_one_literal_are_split_in_linear_time(mirror: Cluster
 
 
 def test_a_disconnected_write_is_stopped_and_its_group_still_commits(mirror: Cluster) -> None:
-    raw = RawClient(mirror, "hog")  # no limit: only the disconnect stops it
+    raw = RawClient.logged_in(mirror, "hog")  # no limit: only the disconnect stops it
     raw.send(m.Execute(id=1, sql=ENDLESS_UPDATE))
     time.sleep(0.5)
-    writer = connect(mirror, "writer2", isolation_level=None)
+    writer = connect(mirror, "writer2", members=["a"], isolation_level=None)
     raw.close()  # gone without a word
     t0 = time.monotonic()
     # The hog has no time limit: had its UPDATE gone on holding the writer,
@@ -366,53 +364,60 @@ def test_interrupt_on_an_older_member_says_it_is_not_supported() -> None:
 
 
 @pytest.mark.slow
-def test_checksums_are_bounded_and_sigterm_stops_a_busy_member(cluster_factory: Any) -> None:
-    c = secured_cluster(
-        cluster_factory,
+def test_checksums_are_bounded_and_sigterm_stops_a_busy_member(tmp_path: Path) -> None:
+    c = secured_mirror(
+        tmp_path,
+        users=USERS,
+        members=[("a", "failover")],
+        arbiter=False,
+        mirror={},
         sections={
             # Filling the table below may take long on a busy machine.
             "statements.user_timeout_s": {"hog": 0.0, "writer": 0.0},
             "server": {"shutdown_timeout_s": 10.0},
         },
     )
-    w = connect(c, "writer", isolation_level=None, timeout=300)
-    w.execute("CREATE TABLE big (id INTEGER PRIMARY KEY, v TEXT)")
-    w.execute(
-        "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < 400000) "
-        "INSERT INTO big (v) SELECT printf('%0200d', i) FROM r"
-    )
-    w.close()
+    try:
+        w = connect(c, "writer", isolation_level=None, timeout=300)
+        w.execute("CREATE TABLE big (id INTEGER PRIMARY KEY, v TEXT)")
+        w.execute(
+            "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < 400000) "
+            "INSERT INTO big (v) SELECT printf('%0200d', i) FROM r"
+        )
+        w.close()
 
-    # Fifteen checksums at once from logged-in control connections: two run,
-    # eight wait, the rest are told the member is busy.
-    clients = [RawClient(c, "reader", db="") for _ in range(15)]
-    for client in clients:
-        client.send(m.AdminRequest(id=1, action="checksum", args={"name": "app"}))
-    answers = [client.recv() for client in clients]
-    busy = [a for a in answers if isinstance(a, m.Error)]
-    done = [a for a in answers if isinstance(a, m.Ok)]
-    assert len(done) == 10 and len(busy) == 5, answers
-    assert all("busy computing checksums" in a.message and a.retryable for a in busy)
-    for client in clients:
-        client.close()
+        # Fifteen checksums at once from logged-in control connections: two run,
+        # eight wait, the rest are told the member is busy.
+        clients = [RawClient.logged_in(c, "reader", db="") for _ in range(15)]
+        for client in clients:
+            client.send(m.AdminRequest(id=1, action="checksum", args={"name": "app"}))
+        answers = [client.recv() for client in clients]
+        busy = [a for a in answers if isinstance(a, m.Error)]
+        done = [a for a in answers if isinstance(a, m.Ok)]
+        assert len(done) == 10 and len(busy) == 5, answers
+        assert all("busy computing checksums" in a.message and a.retryable for a in busy)
+        for client in clients:
+            client.close()
 
-    # SIGTERM with endless reads, an endless write and an idle transaction open.
-    hogs = [connect(c, "hog") for _ in range(4)]
-    for h in hogs[:3]:
-        threading.Thread(target=_swallow, args=(h, ENDLESS_READ, (1,)), daemon=True).start()
-    threading.Thread(
-        target=_swallow,
-        args=(hogs[3], "UPDATE big SET v = (" + ENDLESS_READ.replace("?", "1") + ")", ()),
-        daemon=True,
-    ).start()
-    idle = connect(c, "writer")
-    idle.execute("INSERT INTO big (v) VALUES ('in an open transaction')")
-    time.sleep(1.0)
-    t0 = time.monotonic()
-    code = c["a"].stop(timeout=30)
-    took = time.monotonic() - t0
-    assert code == 0, c["a"].log_tail()  # a clean exit, not the watchdog's nor a kill
-    assert took < 10, took
+        # SIGTERM with endless reads, an endless write and an idle transaction open.
+        hogs = [connect(c, "hog") for _ in range(4)]
+        for h in hogs[:3]:
+            threading.Thread(target=_swallow, args=(h, ENDLESS_READ, (1,)), daemon=True).start()
+        threading.Thread(
+            target=_swallow,
+            args=(hogs[3], "UPDATE big SET v = (" + ENDLESS_READ.replace("?", "1") + ")", ()),
+            daemon=True,
+        ).start()
+        idle = connect(c, "writer")
+        idle.execute("INSERT INTO big (v) VALUES ('in an open transaction')")
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        code = c["a"].stop(timeout=30)
+        took = time.monotonic() - t0
+        assert code == 0, c["a"].log_tail()  # a clean exit, not the watchdog's nor a kill
+        assert took < 10, took
+    finally:
+        c.kill_all()
 
 
 def _swallow(conn: Any, sql: str, params: Any) -> None:

@@ -12,36 +12,14 @@ them), and ``verify`` still finds the members identical.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-import litemirror
 from litemirror import errors
 from litemirror.testing.cluster import Cluster
-
-PASSWORDS = {"root": "root-secret-1", "mallory": "mallory-secret-2", "alice": "alice-secret-3"}
-
-
-def add_user(c: Cluster, name: str, role: str, by: str | None) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LITEMIRROR_")}
-    if by is not None:
-        env.update(LITEMIRROR_USER=by, LITEMIRROR_PASSWORD=PASSWORDS[by])
-    r = subprocess.run(
-        [sys.executable, "-m", "litemirror.cli.main", "user", "add", name, "--role", role,
-         "--password-stdin", "--config", str(c.config_path)],
-        input=PASSWORDS[name], capture_output=True, text=True, env=env, timeout=120,
-    )  # fmt: skip
-    assert r.returncode == 0, r.stdout + r.stderr
-
-
-def connect(c: Cluster, user: str, **kw: Any) -> Any:
-    url = c.url("app", members=["a"]).replace("://", f"://{user}:{PASSWORDS[user]}@", 1)
-    return litemirror.connect(url, **kw)
+from litemirror.testing.secured import cli, connect, start_with_users
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +29,9 @@ def mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         members=[("a", "failover"), ("b", "failover")],
         sections={"auth": {"require": True}},
     )
-    c.start()
+    start_with_users(c, users=("mallory", "alice"))
     try:
-        add_user(c, "root", "admin", by=None)  # bootstrap from loopback
-        add_user(c, "mallory", "write", by="root")
-        add_user(c, "alice", "write", by="root")
-        c.log_in_as("root", PASSWORDS["root"])  # the full status needs a login
-        c["a"].wait_until(lambda st: st.get("backup_active") is True, what="backup active")
-        conn = connect(c, "alice")
+        conn = connect(c, "alice", members=["a"])
         conn.execute("CREATE TABLE accounts(name TEXT PRIMARY KEY, balance INTEGER)")
         conn.execute("INSERT INTO accounts VALUES ('alice', 100), ('mallory', 100)")
         conn.commit()
@@ -70,8 +43,7 @@ def mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 def balances(c: Cluster, member: str) -> list[tuple[Any, ...]]:
     primary_lsn = int(c["a"].status()["lsn"])
-    url = c.url("app", members=[member], read_only=True)
-    conn = litemirror.connect(url.replace("://", f"://root:{PASSWORDS['root']}@", 1))
+    conn = connect(c, "root", members=[member], read_only=True)
     try:
         conn.min_lsn = primary_lsn
         return [tuple(r) for r in conn.execute("SELECT * FROM accounts ORDER BY name")]
@@ -80,11 +52,7 @@ def balances(c: Cluster, member: str) -> list[tuple[Any, ...]]:
 
 
 def verified(c: Cluster) -> None:
-    env = {**os.environ, "LITEMIRROR_USER": "root", "LITEMIRROR_PASSWORD": PASSWORDS["root"]}
-    r = subprocess.run(
-        [sys.executable, "-m", "litemirror.cli.main", "verify", "--config", str(c.config_path)],
-        capture_output=True, text=True, env=env, timeout=120,
-    )  # fmt: skip
+    r = cli(c, "verify", user="root")
     assert r.returncode == 0 and "identical" in r.stdout, r.stdout + r.stderr
 
 
@@ -110,7 +78,7 @@ def test_nothing_runs_outside_capture_or_touches_the_meta_table(
     mirror: Cluster, attack: str
 ) -> None:
     before = balances(mirror, "a")
-    conn = connect(mirror, "mallory", isolation_level=None)
+    conn = connect(mirror, "mallory", members=["a"], isolation_level=None)
     answers: list[str] = []
 
     def attempt(run: Any) -> None:
@@ -128,7 +96,7 @@ def test_nothing_runs_outside_capture_or_touches_the_meta_table(
     attempt(lambda: conn.executescript(attack + ";"))
     conn.close()
     # Commits go on: were a trigger planted, they would fire it.
-    alice = connect(mirror, "alice")
+    alice = connect(mirror, "alice", members=["a"])
     for _ in range(3):
         alice.execute("UPDATE accounts SET balance = balance + 1 WHERE name = 'alice'")
         alice.commit()
@@ -141,7 +109,7 @@ def test_nothing_runs_outside_capture_or_touches_the_meta_table(
 
 
 def test_temp_tables_are_private_to_their_transaction(mirror: Cluster) -> None:
-    mallory = connect(mirror, "mallory")
+    mallory = connect(mirror, "mallory", members=["a"])
     with pytest.raises(errors.NotSupportedError, match="outside a transaction"):
         mallory.execute("CREATE TEMP TABLE notes(x)")  # would outlive the statement
     mallory.execute("BEGIN")
@@ -152,7 +120,7 @@ def test_temp_tables_are_private_to_their_transaction(mirror: Cluster) -> None:
     assert mallory.execute("SELECT count(*) FROM temp.notes").fetchone() == (1,)
     mallory.commit()
     # The transaction is over: nothing of it is left on the shared connection.
-    alice = connect(mirror, "alice")
+    alice = connect(mirror, "alice", members=["a"])
     alice.execute("BEGIN")
     with pytest.raises(errors.OperationalError, match=r"no such table: temp\.notes"):
         alice.execute("SELECT * FROM temp.notes")

@@ -16,21 +16,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from secmirror import (
-    PASSWORDS,
-    add_user,
-    cli,
-    events_file,
-    https,
-    primary_of,
-    raw_login,
-    recommended_mirror,
-)
 
 from litemirror.cli.control import call
 from litemirror.protocol import messages as m
 from litemirror.security.visibility import HIDDEN_MESSAGE, PUBLIC_FIELDS
 from litemirror.testing.cluster import Cluster
+from litemirror.testing.secured import (
+    PASSWORDS,
+    add_user,
+    cli,
+    https,
+    raw_login,
+    secured_mirror,
+    wait_primary,
+)
 
 #: A user name that is really a password someone typed into the wrong field.
 TYPED_PASSWORD = "CorrectHorse-Battery-9"
@@ -44,11 +43,10 @@ READER = ("reader", PASSWORDS["reader"])
 @pytest.fixture(scope="module")
 def mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, str]]:
     """Members a and b with an arbiter; an admin added, logins refused, an admin action run."""
-    c = recommended_mirror(Path(tmp_path_factory.mktemp("visibility")))
+    c = secured_mirror(Path(tmp_path_factory.mktemp("visibility")), http=True)
     try:
-        primary = primary_of(c)
-        PASSWORDS["admin1"] = "admin1-secret-4"
-        add_user(c, "admin1", "admin")
+        primary = wait_primary(c)
+        add_user(c, "admin1")
         for user, password in ((TYPED_PASSWORD, "x"), ("reader", "wrong-password")):
             answer = raw_login(c, primary, user, password, source=ATTACKER)
             assert answer.kind == "AuthenticationError", answer
@@ -167,7 +165,7 @@ def test_admins_see_who_tried_but_a_mistyped_password_is_never_written_down(
     # The attempted name that is no user's: only "a name that is not a user", anywhere.
     assert TYPED_PASSWORD not in json.dumps(body)
     for member in c.members:
-        assert TYPED_PASSWORD not in json.dumps(events_file(c, member))
+        assert TYPED_PASSWORD not in json.dumps(c[member].events())
         assert TYPED_PASSWORD not in c[member].log_path.read_text()
     log = c[primary].log_path.read_text()
     assert (

@@ -8,6 +8,7 @@ files. Ports are picked free by binding to port 0.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import signal
@@ -15,15 +16,17 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from litemirror import errors
 from litemirror.client.credentials import ClientTls, use_tls
 from litemirror.security.certs import Role, create_ca, issue
+
+T = TypeVar("T")
 
 _ports = random.Random()
 #: Ports given out by this process: a member not yet started does not hold its
@@ -66,6 +69,29 @@ def run_verify(config_path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def read_events(data_dir: Path, kind: str | None = None) -> list[dict[str, Any]]:
+    """The events a member or the arbiter wrote to ``data_dir/events.jsonl``, oldest first.
+
+    Only those of ``kind`` when given; none while the file does not exist yet.
+    """
+    path = data_dir / "events.jsonl"
+    if not path.exists():
+        return []
+    found = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [ev for ev in found if kind is None or ev.get("kind") == kind]
+
+
+def wait_for(predicate: Callable[[], T | None], timeout: float, what: str) -> T:
+    """Poll ``predicate()`` until it returns something true; return that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"{what} not seen within {timeout} s")
+
+
 def _signal(proc: subprocess.Popen[bytes] | None, sig: int) -> None:
     if proc is not None and proc.poll() is None:
         proc.send_signal(sig)
@@ -103,8 +129,39 @@ def toml_value(v: Any) -> str:
     raise TypeError(f"cannot write {v!r} as TOML")
 
 
+class _Child:
+    """What a member and the arbiter have in common: a child process, its log, its event log."""
+
+    proc: subprocess.Popen[bytes] | None
+    data_dir: Path
+    log_path: Path
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: the process gets no chance to clean up."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def pause(self) -> None:
+        _signal(self.proc, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        _signal(self.proc, signal.SIGCONT)
+
+    def log_tail(self, lines: int = 40) -> str:
+        return _tail(self.log_path, lines)
+
+    def events(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """What this process wrote to its event log (of ``kind``), oldest first."""
+        return read_events(self.data_dir, kind)
+
+
 @dataclass
-class MemberProcess:
+class MemberProcess(_Child):
     name: str
     kind: str
     port: int
@@ -222,16 +279,6 @@ class MemberProcess:
                     raise
                 time.sleep(0.5)
 
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL: the process gets no chance to clean up."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
     def stop(self, timeout: float = 20.0) -> int | None:
         """SIGTERM and wait for a clean exit."""
         if self.proc is None:
@@ -245,18 +292,9 @@ class MemberProcess:
                 self.proc.wait(10)
         return self.proc.returncode
 
-    def pause(self) -> None:
-        _signal(self.proc, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        _signal(self.proc, signal.SIGCONT)
-
-    def log_tail(self, lines: int = 40) -> str:
-        return _tail(self.log_path, lines)
-
 
 @dataclass
-class ArbiterProcess:
+class ArbiterProcess(_Child):
     """A real ``litemirror arbiter`` process."""
 
     port: int
@@ -274,10 +312,6 @@ class ArbiterProcess:
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     def start(self, timeout: float = 20.0) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
@@ -314,11 +348,6 @@ class ArbiterProcess:
                 time.sleep(0.05)
         raise RuntimeError(f"arbiter not listening after {timeout}s:\n{self.log_tail()}")
 
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -327,15 +356,6 @@ class ArbiterProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
-
-    def pause(self) -> None:
-        _signal(self.proc, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        _signal(self.proc, signal.SIGCONT)
-
-    def log_tail(self, lines: int = 40) -> str:
-        return _tail(self.log_path, lines)
 
 
 class Cluster:

@@ -9,6 +9,9 @@ import litemirror
 from litemirror import errors
 from litemirror.testing.cluster import Cluster
 
+#: The table a Workload inserts into.
+TABLE = "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)"
+
 
 class Workload:
     """Inserts rows through a host-list URL, recording what was acknowledged and by whom."""
