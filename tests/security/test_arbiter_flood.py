@@ -82,6 +82,14 @@ def test_a_member_restarted_during_a_flood_of_the_arbiter_reaches_it(tmp_path: P
             30,
             "the backup knows it is active",
         )
+        # Ready means the arbiter has *recorded* the backup active and both members
+        # have heard it (under the flood that takes a moment after the request).
+        for who in (primary, backup):
+            c[who].wait_until(
+                lambda s: (s["failover"].get("arbiter_record") or {}).get("backup_active"),
+                30,
+                "the arbiter's record says the backup is active",
+            )
         # And the mirror can fail over: the arbiter grants the backup the next epoch.
         c[primary].kill()
         st = c[backup].wait_until(lambda s: bool(s.get("writable")), 30, "took over")

@@ -47,6 +47,46 @@ CASES: list[tuple[str, dict[str, Any], bool, list[str]]] = [
         ["NOT possible", "b has no session with the arbiter", "refused b: full"],
     ),
     (
+        "the primary asked the arbiter to record the backup active; not recorded yet",
+        mirror(
+            member(
+                "a", "primary", arbiter_record={"epoch": 2, "holder": "a", "backup_active": False}
+            ),
+            member("b", "backup"),
+            ARBITER_SEES_BOTH,
+        ),
+        False,
+        ["the arbiter has not recorded b as active yet"],
+    ),
+    (
+        "recorded, but the backup has not heard it: it would not claim",
+        mirror(
+            member(
+                "a", "primary", arbiter_record={"epoch": 2, "holder": "a", "backup_active": True}
+            ),
+            member(
+                "b", "backup", arbiter_record={"epoch": 2, "holder": "a", "backup_active": False}
+            ),
+            ARBITER_SEES_BOTH,
+        ),
+        False,
+        ["b has not yet heard from the arbiter that it is active"],
+    ),
+    (
+        "recorded and heard by both",
+        mirror(
+            member(
+                "a", "primary", arbiter_record={"epoch": 2, "holder": "a", "backup_active": True}
+            ),
+            member(
+                "b", "backup", arbiter_record={"epoch": 2, "holder": "a", "backup_active": True}
+            ),
+            ARBITER_SEES_BOTH,
+        ),
+        True,
+        ["ready"],
+    ),
+    (
         "the arbiter says it does not see the backup",
         mirror(
             member("a", "primary"),

@@ -51,6 +51,20 @@ def failover_readiness(status: dict[str, Any]) -> tuple[bool, str]:
             why = (mfo.get("arbiter_session") or {}).get("error")
             problems.append(f"{who} has no session with the arbiter" + (f" ({why})" if why else ""))
             said.add(who)
+    # The arbiter must have *recorded* the backup active (the primary asks when the
+    # backup catches up; until the record says so, a takeover would be refused), and
+    # the backup must have heard it: it claims only on the record it last saw.
+    for who, st in ((name, primary), (backup_name, backup)):
+        if who is None or st is None or who in said or not fo.get("backup_active"):
+            continue
+        rec = (st.get("failover") or {}).get("arbiter_record")
+        if rec is not None and not rec.get("backup_active"):
+            problems.append(
+                f"the arbiter has not recorded {backup_name} as active yet"
+                if who == name
+                else f"{who} has not yet heard from the arbiter that it is active"
+            )
+            said.add(who)
     arb = status.get("arbiter") or {}
     if arb.get("state") == "down":
         problems.append(f"the arbiter does not answer ({arb.get('error')})")

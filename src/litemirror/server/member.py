@@ -240,6 +240,15 @@ class MemberServer:
                 if self.agent.arbiter is None
                 else self.agent.arbiter.session(),
                 "backup_active": v.backup_active,
+                # The arbiter's record as of its last answer: a backup takes over only
+                # while it says the backup is active (asking is not enough).
+                "arbiter_record": None
+                if v.arbiter is None
+                else {
+                    "epoch": v.arbiter.epoch,
+                    "holder": v.arbiter.holder,
+                    "backup_active": v.arbiter.backup_active,
+                },
                 "decisions": self.agent.decisions[-5:],
             }
         out.update(canary_status_fields(self))
