@@ -46,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -136,6 +137,9 @@ class ClientSession:
         self._items: deque[_Item] = deque()
         self._item_ready: asyncio.Future[None] | None = None
         self._room: asyncio.Future[None] | None = None
+        #: When the request being waited for times out (inf: no limit now).
+        self._idle_deadline = math.inf
+        self._idle_timer: asyncio.TimerHandle | None = None
         #: The request being answered and its guard (None between requests).
         self._running: tuple[int, StatementGuard] | None = None
 
@@ -221,6 +225,8 @@ class ClientSession:
                 await self._answer_requests()
             finally:
                 reading.cancel()
+                if self._idle_timer is not None:
+                    self._idle_timer.cancel()
         except ProtocolError as exc:
             log.warning("client %s: %s", self.peer, exc.message)
             self._send_error(0, exc)
@@ -258,16 +264,35 @@ class ClientSession:
 
     async def _take(self, timeout: float | None) -> _Item:
         if not self._items:
-            self._item_ready = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            self._item_ready = loop.create_future()
+            if timeout is not None:
+                # One timer per session, re-armed only when it fires early (a
+                # timer per request costs a heap push and a cancel each time).
+                self._idle_deadline = loop.time() + timeout
+                if self._idle_timer is None:
+                    self._idle_timer = loop.call_at(self._idle_deadline, self._idle_check)
             try:
-                async with asyncio.timeout(timeout):
-                    await self._item_ready
+                await self._item_ready
             finally:
                 self._item_ready = None
+                self._idle_deadline = math.inf
         item = self._items.popleft()
         if self._room is not None and not self._room.done():
             self._room.set_result(None)
         return item
+
+    def _idle_check(self) -> None:
+        """The idle timer: time the waiting request out, or wait on to its deadline."""
+        self._idle_timer = None
+        waiting = self._item_ready
+        if waiting is None or waiting.done() or self._idle_deadline == math.inf:
+            return  # not waiting now: the next wait arms the timer again
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._idle_deadline:
+            waiting.set_exception(TimeoutError())
+        else:
+            self._idle_timer = loop.call_at(self._idle_deadline, self._idle_check)
 
     async def _put(self, item: _Item) -> None:
         self._items.append(item)
