@@ -1,7 +1,7 @@
 """The member's write path in-process: N one-shot INSERT jobs through ``Database``.
 
 No sockets and no client: a real apsw database, the real journal and its
-writer thread, and the group commit of :class:`litemirror.server.database.Database`,
+writer thread, and the group commit of :class:`litemirror.server.storage.database.Database`,
 driven the way a session drives it. It isolates what the member itself spends
 per job (capture, savepoints, group commit, journal), which is where a
 per-statement cost such as a time limit would show.
@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from litemirror.journal import Journal
-from litemirror.server.database import Database, open_writer
-from litemirror.server.journal_writer import JournalWriter
+from litemirror.server.storage.database import Database, open_writer
+from litemirror.server.storage.journal_writer import JournalWriter
 
 
 async def _run(base: Path, jobs: int, in_flight: int) -> float:
@@ -79,7 +79,7 @@ def _guard_factory() -> Callable[[str], Any] | None:
     """How a session makes a job's guard, if this tree has statement limits."""
     if "guard" not in inspect.signature(Database.write).parameters:
         return None
-    from litemirror.server.statements import ShutdownFlag, StatementGuard
+    from litemirror.server.storage.statements import ShutdownFlag, StatementGuard
 
     shutdown = ShutdownFlag()
     return lambda sql: StatementGuard(

@@ -273,7 +273,7 @@ class StatementsSection(_Frozen, frozen=True):
 
 
 class HooksSection(_Frozen, frozen=True):
-    """Commands run when a member becomes primary (see ``litemirror.server.hooks``).
+    """Commands run when a member becomes primary (see ``litemirror.server.ha.hooks``).
 
     Each is an executable with arguments (``"/usr/local/bin/check --strict"``)
     or ``"python:package.module:function"``; None: no hook at that point.

@@ -28,8 +28,8 @@ from litemirror.failover import ArbiterRecord, ArbiterReport, Claim, HandOver, S
 from litemirror.protocol import arbiter as wire
 from litemirror.protocol import messages as m
 from litemirror.protocol.framing import FrameDecoder, encode
-from litemirror.server.arbiter import ArbiterServer
-from litemirror.server.arbiter_client import ArbiterClient, ArbiterUnreachable
+from litemirror.server.arbiter.service import ArbiterServer
+from litemirror.server.ha.arbiter_client import ArbiterClient, ArbiterUnreachable
 from litemirror.testing.cluster import free_port
 
 QOS = 0.5

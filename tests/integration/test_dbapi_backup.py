@@ -16,7 +16,7 @@ import litemirror
 from litemirror import errors
 from litemirror.protocol import messages as m
 from litemirror.protocol.framing import encode
-from litemirror.server import snapshot
+from litemirror.server.storage import snapshot
 from litemirror.testing.cluster import Cluster
 
 

@@ -29,7 +29,7 @@ import litemirror
 from litemirror import errors
 from litemirror.engine.ops import ChangesetOp, encode_ops
 from litemirror.journal import Record, RecordKind
-from litemirror.server.rejoin import keep
+from litemirror.server.stream.rejoin import keep
 from litemirror.testing.cluster import Cluster
 from litemirror.testing.workload import other, settle_backup
 

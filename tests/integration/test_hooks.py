@@ -15,7 +15,7 @@ import pytest
 
 from litemirror.config import HooksSection
 from litemirror.errors import InternalError
-from litemirror.server.hooks import HookResult, Hooks
+from litemirror.server.ha.hooks import HookResult, Hooks
 
 FACTS = {"mirror": "demo", "member": "b", "epoch": 7}
 

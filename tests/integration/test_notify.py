@@ -35,8 +35,8 @@ from cryptography.x509.oid import NameOID  # noqa: E402
 
 import litemirror  # noqa: E402
 from litemirror.config import SEVERITIES  # noqa: E402
-from litemirror.server.events import Event  # noqa: E402
-from litemirror.server.notify import Channel, DeliveryFailed  # noqa: E402
+from litemirror.server.ops.event_log import Event  # noqa: E402
+from litemirror.server.ops.notify import Channel, DeliveryFailed  # noqa: E402
 from litemirror.testing.cluster import Cluster, free_port, wait_for  # noqa: E402
 
 FAST = {"qos_timeout_ms": 1000, "heartbeat_ms": 200}

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 import pytest
 
 from litemirror.errors import OperationalError
-from litemirror.server.vip import VirtualIP
+from litemirror.server.ha.vip import VirtualIP
 
 pytestmark = [
     pytest.mark.skipif(
@@ -74,7 +74,7 @@ VIP_CALL = textwrap.dedent(
     """
     import asyncio, sys
     from litemirror.errors import OperationalError
-    from litemirror.server.vip import VirtualIP
+    from litemirror.server.ha.vip import VirtualIP
     vip = VirtualIP(sys.argv[2], sys.argv[3])
     try:
         asyncio.run(getattr(vip, sys.argv[1])())

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from litemirror.server.events import EventLog, Gate
+from litemirror.server.ops.event_log import EventLog, Gate
 
 
 def test_gate_lets_one_through_per_interval_and_counts_the_rest() -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from litemirror import errors
-from litemirror.server.importer import resolve_source
+from litemirror.server.storage.importer import resolve_source
 from litemirror.testing.cluster import Cluster
 from litemirror.testing.secured import add_user, cli
 

@@ -8,7 +8,7 @@ import pytest
 
 from litemirror.config import LimitsSection, build
 from litemirror.errors import ConfigError
-from litemirror.server.limits import caps_of
+from litemirror.server.net.limits import caps_of
 
 
 def config(**limits: Any) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from litemirror.protocol import messages as m
 from litemirror.protocol.replication import REPL_VERSION, ReplHello
 from litemirror.security.certs import check_name
 from litemirror.security.roles import check_user_name
-from litemirror.server.registry import Registry
+from litemirror.server.storage.registry import Registry
 from litemirror.testing.secured import add_user, cli
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "litemirror"

@@ -23,9 +23,9 @@ import pytest
 from litemirror.errors import CommitUnknownError
 from litemirror.journal import Journal
 from litemirror.replication.commit import CommitMode
-from litemirror.server.database import Database, open_writer
-from litemirror.server.hub import Hub, LinkState
-from litemirror.server.journal_writer import JournalWriter
+from litemirror.server.storage.database import Database, open_writer
+from litemirror.server.storage.journal_writer import JournalWriter
+from litemirror.server.stream.hub import Hub, LinkState
 
 
 @asynccontextmanager

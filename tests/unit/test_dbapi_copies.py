@@ -20,8 +20,8 @@ from litemirror import errors
 from litemirror.client import copies
 from litemirror.engine.meta import META_TABLE, ensure_meta, write_lsn
 from litemirror.protocol import messages as m
-from litemirror.server import snapshot
-from litemirror.server.seeding import chunks
+from litemirror.server.storage import snapshot
+from litemirror.server.stream.seeding import chunks
 
 
 def _member_database(path: Path) -> None:

@@ -33,7 +33,7 @@ from litemirror.cli.diverged_records import (
 )
 from litemirror.engine.ops import ChangesetOp, Op, SqlOp, encode_ops
 from litemirror.journal import Record, RecordKind
-from litemirror.server.rejoin import keep
+from litemirror.server.stream.rejoin import keep
 
 SCHEMA = """
 CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);

@@ -13,7 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from litemirror.security import passwords as pw
-from litemirror.server.users import action_needs, allows, check_role, check_user_name, is_loopback
+from litemirror.server.front.users import (
+    action_needs,
+    allows,
+    check_role,
+    check_user_name,
+    is_loopback,
+)
 
 CHEAP = {"ln": 4, "r": 8, "p": 1}
 

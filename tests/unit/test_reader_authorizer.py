@@ -8,7 +8,7 @@ from pathlib import Path
 import apsw
 import pytest
 
-from litemirror.server.reads import NeedsWriter, open_reader, run_read
+from litemirror.server.storage.reads import NeedsWriter, open_reader, run_read
 
 
 @pytest.fixture

@@ -21,9 +21,9 @@ import pytest
 
 from litemirror.errors import OperationalError
 from litemirror.journal import Journal
-from litemirror.server.database import Database, open_writer
-from litemirror.server.journal_writer import JournalWriter
-from litemirror.server.statements import (
+from litemirror.server.storage.database import Database, open_writer
+from litemirror.server.storage.journal_writer import JournalWriter
+from litemirror.server.storage.statements import (
     ShutdownFlag,
     StatementGuard,
     StatementReports,

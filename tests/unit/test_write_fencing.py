@@ -15,9 +15,9 @@ import pytest
 
 from litemirror.errors import NotPrimaryError, TransactionAbortedError
 from litemirror.journal import Journal
-from litemirror.server.database import Database, open_writer
-from litemirror.server.jobs import TxnCommand
-from litemirror.server.journal_writer import JournalWriter
+from litemirror.server.storage.database import Database, open_writer
+from litemirror.server.storage.jobs import TxnCommand
+from litemirror.server.storage.journal_writer import JournalWriter
 
 
 class Member:

@@ -5,7 +5,7 @@ Theory of operation
 A member that rejoins after a failover rolls back the journal records the
 new primary never had and keeps them in
 ``<data_dir>/diverged/diverged-<UTC time>-lsn<first>-<last>.jsonl``
-(:func:`litemirror.server.rejoin.keep`): one JSON line per record, then one
+(:func:`litemirror.server.stream.rejoin.keep`): one JSON line per record, then one
 report line. A ``CHANGES`` record lists its operations in order: SQL
 statements (DDL, replicated pragmas, AUTOINCREMENT counters) and SQLite
 session changesets (base64). Files written before the order was kept hold

@@ -28,7 +28,7 @@ def _setup_logging(level: str) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from litemirror.server.member import run_member
+    from litemirror.server.node.member import run_member
 
     _setup_logging(args.log_level)
     cfg = load(args.config)
@@ -137,7 +137,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_arbiter(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from litemirror.server.arbiter import run_arbiter
+    from litemirror.server.arbiter.service import run_arbiter
 
     _setup_logging(args.log_level)
     config = None

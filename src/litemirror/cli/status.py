@@ -1,7 +1,7 @@
 """``litemirror status``: the mirror at a glance, in the terminal or as JSON.
 
 It shows what the Mirror Monitor page shows (the same member rows, built by
-:func:`litemirror.server.web.member_row`): who is primary and whether it
+:func:`litemirror.server.ops.web.member_row`): who is primary and whether it
 commits, whether automatic failover is possible and the last decision
 sentence, every member with role, state, LSN and lag, and the arbiter.
 ``--watch`` redraws it every second until Ctrl-C.
@@ -43,7 +43,7 @@ def _ms(v: float | None) -> str:
 def _rows(status: dict[str, Any], config: Config | None) -> list[dict[str, Any]]:
     if config is None:
         return list(status["members"])
-    from litemirror.server.web import member_row
+    from litemirror.server.ops.web import member_row
 
     primary = next((st for st in status["members"] if st.get("role") == "primary"), None)
     by_name = {mb.name: mb for mb in config.members}

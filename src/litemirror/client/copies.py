@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 All three start from one consistent copy that the member takes from a read
 snapshot and sends in chunks (``Snapshot`` request, see
-:mod:`litemirror.server.snapshot`). :class:`CopyFile` writes the chunks to a
+:mod:`litemirror.server.storage.snapshot`). :class:`CopyFile` writes the chunks to a
 temporary file and checks their order, the size and the xxh3_64 digest, so
 a damaged or cut transfer never reaches the caller. From that file:
 

@@ -15,7 +15,7 @@ found by binary search). From there:
 
 The plan is only as good as the epochs the journals carry: a record must be
 stamped with the epoch at which its write *started* (see the write fence in
-``server/database.py``), or a deposed primary's record can pass for the new
+``server/storage/database.py``), or a deposed primary's record can pass for the new
 primary's and no rewind happens.
 """
 

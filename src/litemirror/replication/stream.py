@@ -16,7 +16,7 @@ accepted only if every record in it is exactly what comes next:
 
 Anything else is refused whole — nothing of the frame is applied — and the
 receiver resets the stream, which restarts from its journal's end. The
-receiver (server/receiver.py) does the I/O around this function.
+receiver (server/stream/receiver.py) does the I/O around this function.
 """
 
 from __future__ import annotations

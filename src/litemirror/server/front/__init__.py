@@ -1,0 +1,1 @@
+"""What clients talk to: the client session, users and logins, admin actions."""

@@ -1,0 +1,1 @@
+"""Failover: the agent, role transitions, the arbiter client, hooks, virtual IP, promotion."""

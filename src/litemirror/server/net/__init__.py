@@ -1,0 +1,1 @@
+"""Listening, TLS and dialing other members."""

@@ -1,0 +1,1 @@
+"""The member process: lifecycle and wiring."""

@@ -1,0 +1,1 @@
+"""Operations: HTTP API, metrics, canary, notifier, event log, the Monitor page."""

@@ -1,0 +1,1 @@
+"""The databases, their write path, reads, the journal writer, recovery, the member's state file."""
