@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import pytest
 
-from litemirror.replication.purge import ClosedSegment, purge_before
+from litemirror.replication.purge import ClosedSegment, plan_purge, purge_before
 
 MB = 1024 * 1024
 # Three closed 10 MB segments ending at LSN 100, 200, 300; an open one of 5 MB.
@@ -36,5 +38,56 @@ def test_purge_point(
 ) -> None:
     got = purge_before(
         segs, total_bytes=TOTAL, limit_bytes=limit, needed_lsn=needed, applied_lsn=applied
+    )
+    assert got == expected, why
+
+
+class Seg(NamedTuple):
+    closed: bool
+    last_lsn: int | None
+    size_bytes: int
+
+
+# The journal as Journal.segments() lists it: three closed segments, an open one.
+JOURNAL = [Seg(True, 100, 10 * MB), Seg(True, 200, 10 * MB), Seg(True, 300, 10 * MB),
+           Seg(False, None, 5 * MB)]  # fmt: skip
+
+PLANS = [
+    ("only the open segment: nothing goes", [Seg(False, None, MB)], True, [0], 0, 100 * MB, 0),
+    ("a closed segment without an LSN is not counted", [Seg(True, None, MB)], True, [500], 0,
+     100 * MB, 0),
+    ("primary: every member has everything", JOURNAL, True, [400, 350], 0, 100 * MB, 351),
+    ("primary: the slowest member decides", JOURNAL, True, [400, 150], 0, 100 * MB, 151),
+    ("primary: a member never heard from (0) keeps all", JOURNAL, True, [0, 400], 0,
+     100 * MB, 1),
+    ("primary alone in the mirror: its own last LSN", JOURNAL, True, [], 0, 100 * MB, 351),
+    ("primary over the cap drops what a member needs", JOURNAL, True, [0], 0, 20 * MB, 201),
+    ("follower: its applied LSN decides", JOURNAL, False, [0], 250, 100 * MB, 251),
+    ("follower over the cap keeps what it has not applied", JOURNAL, False, [400], 150,
+     1 * MB, 151),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("why", "segs", "primary", "others", "applied", "limit", "expected"),
+    PLANS,
+    ids=[c[0] for c in PLANS],
+)
+def test_purge_plan(
+    why: str,
+    segs: list[Seg],
+    primary: bool,
+    others: list[int],
+    applied: int,
+    limit: int,
+    expected: int,
+) -> None:
+    got = plan_purge(
+        segs,
+        primary=primary,
+        others_durable=others,
+        last_lsn=350,
+        applied_lsn=applied,
+        limit_bytes=limit,
     )
     assert got == expected, why

@@ -10,8 +10,8 @@ itself (its databases need them after a crash).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple, Protocol
 
 
 class ClosedSegment(NamedTuple):
@@ -51,3 +51,48 @@ def purge_before(
         cut = seg.last_lsn + 1
         total -= seg.size_bytes
     return cut
+
+
+class Segment(Protocol):
+    """What :func:`plan_purge` reads of a journal segment (``Journal.segments()``)."""
+
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def last_lsn(self) -> int | None: ...
+    @property
+    def size_bytes(self) -> int: ...
+
+
+def plan_purge(
+    segments: Iterable[Segment],
+    *,
+    primary: bool,
+    others_durable: Iterable[int],
+    last_lsn: int,
+    applied_lsn: int,
+    limit_bytes: int,
+) -> int:
+    """The LSN below which this member's closed journal segments may go (0: none).
+
+    ``segments`` are all of the journal's segments, oldest first (the open one
+    included: it counts towards the cap). On the primary, what every member
+    holds is the lowest LSN the other members are known to hold durably
+    (``others_durable``, 0 for one never heard from; with no other member,
+    ``last_lsn``). On any other member it is its own ``applied_lsn``, and it
+    never drops what it has not applied.
+    """
+    segs = list(segments)
+    closed = [
+        ClosedSegment(s.last_lsn, s.size_bytes) for s in segs if s.closed and s.last_lsn is not None
+    ]
+    if not closed:
+        return 0
+    needed = min(others_durable, default=last_lsn) if primary else applied_lsn
+    return purge_before(
+        closed,
+        total_bytes=sum(s.size_bytes for s in segs),
+        limit_bytes=limit_bytes,
+        needed_lsn=needed,
+        applied_lsn=None if primary else applied_lsn,
+    )

@@ -84,7 +84,6 @@ from litemirror.server.storage.jobs import TxnCommand, TxnJob
 from litemirror.server.storage.reads import looks_like_query
 from litemirror.server.storage.statements import StatementGuard, Stop, session_limit
 from litemirror.server.stream.seeding import chunks
-from litemirror.server.stream.sender import Sender
 
 if TYPE_CHECKING:
     from litemirror.server.node.member import MemberServer
@@ -208,9 +207,9 @@ class ClientSession:
                 return
             if isinstance(hello, ReplHello):
                 try:
-                    await Sender(
-                        self.member, self.reader, self.writer, self.decoder, hello, self.peer
-                    ).run()
+                    await self.member.serve_replica(
+                        self.reader, self.writer, self.decoder, hello, self.peer
+                    )
                 except Error as exc:
                     self._send_error(0, exc)
                 return

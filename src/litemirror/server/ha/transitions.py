@@ -21,7 +21,6 @@ from litemirror.failover import State
 from litemirror.journal import RecordKind
 from litemirror.server.storage.member_state import save_state
 from litemirror.server.storage.recovery import recover
-from litemirror.server.stream.receiver import Receiver
 
 if TYPE_CHECKING:
     from litemirror.server.node.member import MemberServer
@@ -170,8 +169,7 @@ class Transitions:
         )
         if self.m.receiver is None:
             self.m.state = "connecting"
-            self.m.receiver = Receiver(self.m, self.m.hub.committed_lsn)
-            self.m.receiver.missing_imports = list(self.m._missing_imports)
+            self.m.receiver = self.m.new_receiver(self.m.hub.committed_lsn)
             self.m._receiver_task = asyncio.get_running_loop().create_task(self.m.receiver.run())
         self.m.event("following", f"member {self.m.me.name} follows {primary} at epoch {epoch}")
 

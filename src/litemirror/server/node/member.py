@@ -29,7 +29,7 @@ from litemirror.errors import ConfigError, Error
 from litemirror.failover.start import PeerStatus, StartFacts, StartRole, decide_start
 from litemirror.journal import Journal, RecordKind
 from litemirror.replication.commit import startup_limit
-from litemirror.replication.purge import ClosedSegment, purge_before
+from litemirror.replication.purge import plan_purge
 from litemirror.security.tls import TlsSetup, certificate_info
 from litemirror.security.tls import reload as reload_tls
 from litemirror.security.tls import setup as tls_setup
@@ -38,22 +38,26 @@ from litemirror.server.front.admin import Checksums
 from litemirror.server.front.session import ClientSession
 from litemirror.server.front.users import Principal, Users
 from litemirror.server.ha.agent import FailoverAgent
-from litemirror.server.role import Role, RoleCell
 from litemirror.server.ha.hooks import Hooks
 from litemirror.server.ha.transitions import Transitions
 from litemirror.server.ha.vip import VirtualIP
+from litemirror.server.net.dial import open_to
 from litemirror.server.net.limits import LimitGuard
 from litemirror.server.net.listener import Listener, error_frame, stream_factory
+from litemirror.server.ops.canary import canary_applied
 from litemirror.server.ops.canary import status_fields as canary_status_fields
 from litemirror.server.ops.event_log import EventLog
 from litemirror.server.ops.looplag import LoopLag
+from litemirror.server.role import Role, RoleCell
 from litemirror.server.storage.journal_writer import JournalWriter
 from litemirror.server.storage.member_state import MemberState, load_state, save_state
 from litemirror.server.storage.recovery import recover
 from litemirror.server.storage.registry import Registry
 from litemirror.server.storage.statements import ShutdownFlag, StatementReports
 from litemirror.server.stream.hub import Hub
+from litemirror.server.stream.ports import ReceiverPorts, SenderPorts
 from litemirror.server.stream.receiver import Receiver
+from litemirror.server.stream.sender import replica_server
 
 log = logging.getLogger("litemirror.member")
 
@@ -409,6 +413,8 @@ class MemberServer:
         self._horizon = limit
         self._seen_lsn = limit  # recovered: all of it up to the limit is in the databases
         self._missing_imports = res.missing_imports
+        if self.config.mirror.arbiter is not None and self.me.kind in ("failover", "dr"):
+            self.agent = FailoverAgent(self)
         self.hub = Hub(
             backup=self.peer.name if self.peer else None,
             qos_timeout=self.config.mirror.qos_timeout_ms / 1000,
@@ -416,13 +422,12 @@ class MemberServer:
             on_event=lambda kind, msg: self.event(
                 kind, msg, "warning" if "inactive" in kind else "info"
             ),
+            on_ack_timeout=self.agent.ack_timeout if self.agent is not None else None,
+            on_caught_up=self.agent.backup_caught_up if self.agent is not None else None,
             ack_level=self.config.mirror.ack,
+            committed_lsn=limit,
         )
-        self.hub.committed_lsn = limit
-        if self.config.mirror.arbiter is not None and self.me.kind in ("failover", "dr"):
-            self.agent = FailoverAgent(self)
-            self.hub.on_ack_timeout = self.agent.ack_timeout
-            self.hub.on_caught_up = self.agent.backup_caught_up
+        self._build_stream_ports()
         self.jw.on_durable(self.hub.records_durable)
         self.role = "waiting"
         self.state = "deciding role"
@@ -445,6 +450,54 @@ class MemberServer:
             self._spawn(self.agent.run())
         if self.agent is None or self.me.kind != "failover":
             self._spawn(self._take_role())
+
+    def _build_stream_ports(self) -> None:
+        """What the replication components use (server/stream/ports.py)."""
+        self.serve_replica = replica_server(
+            SenderPorts(
+                config=lambda: self.config,
+                me=self.me,
+                role=self.role_cell,
+                event=self.event,
+                executor=self.executor,
+                journal=self.journal,
+                registry=self.registry,
+                hub=self.hub,
+                current_horizon=self.current_horizon,
+                reload_config=self.reload_config,
+                importing=self.importing.__contains__,
+            )
+        )
+        self._receiver_ports = ReceiverPorts(
+            config=lambda: self.config,
+            me=self.me,
+            role=self.role_cell,
+            event=self.event,
+            executor=self.executor,
+            journal=self.journal,
+            registry=self.registry,
+            failover=self.roles,
+            note_epoch=self._note_epoch,
+            dial=lambda target: open_to(
+                self, target.host, target.port, member=target, local_addr=self.source_address()
+            ),
+            status_of=self._status_of,
+            marker_applied=lambda payload: canary_applied(self, payload),
+        )
+
+    def new_receiver(self, confirmed: int) -> Receiver:
+        """A receiver to follow the primary from commit point ``confirmed``."""
+        return Receiver(self._receiver_ports, confirmed, self._missing_imports)
+
+    def _note_epoch(self, epoch: int) -> None:
+        # With a failover agent the epoch is the agent's to record.
+        if self.agent is None:
+            self.epoch = epoch
+
+    async def _status_of(self, mb: Member) -> dict[str, Any]:
+        from litemirror.cli.control import member_status
+
+        return await asyncio.get_running_loop().run_in_executor(None, member_status, mb, 1.0)
 
     async def statuses(self) -> tuple[PeerStatus | None, PeerStatus | None]:
         """(what the other failover member says of itself, the member that says it is
@@ -542,8 +595,7 @@ class MemberServer:
             self.led = True
         else:
             self.state = "connecting"
-            self.receiver = Receiver(self, self.hub.committed_lsn)
-            self.receiver.missing_imports = list(self._missing_imports)
+            self.receiver = self.new_receiver(self.hub.committed_lsn)
             self._receiver_task = asyncio.get_running_loop().create_task(self.receiver.run())
         self.role = role
         self.event("role", f"member {self.me.name} is {role}: {reason}")
@@ -656,21 +708,17 @@ class MemberServer:
 
     def _purge_plan(self) -> int:
         """The LSN below which closed journal segments may be deleted (0: none)."""
-        segs = [s for s in self.journal.segments() if s.closed and s.last_lsn is not None]
-        if not segs:
-            return 0
-        primary = self.role == "primary"
-        if primary:
-            others = [mb.name for mb in self.config.members if mb.name != self.me.name]
-            needed = min((self.hub.known.get(n, 0) for n in others), default=self.last_lsn)
-        else:
-            needed = self.applied_lsn
-        return purge_before(
-            [ClosedSegment(s.last_lsn, s.size_bytes) for s in segs if s.last_lsn is not None],
-            total_bytes=sum(s.size_bytes for s in self.journal.segments()),
+        return plan_purge(
+            self.journal.segments(),
+            primary=self.role == "primary",
+            others_durable=[
+                self.hub.known.get(mb.name, 0)
+                for mb in self.config.members
+                if mb.name != self.me.name
+            ],
+            last_lsn=self.last_lsn,
+            applied_lsn=self.applied_lsn,
             limit_bytes=self.config.journal.max_retain_bytes,
-            needed_lsn=needed,
-            applied_lsn=None if primary else self.applied_lsn,
         )
 
     async def _purge_journal(self) -> None:

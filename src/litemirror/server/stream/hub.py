@@ -68,7 +68,11 @@ class Hub:
         on_ack_timeout: Callable[[], None] | None = None,
         on_caught_up: Callable[[], None] | None = None,
         ack_level: str = "durable",
+        committed_lsn: int = 0,
     ) -> None:
+        """``on_ack_timeout`` and ``on_caught_up`` are the failover agent's (with an
+        arbiter); without them the hub itself drops a silent backup. ``committed_lsn``:
+        the commit point recovery found."""
         self.backup = backup
         self.qos_timeout = qos_timeout
         self._last_lsn = last_lsn
@@ -80,7 +84,7 @@ class Hub:
         #: What lets records become committed besides backup acknowledgements.
         self.mode = CommitMode.HELD
         #: Every record at or below this LSN is committed: no failover takes it back.
-        self.committed_lsn = 0
+        self.committed_lsn = committed_lsn
         self._commit_listeners: dict[str, Callable[[], None]] = {}
         #: With an arbiter, the failover agent decides when commits may stop
         #: waiting for the backup; the hub only reports what it sees.

@@ -33,7 +33,7 @@ import time
 from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import apsw
 
@@ -46,12 +46,8 @@ from litemirror.protocol import replication as r
 from litemirror.protocol.framing import FrameDecoder, encode
 from litemirror.replication import check_frame
 from litemirror.replication.commit import follower_confirmed
-from litemirror.server.net.dial import open_to
-from litemirror.server.ops.canary import canary_applied
+from litemirror.server.stream.ports import ReceiverPorts
 from litemirror.server.stream.seeding import FileReceiver
-
-if TYPE_CHECKING:
-    from litemirror.server.node.member import MemberServer
 
 log = logging.getLogger("litemirror.receiver")
 
@@ -64,18 +60,21 @@ class StreamReset(Exception):
 
 
 class Receiver:
-    def __init__(self, member: MemberServer, confirmed: int) -> None:
+    def __init__(
+        self, ports: ReceiverPorts, confirmed: int, missing_imports: list[str] | None = None
+    ) -> None:
         """``confirmed``: the member's commit point; every journal record up to it is
-        applied to the databases, none after it."""
-        self.m = member
+        applied to the databases, none after it. ``missing_imports``: imported
+        databases whose file recovery did not find (their copies are asked for)."""
+        self.p = ports
         self.state = "connecting"
         self.primary: Member | None = None
         self.primary_lsn = 0
-        self.received = member.journal.last_lsn
+        self.received = ports.journal.last_lsn
         self.applied = confirmed
         #: The commit point: records up to here may be applied (made visible).
         self.confirmed = confirmed
-        self._failover_kind = member.me.kind == "failover"
+        self._failover_kind = ports.me.kind == "failover"
         #: The commit point the primary of this session last sent (dr/reporting).
         self._primary_committed = 0
         #: Acknowledgements wait for the session's welcome: before it, the journal's
@@ -97,11 +96,11 @@ class Receiver:
         self._seed_waiters: dict[str, asyncio.Future[None]] = {}
         self._applied_cond = asyncio.Condition()
         self._seeding: dict[str, Any] | None = None
-        self.missing_imports: list[str] = []
+        self.missing_imports: list[str] = list(missing_imports or ())
 
     @property
     def seed_marker(self) -> Path:
-        return self.m.me.data_dir / SEED_MARKER
+        return self.p.me.data_dir / SEED_MARKER
 
     # ---------------------------------------------------------- main loop
 
@@ -128,7 +127,7 @@ class Receiver:
                     self.last_error = msg
                     self.resets += 1
                     if isinstance(exc, (StreamReset, ProtocolError)):
-                        self.m.event(
+                        self.p.event(
                             "stream_reset",
                             f"replication from {target.name} reset: {msg}",
                             severity="error",
@@ -150,16 +149,13 @@ class Receiver:
             self._close_conns()
 
     async def _find_primary(self) -> Member | None:
-        from litemirror.cli.control import member_status
-
-        loop = asyncio.get_running_loop()
         best: tuple[int, Member] | None = None
         # Any member may be primary: failover members normally, a promoted dr member
         # after a disaster. The highest epoch wins.
-        for mb in self.m.config.members:
-            if mb.name == self.m.me.name or mb.kind == "reporting":
+        for mb in self.p.config().members:
+            if mb.name == self.p.me.name or mb.kind == "reporting":
                 continue
-            st = await loop.run_in_executor(None, member_status, mb, 1.0)
+            st = await self.p.status_of(mb)
             if st.get("role") == "primary":
                 epoch = int(st.get("epoch", 0))
                 if best is None or epoch > best[0]:
@@ -170,7 +166,7 @@ class Receiver:
 
     def _send(self, msg: Any) -> None:
         if isinstance(msg, r.ReplAck) and (
-            not self._welcomed or not self.m.roles.may_acknowledge()
+            not self._welcomed or not self.p.failover.may_acknowledge()
         ):
             # Taking over (or waiting): acknowledge nothing of the old primary;
             # before the welcome, the journal's end may not be the primary's.
@@ -179,10 +175,8 @@ class Receiver:
             self._writer.write(encode(msg))
 
     async def _session(self, target: Member) -> None:
-        j = self.m.journal
-        reader, writer = await open_to(
-            self.m, target.host, target.port, member=target, local_addr=self.m.source_address()
-        )
+        j = self.p.journal
+        reader, writer = await self.p.dial(target)
         self._writer = writer
         self.primary = target
         self.state = "connecting"
@@ -192,9 +186,9 @@ class Receiver:
         self._send(
             r.ReplHello(
                 version=r.REPL_VERSION,
-                mirror=self.m.config.mirror.name,
-                member=self.m.me.name,
-                kind=self.m.me.kind,
+                mirror=self.p.config().mirror.name,
+                member=self.p.me.name,
+                kind=self.p.me.kind,
                 last_lsn=j.last_lsn,
                 last_epoch=j.last_epoch,
                 reseed=reseed,
@@ -202,11 +196,11 @@ class Receiver:
             )
         )
         dec: FrameDecoder[Any] = FrameDecoder(
-            r.FromPrimary | m.Error, max_frame=self.m.config.limits.max_frame_bytes
+            r.FromPrimary | m.Error, max_frame=self.p.config().limits.max_frame_bytes
         )
         expected_seq = 1
-        qos = self.m.config.mirror.qos_timeout_ms / 1000
-        hb = self.m.config.mirror.heartbeat_ms / 1000
+        qos = self.p.config().mirror.qos_timeout_ms / 1000
+        hb = self.p.config().mirror.heartbeat_ms / 1000
         last_beat = time.monotonic()
         while True:
             msg = dec.next_message()
@@ -231,10 +225,9 @@ class Receiver:
                         raise StreamReset(
                             "diverged records could not be undone; a base copy follows"
                         )
-                if msg.epoch > self.m.epoch:
-                    self.m.roles.newer_epoch_seen(msg.epoch, msg.primary)
-                    if self.m.agent is None:
-                        self.m.epoch = msg.epoch
+                if msg.epoch > self.p.role().epoch:
+                    self.p.failover.newer_epoch_seen(msg.epoch, msg.primary)
+                    self.p.note_epoch(msg.epoch)
                 self._welcomed = True
                 if msg.mode != "seed":
                     # The journal now ends where the primary's history agrees with it.
@@ -278,14 +271,14 @@ class Receiver:
     # ------------------------------------------------------------ records
 
     async def _records(self, msg: r.ReplRecords, expected_seq: int) -> None:
-        j = self.m.journal
+        j = self.p.journal
         data = msg.data
         if msg.compressed:
             import zstandard
 
             try:
                 data = zstandard.ZstdDecompressor().decompress(
-                    data, max_output_size=self.m.config.limits.max_frame_bytes
+                    data, max_output_size=self.p.config().limits.max_frame_bytes
                 )
             except zstandard.ZstdError as exc:
                 self.refused += 1
@@ -305,10 +298,9 @@ class Receiver:
             self.refused += 1
             raise StreamReset(verdict.refused)
         recs = list(verdict.records)
-        if self.primary is not None and recs[-1].epoch > self.m.epoch:
-            self.m.roles.newer_epoch_seen(recs[-1].epoch, self.primary.name)
-            if self.m.agent is None:
-                self.m.epoch = recs[-1].epoch  # no agent: just keep track of it
+        if self.primary is not None and recs[-1].epoch > self.p.role().epoch:
+            self.p.failover.newer_epoch_seen(recs[-1].epoch, self.primary.name)
+            self.p.note_epoch(recs[-1].epoch)
         self.received = recs[-1].lsn
         self._send(r.ReplAck(received=self.received, durable=j.last_lsn, applied=self.applied))
         loop = asyncio.get_running_loop()
@@ -327,7 +319,7 @@ class Receiver:
         new = follower_confirmed(
             self.confirmed,
             failover_kind=self._failover_kind,
-            received=self.m.journal.last_lsn,
+            received=self.p.journal.last_lsn,
             primary_committed=self._primary_committed,
         )
         if new != self.confirmed:
@@ -346,7 +338,7 @@ class Receiver:
         records received early) are queued again for the applier, which applies
         them once they are confirmed.
         """
-        j = self.m.journal
+        j = self.p.journal
         start = self.applied + 1
         if j.last_lsn >= start:
             recs = await asyncio.get_running_loop().run_in_executor(
@@ -363,19 +355,19 @@ class Receiver:
         loop = asyncio.get_running_loop()
         self.state = "rolling back"
         self._drain_queue()
-        await self.m.registry.close_all()
-        await loop.run_in_executor(self.m.executor, self._close_conns)
+        await self.p.registry.close_all()
+        await loop.run_in_executor(self.p.executor, self._close_conns)
         try:
             rep = await loop.run_in_executor(
                 self.journal_thread,
                 rollback_divergent,
-                self.m.journal,
-                self.m.registry,
+                self.p.journal,
+                self.p.registry,
                 common,
-                self.m.me.data_dir / "diverged",
+                self.p.me.data_dir / "diverged",
             )
         except CannotRollBack as exc:
-            self.m.event(
+            self.p.event(
                 "rejoin_reseed",
                 f"{exc.message}; re-seeding from the primary "
                 "(the diverged records are kept in the data dir)",
@@ -385,7 +377,7 @@ class Receiver:
             return
         self.received = self.applied = min(self.applied, common)
         if self.confirmed > common:
-            self.m.event(
+            self.p.event(
                 "committed_rolled_back",
                 f"records after LSN {common} that this member had as committed (up to LSN "
                 f"{self.confirmed}) were rolled back: the primary was promoted without them",
@@ -393,7 +385,7 @@ class Receiver:
             )
             self.confirmed = common
         if rep.removed:
-            self.m.event(
+            self.p.event(
                 "rejoin_rolled_back",
                 rep.sentence(),
                 "warning",
@@ -421,7 +413,7 @@ class Receiver:
         while len(self._conns) >= MAX_APPLY_CONNECTIONS:
             _, old = self._conns.popitem(last=False)
             old.close()
-        c = engine_apply.open_apply_connection(str(self.m.registry.path(db)))
+        c = engine_apply.open_apply_connection(str(self.p.registry.path(db)))
         self._conns[db] = c
         return c
 
@@ -431,7 +423,7 @@ class Receiver:
         self._conns.clear()
 
     def _apply_one(self, rec: Record) -> None:
-        reg = self.m.registry
+        reg = self.p.registry
         if rec.kind == RecordKind.CHANGES:
             if reg.exists(rec.db):
                 engine_apply.apply_record(self._conn(rec.db), rec.lsn, rec.payload)
@@ -440,7 +432,7 @@ class Receiver:
             reg.set_lsn(rec.db, rec.lsn)
             reg.add_name(rec.db)
         elif rec.kind == RecordKind.MARKER:
-            canary_applied(self.m, rec.payload)
+            self.p.marker_applied(rec.payload)
 
     async def _applier(self) -> None:
         loop = asyncio.get_running_loop()
@@ -454,14 +446,14 @@ class Receiver:
                 for rec in batch:
                     if rec.lsn <= self.applied:
                         continue
-                    if rec.kind == RecordKind.IMPORT_DB and not self.m.registry.exists(rec.db):
+                    if rec.kind == RecordKind.IMPORT_DB and not self.p.registry.exists(rec.db):
                         await self._fetch_database(rec.db)
                     else:
                         try:
-                            await loop.run_in_executor(self.m.executor, self._apply_one, rec)
+                            await loop.run_in_executor(self.p.executor, self._apply_one, rec)
                         except Error as exc:
                             # The copy no longer matches the primary: never guess; re-seed.
-                            self.m.event(
+                            self.p.event(
                                 "apply_failed",
                                 f"applying record {rec.lsn} to "
                                 f"{rec.db} failed: {exc.message}; this member will be "
@@ -479,7 +471,7 @@ class Receiver:
                 self._send(
                     r.ReplAck(
                         received=self.received,
-                        durable=self.m.journal.last_lsn,
+                        durable=self.p.journal.last_lsn,
                         applied=self.applied,
                     )
                 )
@@ -505,31 +497,31 @@ class Receiver:
             "databases": list(msg.databases),
             "done": 0,
         }
-        self.m.event(
+        self.p.event(
             "seeding_started",
             f"receiving a base copy of {len(msg.databases)} database(s) from LSN {msg.start_lsn}",
         )
         # Wait for the applier to go idle, then close everything that holds the files.
         self._drain_queue()
         await loop.run_in_executor(None, self.seed_marker.touch)
-        await self.m.registry.close_all()
-        await loop.run_in_executor(self.m.executor, self._close_conns)
+        await self.p.registry.close_all()
+        await loop.run_in_executor(self.p.executor, self._close_conns)
 
     async def _seed_file(self, msg: r.SeedFile) -> None:
         loop = asyncio.get_running_loop()
         fr = self._seed_files.get(msg.db)
         if fr is None:
-            self.m.registry.validate_name(msg.db)
-            fr = FileReceiver(self.m.registry.path(msg.db))
+            self.p.registry.validate_name(msg.db)
+            fr = FileReceiver(self.p.registry.path(msg.db))
             self._seed_files[msg.db] = fr
-        await loop.run_in_executor(self.m.executor, fr.write, msg.offset, msg.data)
+        await loop.run_in_executor(self.p.executor, fr.write, msg.offset, msg.data)
         if not msg.last:
             return
         del self._seed_files[msg.db]
-        await self.m.registry.forget_quietly(msg.db)
-        await loop.run_in_executor(self.m.executor, self._drop_conn, msg.db)
-        await loop.run_in_executor(self.m.executor, fr.finish, msg.size, msg.checksum)
-        self.m.registry.add_name(msg.db)
+        await self.p.registry.forget_quietly(msg.db)
+        await loop.run_in_executor(self.p.executor, self._drop_conn, msg.db)
+        await loop.run_in_executor(self.p.executor, fr.finish, msg.size, msg.checksum)
+        self.p.registry.add_name(msg.db)
         if self._seeding is not None:
             self._seeding["done"] += 1
         waiter = self._seed_waiters.pop(msg.db, None)
@@ -548,10 +540,10 @@ class Receiver:
         loop = asyncio.get_running_loop()
         seeding = self._seeding or {}
         keep = set(seeding.get("databases", []))
-        for name in self.m.registry.names():
+        for name in self.p.registry.names():
             if name not in keep:
-                await self.m.registry.drop_files(name)
-        j = self.m.journal
+                await self.p.registry.drop_files(name)
+        j = self.p.journal
         await loop.run_in_executor(
             self.journal_thread,
             lambda: j.restart_at(msg.start_lsn + 1, epoch=int(seeding.get("epoch", 1))),
@@ -562,7 +554,7 @@ class Receiver:
         self._seeding = None
         await loop.run_in_executor(None, self.seed_marker.unlink)
         self.state = "catching up"
-        self.m.event(
+        self.p.event(
             "seeding_finished", f"base copy installed; streaming from LSN {msg.start_lsn + 1}"
         )
 
@@ -572,7 +564,7 @@ class Receiver:
             "primary": self.primary.name if self.primary else None,
             "primary_lsn": self.primary_lsn,
             "received_lsn": self.received,
-            "durable_lsn": self.m.journal.last_lsn,
+            "durable_lsn": self.p.journal.last_lsn,
             "applied_lsn": self.applied,
             "confirmed_lsn": self.confirmed,
             "lag_records": max(0, self.primary_lsn - self.applied),

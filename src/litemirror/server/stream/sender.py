@@ -1,11 +1,15 @@
 """The primary's side of one replication connection (see protocol/replication.py).
 
-One :class:`Sender` runs per connected member. It validates the member,
-decides whether the member can stream from where it is or needs a base
-copy, then runs two tasks: the *streamer*, which sends records — from the
-journal files while the member is behind, then straight from memory as
-the journal writer makes them durable — and the *listener*, which reads
-acknowledgements, heartbeats and requests for database copies.
+One :class:`Sender` runs per connected member. It validates the member
+(``replication.accept``), decides whether the member can stream from where it
+is or needs a base copy (``replication.start``), then runs two tasks: the
+*streamer*, which sends records — from the journal files while the member is
+behind, then straight from memory as the journal writer makes them durable —
+and the *listener*, which reads acknowledgements, heartbeats and requests for
+database copies.
+
+It is given :class:`~.ports.SenderPorts`, never the member: the config, the
+role snapshot, the journal, the registry, the hub and a few callables.
 """
 
 from __future__ import annotations
@@ -14,18 +18,17 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from litemirror.errors import Error, JournalError, ProtocolError
 from litemirror.journal import Record, encode_record
 from litemirror.protocol import replication as r
 from litemirror.protocol.framing import FrameDecoder, encode
+from litemirror.replication.accept import Refusal, Verdict, accept_hello
 from litemirror.replication.start import plan_start
 from litemirror.server.stream.hub import LinkState
+from litemirror.server.stream.ports import SenderPorts, ServeReplica
 from litemirror.server.stream.seeding import chunks, make_copy
-
-if TYPE_CHECKING:
-    from litemirror.server.node.member import MemberServer
 
 log = logging.getLogger("litemirror.sender")
 
@@ -35,14 +38,14 @@ MAX_FRAME_RECORDS_BYTES = 1024 * 1024
 class Sender:
     def __init__(
         self,
-        member: MemberServer,
+        ports: SenderPorts,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         decoder: FrameDecoder[Any],
         hello: r.ReplHello,
         peer: str,
     ) -> None:
-        self.m = member
+        self.p = ports
         self.reader = reader
         self.writer = writer
         self.decoder = decoder
@@ -64,7 +67,7 @@ class Sender:
 
     def _refuse(self, why: str) -> Error:
         log.error("refusing replication from %s (%s): %s", self.hello.member, self.peer, why)
-        self.m.event(
+        self.p.event(
             "replication_refused",
             f"refused member {self.hello.member!r} from {self.peer}: {why}",
             severity="error",
@@ -72,45 +75,33 @@ class Sender:
         return ProtocolError(why)
 
     def _validate(self) -> None:
-        h, cfg = self.hello, self.m.config
-        if h.version != r.REPL_VERSION:
-            raise self._refuse(f"replication protocol version {h.version} is not {r.REPL_VERSION}")
-        if h.mirror != cfg.mirror.name:
-            raise self._refuse(
-                f"member belongs to mirror {h.mirror!r}, this is mirror {cfg.mirror.name!r}"
-            )
-        names = {mb.name: mb for mb in cfg.members}
-        if h.member not in names and self.m.reload_config():
-            cfg = self.m.config
-            names = {mb.name: mb for mb in cfg.members}
-        if h.member not in names:
-            raise self._refuse(f"no member named {h.member!r} in this mirror's configuration")
-        if h.member == self.m.me.name:
-            raise self._refuse(f"member {h.member!r} is this member itself")
-        if names[h.member].kind != h.kind:
-            raise self._refuse(
-                f"member {h.member!r} is configured as {names[h.member].kind}, not {h.kind}"
-            )
-        if h.member in self.m.hub.links:
-            raise self._refuse(
-                f"member {h.member!r} is already connected (duplicate member "
-                "name, or a second process with the same data)"
-            )
-        if self.m.role != "primary":
-            raise self._refuse(f"this member is {self.m.role}, not primary")
-        if h.last_epoch > self.m.epoch:
-            raise self._refuse(
-                f"member {h.member!r} has seen epoch {h.last_epoch}, newer than "
-                f"this primary's {self.m.epoch}"
-            )
+        """Refuse the hello unless this primary streams to its member (``replication.accept``)."""
+        verdict = self._verdict()
+        if verdict.refused is Refusal.UNKNOWN_MEMBER and self.p.reload_config():
+            # A member added to the config file since it was read.
+            verdict = self._verdict()
+        if not verdict.accepted:
+            raise self._refuse(verdict.reason)
+
+    def _verdict(self) -> Verdict:
+        cfg, now = self.p.config(), self.p.role()
+        return accept_hello(
+            self.hello,
+            mirror=cfg.mirror.name,
+            kinds={mb.name: mb.kind for mb in cfg.members},
+            me=self.p.me.name,
+            connected=self.p.hub.links,
+            role=now.role,
+            epoch=now.epoch,
+        )
 
     def _epoch_at(self, lsn: int) -> int:
-        rec = next(iter(self.m.journal.read_from(lsn)), None)
+        rec = next(iter(self.p.journal.read_from(lsn)), None)
         return rec.epoch if rec is not None else -1
 
     def _plan(self) -> tuple[str, int]:
         """Where the member's stream starts (``replication.start``); reads the journal."""
-        j = self.m.journal
+        j = self.p.journal
         return plan_start(
             self.hello.last_lsn,
             self.hello.last_epoch,
@@ -129,10 +120,10 @@ class Sender:
 
             self._zstd = zstandard.ZstdCompressor(level=1)
             self.link.compression = "zstd"
-        mode, start = await asyncio.get_running_loop().run_in_executor(self.m.executor, self._plan)
+        mode, start = await asyncio.get_running_loop().run_in_executor(self.p.executor, self._plan)
         seed = mode == "seed"
-        j = self.m.journal
-        hub = self.m.hub
+        j = self.p.journal
+        hub = self.p.hub
         hub.connected(self.link)
         hub.subscribe(
             self.link.member,
@@ -148,9 +139,9 @@ class Sender:
             )
         self._send(
             r.ReplWelcome(
-                mirror=self.m.config.mirror.name,
-                primary=self.m.me.name,
-                epoch=self.m.epoch,
+                mirror=self.p.config().mirror.name,
+                primary=self.p.me.name,
+                epoch=self.p.role().epoch,
                 first_lsn=j.first_lsn or 0,
                 last_lsn=j.last_lsn,
                 mode=mode,
@@ -187,14 +178,14 @@ class Sender:
 
     async def _send_database(self, name: str) -> int:
         loop = asyncio.get_running_loop()
-        src = self.m.registry.path(name)
-        tmp = self.m.me.data_dir / "seed" / f"{self.link.member}-{name}.copy"
+        src = self.p.registry.path(name)
+        tmp = self.p.me.data_dir / "seed" / f"{self.link.member}-{name}.copy"
         tmp.parent.mkdir(parents=True, exist_ok=True)
         try:
-            lsn = await loop.run_in_executor(self.m.executor, make_copy, src, tmp)
+            lsn = await loop.run_in_executor(self.p.executor, make_copy, src, tmp)
             it = iter(chunks(tmp))
             while True:
-                part = await loop.run_in_executor(self.m.executor, next, it, None)
+                part = await loop.run_in_executor(self.p.executor, next, it, None)
                 if part is None:
                     break
                 offset, data, last, size, digest = part
@@ -219,21 +210,21 @@ class Sender:
         self.link.state = "seeding"
         # Every record up to the horizon is committed in its database, so
         # copies taken from now on contain them all; the stream resumes after it.
-        start_lsn = self.m.current_horizon()
-        names = self.m.registry.names()
-        self.link.seed_total = sum(self.m.registry.path(n).stat().st_size for n in names)
+        start_lsn = self.p.current_horizon()
+        names = self.p.registry.names()
+        self.link.seed_total = sum(self.p.registry.path(n).stat().st_size for n in names)
         self.link.seed_done = 0
-        self.m.event(
+        self.p.event(
             "seeding_started",
             f"base copy of {len(names)} database(s) to member "
             f"{self.link.member} from LSN {start_lsn}",
         )
-        self._send(r.SeedBegin(start_lsn=start_lsn, epoch=self.m.epoch, databases=names))
+        self._send(r.SeedBegin(start_lsn=start_lsn, epoch=self.p.role().epoch, databases=names))
         for name in names:
             await self._send_database(name)
         self._send(r.SeedEnd(start_lsn=start_lsn))
         await self.writer.drain()
-        self.m.event(
+        self.p.event(
             "seeding_finished",
             f"base copy to member {self.link.member} sent; streaming from LSN {start_lsn + 1}",
         )
@@ -245,7 +236,7 @@ class Sender:
         out: list[Record] = []
         size = 0
         try:
-            for rec in self.m.journal.read_from(start):
+            for rec in self.p.journal.read_from(start):
                 out.append(rec)
                 size += len(rec.payload) + 64
                 if size >= MAX_FRAME_RECORDS_BYTES:
@@ -255,7 +246,7 @@ class Sender:
         return out
 
     def _member_config(self) -> Any:
-        return self.m.config.member(self.hello.member)
+        return self.p.config().member(self.hello.member)
 
     async def _send_records(self, records: list[Record]) -> None:
         self.seq += 1
@@ -279,13 +270,13 @@ class Sender:
 
     async def _stream(self, next_lsn: int) -> None:
         loop = asyncio.get_running_loop()
-        j = self.m.journal
+        j = self.p.journal
         self.link.state = "catching up"
-        hb = self.m.config.mirror.heartbeat_ms / 1000
+        hb = self.p.config().mirror.heartbeat_ms / 1000
         while True:
             # Behind: read from the journal files.
             while next_lsn <= j.last_lsn:
-                batch = await loop.run_in_executor(self.m.executor, self._read_batch, next_lsn)
+                batch = await loop.run_in_executor(self.p.executor, self._read_batch, next_lsn)
                 if not batch:
                     break
                 await self._send_records(batch)
@@ -294,7 +285,7 @@ class Sender:
                 self._live.popleft()
             if self.link.state == "catching up" and next_lsn > j.last_lsn:
                 self.link.state = "streaming"
-                await self.m.hub.acked(self.link.member, 0, 0, 0)  # re-check activation
+                await self.p.hub.acked(self.link.member, 0, 0, 0)  # re-check activation
             await self._send_committed()
             # Caught up: send from memory as records become durable.
             if not self._live:
@@ -305,9 +296,9 @@ class Sender:
                     self._send(
                         r.Heartbeat(
                             lsn=j.last_lsn,
-                            epoch=self.m.epoch,
+                            epoch=self.p.role().epoch,
                             ts_ms=int(time.time() * 1000),
-                            committed=self.m.hub.committed_lsn,
+                            committed=self.p.hub.committed_lsn,
                         )
                     )
                     await self.writer.drain()
@@ -328,7 +319,7 @@ class Sender:
 
     async def _send_committed(self) -> None:
         """Tell a dr/reporting member the commit point, if it moved since last told."""
-        committed = self.m.hub.committed_lsn
+        committed = self.p.hub.committed_lsn
         if self._tells_commits and committed > self._committed_sent:
             self._committed_sent = committed
             self._send(r.ReplCommitted(lsn=committed))
@@ -347,17 +338,32 @@ class Sender:
                 self.decoder.feed(data)
                 continue
             if isinstance(msg, r.ReplAck):
-                await self.m.hub.acked(self.link.member, msg.received, msg.durable, msg.applied)
+                await self.p.hub.acked(self.link.member, msg.received, msg.durable, msg.applied)
             elif isinstance(msg, r.Heartbeat):
-                self.m.hub.heard_from(self.link.member)
+                self.p.hub.heard_from(self.link.member)
             elif isinstance(msg, r.SeedRequest):
                 # An import is journalled (and streamed) just before its file is
                 # in place: give it a moment.
                 for _ in range(600):
-                    if self.m.registry.exists(msg.db) or msg.db not in self.m.importing:
+                    if self.p.registry.exists(msg.db) or not self.p.importing(msg.db):
                         break
                     await asyncio.sleep(0.1)
-                if not self.m.registry.exists(msg.db):
+                if not self.p.registry.exists(msg.db):
                     raise ProtocolError(f"member asked for unknown database {msg.db!r}")
                 log.info("sending a copy of database %s to member %s", msg.db, self.link.member)
                 await self._send_database(msg.db)
+
+
+def replica_server(ports: SenderPorts) -> ServeReplica:
+    """What a client session calls with a ``ReplHello``: one :class:`Sender`, run to its end."""
+
+    async def serve(
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        decoder: FrameDecoder[Any],
+        hello: r.ReplHello,
+        peer: str,
+    ) -> None:
+        await Sender(ports, reader, writer, decoder, hello, peer).run()
+
+    return serve
