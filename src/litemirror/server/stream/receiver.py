@@ -23,6 +23,11 @@ the journal above the commit point — received early, or a deposed primary's
 last records whose fate was unknown — are applied once the primary's start
 plan or commit point confirms them, and rolled back without ever having been
 visible if the new primary never had them.
+
+It is given :class:`~.ports.ReceiverPorts`, never the member: it finds the
+primary by asking the members for their status (``status_of``), dials it
+(``dial``), asks the failover side whether it may acknowledge and tells it of
+newer epochs (``failover``), and writes only its own journal and databases.
 """
 
 from __future__ import annotations
