@@ -35,6 +35,7 @@ from .fakes import EventRecorder
 
 __all__ = [
     "Client",
+    "FakeConnections",
     "FakeFailover",
     "FakeLimits",
     "FakeStatus",
@@ -246,3 +247,13 @@ class Client:
             if not data:
                 return None
             self.decoder.feed(data)
+
+
+@dataclasses.dataclass
+class FakeConnections:
+    """A connection count the test sets."""
+
+    count: int = 0
+
+    def open_connections(self) -> int:
+        return self.count

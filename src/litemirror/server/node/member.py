@@ -45,9 +45,11 @@ from litemirror.server.ha.vip import VirtualIP
 from litemirror.server.net.limits import LimitGuard
 from litemirror.server.net.listener import Listener, error_frame, stream_factory
 from litemirror.server.node.failover_actions import MemberFailoverActions
+from litemirror.server.node.metrics_sources import metrics_sources
 from litemirror.server.ops.canary import status_fields as canary_status_fields
 from litemirror.server.ops.event_log import EventLog
 from litemirror.server.ops.looplag import LoopLag
+from litemirror.server.ops.metrics import Metrics
 from litemirror.server.role import Role, RoleCell
 from litemirror.server.storage.importer import import_database
 from litemirror.server.storage.journal_writer import JournalWriter
@@ -484,6 +486,8 @@ class MemberServer:
         self._server = await self.listen(self.me.host, self.me.port)
         from litemirror.server.ops.http_api import start_http
 
+        self.metrics = Metrics(metrics_sources(self))
+        self.commit_observers.append(self.metrics.observe_commit)
         self._http = await start_http(self)
         from litemirror.server.ops.canary import Canary
         from litemirror.server.ops.notify import Notifier
@@ -765,6 +769,10 @@ class MemberServer:
             on_limit=self.limits.refused,
         )
         return await listener.start(host, port)
+
+    def open_connections(self) -> int:
+        """Client connections open now (metrics)."""
+        return self._connections
 
     def tls_refused(self, peer: str, reason: str) -> None:
         """Log a refused TLS peer; the same host and reason make one event a minute."""
