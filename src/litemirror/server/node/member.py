@@ -492,7 +492,9 @@ class MemberServer:
         from litemirror.server.ops.canary import Canary
         from litemirror.server.ops.notify import Notifier
 
-        self.notifier = Notifier(self.config.notify, self)
+        self.notifier = Notifier(
+            self.config.notify, self.config.mirror.name, self.events.subscribe, self.event
+        )
         self.notifier.start()
         self.canary = Canary(self)
         self.canary.start()
