@@ -1,8 +1,10 @@
 """Admin actions of a member: create and import databases, switchover, promote, checksums.
 
 The session (and the HTTP API) has already checked that the caller may run
-the action; these functions check that *this member* can (the primary for
-changes) and do it.
+the action; :class:`Admin` checks that *this member* can (the primary for
+changes) and does it. It is given what it uses (:mod:`.ports`): the
+registry, the journal writer, the user store, and the failover actions as a
+port of their own (switchover and promotion belong to the failover agent).
 """
 
 from __future__ import annotations
@@ -10,54 +12,132 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import Executor
+from typing import Any
 
+from litemirror.config import Member
 from litemirror.engine.checksum import table_checksums
 from litemirror.errors import OperationalError, ProgrammingError
 from litemirror.journal import RecordKind
+from litemirror.security.roles import OPEN, USER_ACTIONS, Principal, allows
+from litemirror.server.front.ports import FailoverActions, UserActions
+from litemirror.server.ports import RoleView
+from litemirror.server.role import Role
+from litemirror.server.storage.journal_writer import JournalWriter
+from litemirror.server.storage.registry import SYSTEM_DB, Registry
 from litemirror.server.storage.statements import PROGRESS_STEPS, ShutdownFlag
-
-if TYPE_CHECKING:
-    from litemirror.server.front.users import Principal
-    from litemirror.server.node.member import MemberServer
 
 log = logging.getLogger("litemirror.member")
 
 
-async def create_database(m: MemberServer, name: str) -> int:
-    """Create an empty database on the primary and journal its creation."""
-    loop = asyncio.get_running_loop()
-    if m.registry.exists(name):
-        raise ProgrammingError(f"database {name!r} already exists")
-    await loop.run_in_executor(m.executor, m.registry.create_file, name)
-    rec = await m.jw.append(m.epoch, RecordKind.CREATE_DB, name, b"")
-    await loop.run_in_executor(m.executor, m.registry.set_lsn, name, rec.lsn)
-    m.registry.add_name(name)
-    log.info("database %s created at LSN %d", name, rec.lsn)
-    return rec.lsn
+class DatabaseCreator:
+    """Creates an empty database on the primary and journals its creation."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        journal: JournalWriter,
+        executor: Executor,
+        epoch: Callable[[], int],
+    ) -> None:
+        self.registry = registry
+        self.journal = journal
+        self.executor = executor
+        self.epoch = epoch
+
+    async def create(self, name: str) -> int:
+        """Create database ``name``; returns the LSN of its creation record."""
+        loop = asyncio.get_running_loop()
+        reg = self.registry
+        if reg.exists(name):
+            raise ProgrammingError(f"database {name!r} already exists")
+        await loop.run_in_executor(self.executor, reg.create_file, name)
+        rec = await self.journal.append(self.epoch(), RecordKind.CREATE_DB, name, b"")
+        await loop.run_in_executor(self.executor, reg.set_lsn, name, rec.lsn)
+        reg.add_name(name)
+        log.info("database %s created at LSN %d", name, rec.lsn)
+        return rec.lsn
 
 
-async def admin(
-    m: MemberServer, action: str, args: dict[str, Any], actor: Principal | None = None
-) -> dict[str, Any]:
-    """Run an admin action; the caller has checked that ``actor`` may (None: anyone)."""
-    from litemirror.server.front.users import OPEN, USER_ACTIONS, allows
-    from litemirror.server.storage.importer import import_database
-    from litemirror.server.storage.registry import SYSTEM_DB, Registry
+class Admin:
+    """Runs admin actions; the caller has checked that the actor may (see the module docstring)."""
 
-    if action == "journal_switch":
-        seg = await m.jw.call(lambda j: j.switch())
-        return {"segment": seg}
-    if m.role != "primary" and action in ("db_add", *(USER_ACTIONS - {"user_list"})):
-        raise OperationalError(
-            f"member {m.me.name} is {m.role}; run {action} on the primary",
-            primary=m.primary_address,
+    def __init__(
+        self,
+        *,
+        me: Member,
+        role: RoleView,
+        primary_address: Callable[[], str | None],
+        registry: Registry,
+        databases: DatabaseCreator,
+        import_database: Callable[[str, str], Awaitable[int]],
+        users: UserActions,
+        failover: FailoverActions,
+        journal_switch: Callable[[], Awaitable[object]],
+        wait_applied: Callable[[int, float], Awaitable[bool]],
+        applied_lsn: Callable[[], int],
+        read_wait_s: float,
+        read_executor: Executor,
+        stopping: ShutdownFlag,
+    ) -> None:
+        self.me = me
+        self.role = role
+        self.primary_address = primary_address
+        self.registry = registry
+        self.databases = databases
+        self.import_database = import_database
+        self.users = users
+        self.failover = failover
+        self.journal_switch = journal_switch
+        self.wait_applied = wait_applied
+        self.applied_lsn = applied_lsn
+        self.read_wait_s = read_wait_s
+        self.read_executor = read_executor
+        self.stopping = stopping
+        #: At most a few whole-database checksums at once (see Checksums).
+        self.checksums = Checksums()
+
+    async def run(
+        self, action: str, args: dict[str, Any], actor: Principal | None = None
+    ) -> dict[str, Any]:
+        """Run an admin action; the caller has checked that ``actor`` may (None: anyone)."""
+        if action == "journal_switch":
+            return {"segment": await self.journal_switch()}
+        role = self.role().role
+        if role is not Role.PRIMARY and action in ("db_add", *(USER_ACTIONS - {"user_list"})):
+            raise OperationalError(
+                f"member {self.me.name} is {role}; run {action} on the primary",
+                primary=self.primary_address(),
+            )
+        if action in USER_ACTIONS:
+            return await self.users.run(action, args, actor or OPEN)
+        if action == "db_add":
+            return await self._db_add(args)
+        if action == "switchover":
+            return await self.failover.switchover(
+                str(args.get("to", "")), float(args.get("timeout_s", 30))
+            )
+        if action == "promote":
+            if args.get("force"):
+                return await self.failover.force_promote(
+                    str(args.get("confirm", "")), bool(args.get("dry_run", False))
+                )
+            return await self.failover.promote(bool(args.get("to_primary", True)))
+        if action == "databases":
+            names = self.registry.names()
+            # Users see only what they may open; a member (the Monitor) sees every database.
+            if actor is not None and not allows(actor.role, "admin") and actor.how != "member":
+                names = [n for n in names if n != SYSTEM_DB]
+            return {"databases": names}
+        if action == "checksum":
+            return await self._checksum(args)
+        raise ProgrammingError(
+            f"unknown admin action {action!r}; nothing was done (see `litemirror --help` "
+            "for the commands a member runs)"
         )
-    if action in USER_ACTIONS:
-        return await m.users.run(action, args, actor or OPEN)
-    if action == "db_add":
+
+    async def _db_add(self, args: dict[str, Any]) -> dict[str, Any]:
         name = str(args.get("name", ""))
         if name == SYSTEM_DB:
             raise ProgrammingError(
@@ -66,128 +146,28 @@ async def admin(
         Registry.validate_name(name)  # before any file is touched
         src = args.get("from")
         if src:
-            lsn = await import_database(m, name, str(src))
+            lsn = await self.import_database(name, str(src))
         else:
-            lsn = await create_database(m, name)
+            lsn = await self.databases.create(name)
         return {"database": name, "lsn": lsn}
-    if action == "switchover":
-        return await switchover(m, str(args.get("to", "")), float(args.get("timeout_s", 30)))
-    if action == "promote":
-        if args.get("force"):
-            from litemirror.server.ha.promotion import force_promote
 
-            return await force_promote(
-                m, str(args.get("confirm", "")), bool(args.get("dry_run", False))
-            )
-        return await promote(m, bool(args.get("to_primary", True)))
-    if action == "databases":
-        names = m.registry.names()
-        # Users see only what they may open; a member (the Monitor) sees every database.
-        if actor is not None and not allows(actor.role, "admin") and actor.how != "member":
-            names = [n for n in names if n != SYSTEM_DB]
-        return {"databases": names}
-    if action == "checksum":
+    async def _checksum(self, args: dict[str, Any]) -> dict[str, Any]:
         name = str(args.get("name", ""))
         min_lsn = int(args.get("min_lsn", 0) or 0)
-        if not await m.wait_applied(min_lsn, m.config.limits.read_wait_s):
+        me = self.me.name
+        if not await self.wait_applied(min_lsn, self.read_wait_s):
             raise OperationalError(
-                f"member {m.me.name} has not applied LSN {min_lsn} yet (it is at {m.applied_lsn})",
+                f"member {me} has not applied LSN {min_lsn} yet (it is at {self.applied_lsn()})",
                 retryable=True,
             )
-        if not m.registry.exists(name):
-            raise ProgrammingError(f"no database named {name!r} on member {m.me.name}")
+        if not self.registry.exists(name):
+            raise ProgrammingError(f"no database named {name!r} on member {me}")
         loop = asyncio.get_running_loop()
-        async with m.checksums.turn(m.me.name):
+        async with self.checksums.turn(me):
             lsn, tables = await loop.run_in_executor(
-                m.read_executor, checksums_of, m.registry.path(name), m.stopping
+                self.read_executor, checksums_of, self.registry.path(name), self.stopping
             )
-        return {"database": name, "lsn": lsn, "tables": tables, "applied_lsn": m.applied_lsn}
-    raise ProgrammingError(f"unknown admin action {action!r}")
-
-
-async def switchover(m: MemberServer, to: str, timeout: float) -> dict[str, Any]:
-    from litemirror.failover import State, SwitchoverRequested, SwitchoverTimeout
-
-    if m.agent is None:
-        raise OperationalError("switchover needs an arbiter (mirror.arbiter in the configuration)")
-    if m.role != "primary":
-        raise OperationalError(
-            f"member {m.me.name} is {m.role}; run switchover on the primary",
-            primary=m.primary_address,
-        )
-    if m.peer is None or to != m.peer.name:
-        raise ProgrammingError(
-            f"switchover target must be the other failover member "
-            f"({m.peer.name if m.peer else 'none configured'})"
-        )
-    t0 = time.monotonic()
-    start_epoch = m.epoch
-    m.agent.feed(SwitchoverRequested(to))
-    if m.agent.state is not State.SWITCHING_OVER:
-        raise OperationalError(f"switchover refused: {m.role_reason}")
-    told = False
-    while time.monotonic() - t0 < timeout:
-        v = m.agent.view
-        link = m.hub.links.get(to)
-        if (
-            not told
-            and v.state is State.SWITCHING_OVER
-            and link is not None
-            and link.durable >= m.journal.last_lsn
-        ):
-            # Writes are stopped and the backup holds every record: hand over.
-            told = True
-            m.agent.backup_caught_up()
-        if v.epoch > start_epoch and v.holder == to:
-            pause = time.monotonic() - t0
-            m.event(
-                "switchover",
-                f"switched over from {m.me.name} to {to} at epoch "
-                f"{v.epoch} in {pause * 1000:.0f} ms",
-            )
-            return {
-                "from": m.me.name,
-                "to": to,
-                "epoch": v.epoch,
-                "pause_ms": round(pause * 1000, 1),
-            }
-        await asyncio.sleep(0.01)
-    m.agent.feed(SwitchoverTimeout())
-    raise OperationalError(
-        f"switchover to {to} did not complete within {timeout:g}s: {m.role_reason}"
-    )
-
-
-async def promote(m: MemberServer, to_primary: bool) -> dict[str, Any]:
-    from litemirror.failover import PromoteRequested, State
-
-    if m.agent is None:
-        raise OperationalError(
-            f"member {m.me.name} ({m.me.kind}) is not promoted automatically in a mirror "
-            "without an arbiter; if the primary is gone for good, run "
-            f"`litemirror promote --member {m.me.name} --force` (it says what may be lost "
-            "and asks for confirmation)"
-        )
-    behind = None
-    if m.receiver is not None:
-        behind = max(0, m.receiver.primary_lsn - m.receiver.applied)
-    seen = m.agent.decision_count
-    m.agent.feed(PromoteRequested(to_primary=to_primary, records_behind=behind))
-    for _ in range(300):
-        if m.agent.state in (
-            State.PRIMARY,
-            State.PRIMARY_ALONE,
-            State.ASYNC,
-            State.BACKUP_CATCHING_UP,
-        ):
-            break
-        await asyncio.sleep(0.05)
-    return {
-        "member": m.me.name,
-        "state": m.agent.state.value,
-        "reason": m.role_reason,
-        "decisions": m.agent.decisions_since(seen),
-    }
+        return {"database": name, "lsn": lsn, "tables": tables, "applied_lsn": self.applied_lsn()}
 
 
 class Checksums:

@@ -51,7 +51,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import apsw
 
@@ -76,17 +76,16 @@ from litemirror.protocol.peer import PeerHello
 from litemirror.protocol.replication import ReplHello
 from litemirror.security.certs import PeerIdentity
 from litemirror.security.tls import member_authorisation
+from litemirror.server.front.ports import SessionContext
 from litemirror.server.front.users import OPEN, Principal, allows
 from litemirror.server.net.listener import identity_of
+from litemirror.server.role import Role
 from litemirror.server.storage import snapshot
 from litemirror.server.storage.database import ACK_LEVELS, Database
 from litemirror.server.storage.jobs import TxnCommand, TxnJob
 from litemirror.server.storage.reads import looks_like_query
 from litemirror.server.storage.statements import StatementGuard, Stop, session_limit
 from litemirror.server.stream.seeding import chunks
-
-if TYPE_CHECKING:
-    from litemirror.server.node.member import MemberServer
 
 log = logging.getLogger("litemirror.session")
 
@@ -106,10 +105,12 @@ _Item = tuple[m.ClientMessage, large.ParamSets | None] | Error | None
 
 
 class ClientSession:
+    """One connection; ``ctx`` is what every session of the member shares (see .ports)."""
+
     def __init__(
-        self, member: MemberServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self, ctx: SessionContext, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        self.member = member
+        self.ctx = ctx
         self.reader = reader
         self.writer = writer
         peer = writer.get_extra_info("peername")
@@ -117,7 +118,7 @@ class ClientSession:
         # Until the peer has said who it is, a frame holds one small opening
         # message: a stranger cannot make us buffer max_frame_bytes.
         self.decoder: FrameDecoder[Any] = FrameDecoder(
-            m.OpeningMessage, max_frame=min(MAX_OPENING_FRAME, member.config.limits.max_frame_bytes)
+            m.OpeningMessage, max_frame=min(MAX_OPENING_FRAME, ctx.config().limits.max_frame_bytes)
         )
         #: The verified certificate's (CN, OU) when the connection is TLS and the
         #: peer presented one; None otherwise.
@@ -182,14 +183,14 @@ class ClientSession:
         try:
             try:
                 hello = await asyncio.wait_for(
-                    self._next(), self.member.config.limits.handshake_timeout_s
+                    self._next(), self.ctx.config().limits.handshake_timeout_s
                 )
             except TimeoutError:
                 log.info("client %s: no Hello within the handshake timeout; closed", self.peer)
                 return
             if hello is None:
                 return
-            self.member.limits.hello(self.writer)  # a slowed-down login is not cut
+            self.ctx.limits.hello(self.writer)  # a slowed-down login is not cut
             why = check_opening(hello)
             if why is not None:
                 log.warning("client %s refused: %s", self.peer, why)
@@ -200,14 +201,14 @@ class ClientSession:
             ):
                 return
             if isinstance(hello, PeerHello | ReplHello):
-                self.member.limits.admit(self.writer, None)  # a member's link: never refused
+                self.ctx.limits.admit(self.writer, None)  # a member's link: never refused
             if isinstance(hello, PeerHello):
-                if self.member.agent is not None:
-                    await self.member.agent.peer_inbound(self.reader, self.decoder, hello)
+                if self.ctx.peer_inbound is not None:
+                    await self.ctx.peer_inbound(self.reader, self.decoder, hello)
                 return
             if isinstance(hello, ReplHello):
                 try:
-                    await self.member.serve_replica(
+                    await self.ctx.serve_replica(
                         self.reader, self.writer, self.decoder, hello, self.peer
                     )
                 except Error as exc:
@@ -216,7 +217,7 @@ class ClientSession:
             self.decoder.set_kind(m.ClientMessage)
             if not await self._handshake(hello):
                 return
-            self.decoder.set_kind(m.ClientMessage, self.member.config.limits.max_frame_bytes)
+            self.decoder.set_kind(m.ClientMessage, self.ctx.config().limits.max_frame_bytes)
             self.decoder.set_admission(self._admit, large.PEEK_BYTES)
             reading = asyncio.get_running_loop().create_task(self._read_requests())
             try:
@@ -242,7 +243,7 @@ class ClientSession:
 
     async def _answer_requests(self) -> None:
         """Answer the requests the reader queued, one at a time, in order."""
-        idle = self.member.config.limits.idle_timeout_s or None
+        idle = self.ctx.config().limits.idle_timeout_s or None
         while True:
             try:
                 item = await self._take(None if self.txn else idle)
@@ -339,7 +340,7 @@ class ClientSession:
     async def _decode_large(self, body: bytes) -> tuple[Any, large.ParamSets | None]:
         """Decode a large frame on a worker thread (an Execute in pieces, see .large)."""
         loop = asyncio.get_running_loop()
-        pool = self.member.decode_executor
+        pool = self.ctx.decode_executor
         if large.peek_tag(body[: large.PEEK_BYTES]) == "exec":
             return await loop.run_in_executor(pool, large.decode_execute, body)
         return await loop.run_in_executor(pool, self.decoder.decode, body), None
@@ -349,10 +350,10 @@ class ClientSession:
         tag = large.peek_tag(prefix)
         if tag in ("exec", "script"):
             if self.read_only or not allows(self.principal.role, "write"):
-                limit = self.member.config.statements.read_request_max_bytes
+                limit = self.ctx.config().statements.read_request_max_bytes
                 why = "a read-only session (statements.read_request_max_bytes)"
             else:
-                limit = self.member.config.limits.max_frame_bytes
+                limit = self.ctx.config().limits.max_frame_bytes
                 why = "a request (limits.max_frame_bytes)"
         elif tag == "admin":
             limit, why = ADMIN_REQUEST_MAX, "an admin request"
@@ -373,11 +374,11 @@ class ClientSession:
     def _member_authorised(self, claimed: str) -> bool:
         """With [tls], only the certificate authorised for ``claimed`` may act as that member."""
         why = member_authorisation(
-            self.writer.get_extra_info("ssl_object"), claimed, self.member.config
+            self.writer.get_extra_info("ssl_object"), claimed, self.ctx.config()
         )
         if why is None:
             return True
-        self.member.tls_refused(self.peer, why)
+        self.ctx.tls_refused(self.peer, why)
         self._send_error(0, ProtocolError(f"refused as member {claimed}: {why}"))
         return False
 
@@ -396,9 +397,9 @@ class ClientSession:
                 ),
             )
             return False
-        mem = self.member
+        ctx = self.ctx
         try:
-            self.principal = await mem.users.login(
+            self.principal = await ctx.users.login(
                 hello.user,
                 hello.password,
                 self.identity,
@@ -410,11 +411,11 @@ class ClientSession:
             self._send_error(0, exc)
             return False
         self.features = m.client_features(hello.client)
-        refused = mem.limits.admit(self.writer, self.principal)
+        refused = ctx.limits.admit(self.writer, self.principal)
         if refused is not None:
             self._send_error(0, refused)
             return False
-        configured = mem.config.statements.timeout_for(self.principal.user, self.principal.role)
+        configured = ctx.config().statements.timeout_for(self.principal.user, self.principal.role)
         asked = hello.statement_timeout_ms / 1000 if hello.statement_timeout_ms else None
         self.limit = session_limit(configured, asked)
         if not hello.database:
@@ -422,49 +423,51 @@ class ClientSession:
             self.read_only = True
             self._welcome()
             return True
-        if not hello.read_only and mem.role != "primary":
+        now = ctx.role()
+        if not hello.read_only and now.role is not Role.PRIMARY:
             self._send_error(
                 0,
                 NotPrimaryError(
-                    f"member {mem.me.name} is {mem.role}, not the primary; connect to the primary "
+                    f"member {ctx.me.name} is {now.role}, not the primary; connect to the primary "
                     "or use read_only=true",
-                    primary=mem.primary_address,
+                    primary=ctx.primary_address(),
                 ),
             )
             return False
-        if (mem.role != "primary" or not mem.writable) and not mem.registry.exists(hello.database):
+        if not (now.primary and now.writable) and not ctx.databases.exists(hello.database):
             # A member still catching up may not have a new database yet.
             self._send_error(
                 0,
                 UnavailableError(
-                    f"member {mem.me.name} ({mem.role}, {mem.state}) does not hold database "
+                    f"member {ctx.me.name} ({now.role}, {now.state}) does not hold database "
                     f"{hello.database!r} yet; it may still be catching up",
-                    primary=mem.primary_address,
+                    primary=ctx.primary_address(),
                 ),
             )
             return False
         try:
-            self.db = await mem.registry.get(hello.database)
+            self.db = await ctx.databases.get(hello.database)
         except Error as exc:
             self._send_error(0, exc)
             return False
         self.db.sessions += 1
-        mem.sessions_by_host[self.peer.rpartition(":")[0].strip("[]")] += 1
+        ctx.session_opened(self.peer.rpartition(":")[0].strip("[]"))
         self.read_only = hello.read_only
         self._welcome()
         return True
 
     def _welcome(self) -> None:
-        mem = self.member
+        ctx = self.ctx
+        now = ctx.role()
         self._send(
             m.Welcome(
                 version=m.PROTOCOL_VERSION,
-                mirror=mem.config.mirror.name,
-                member=mem.me.name,
-                role=mem.role,
-                epoch=mem.epoch,
-                lsn=mem.last_lsn,
-                primary=mem.primary_address,
+                mirror=ctx.config().mirror.name,
+                member=ctx.me.name,
+                role=now.role,
+                epoch=now.epoch,
+                lsn=ctx.last_lsn(),
+                primary=ctx.primary_address(),
                 features=list(m.MEMBER_FEATURES) if "interrupt" in self.features else [],
             )
         )
@@ -487,7 +490,7 @@ class ClientSession:
                 t0 = time.monotonic()
                 lsn = await self._end("commit", msg.ack)
                 if lsn:
-                    self.member.observe_commit(time.monotonic() - t0)
+                    self.ctx.observe_commit(time.monotonic() - t0)
                 self._send(m.Ok(id=req, lsn=lsn))
             elif isinstance(msg, m.Rollback):
                 await self._end("rollback")
@@ -509,17 +512,17 @@ class ClientSession:
             elif isinstance(msg, m.Ping):
                 self._send(m.Ok(id=req, in_transaction=self.txn is not None))
             elif isinstance(msg, m.StatusRequest):
-                self._send(m.Ok(id=req, info=self.member.status(self.principal)))
+                self._send(m.Ok(id=req, info=self.ctx.status.status(self.principal)))
             elif isinstance(msg, m.AdminRequest):
                 before = self.principal
-                self.principal = await self.member.users.authorize_action(
+                self.principal = await self.ctx.users.authorize_action(
                     self.principal, msg.action, msg.args, self.peer
                 )
                 if self.principal != before:  # logged in for the action: not anonymous now
-                    refused = self.member.limits.admit(self.writer, self.principal)
+                    refused = self.ctx.limits.admit(self.writer, self.principal)
                     if refused is not None:
                         raise refused
-                info = await self.member.admin(msg.action, msg.args, actor=self.principal)
+                info = await self.ctx.admin.run(msg.action, msg.args, actor=self.principal)
                 self._send(m.Ok(id=req, info=info))
             else:
                 raise ProtocolError(f"unexpected message {type(msg).__name__} after the handshake")
@@ -535,7 +538,7 @@ class ClientSession:
         """
         guard = StatementGuard(
             self.limit,
-            shutdown=self.member.stopping,
+            shutdown=self.ctx.stopping,
             user=self.principal.user,
             database=self.db.name if self.db is not None else "",
             sql=sql,
@@ -545,26 +548,25 @@ class ClientSession:
             yield guard
         finally:
             self._running = None
-            self.member.statement_reports.finished(guard)
+            self.ctx.statement_finished(guard)
 
     def _check_writable(self) -> None:
-        mem = self.member
-        if mem.role == "primary" and not mem.writable:
+        me, now = self.ctx.me, self.ctx.role()
+        if now.role is Role.PRIMARY and not now.writable:
             raise UnavailableError(
-                f"primary {mem.me.name} is {mem.state} and does not commit now "
-                f"({mem.role_reason}); retry",
-                primary=mem.me.address,
+                f"primary {me.name} is {now.state} and does not commit now ({now.reason}); retry",
+                primary=me.address,
             )
-        if mem.role != "primary" or not mem.writable:
+        if now.role is not Role.PRIMARY or not now.writable:
             raise NotPrimaryError(
-                f"member {mem.me.name} is {mem.role} and read-only; send writes to the primary",
-                primary=mem.primary_address,
+                f"member {me.name} is {now.role} and read-only; send writes to the primary",
+                primary=self.ctx.primary_address(),
             )
 
     def _may_write(self, what: str) -> None:
         """Refuse a change the logged-in user's role (or the system database) does not allow."""
         if self.read_only:
-            if self.member.role != "primary":
+            if self.ctx.role().role is not Role.PRIMARY:
                 self._check_writable()  # "not the primary; it is at ...", as before
             # sqlite3 says the same for a database opened with mode=ro.
             raise OperationalError(
@@ -573,19 +575,19 @@ class ClientSession:
                 sqlite_code=8,  # SQLITE_READONLY
             )
         db = self.db.name if self.db is not None else None
-        self.member.users.may_write(self.principal, db, self.peer, what)
+        self.ctx.users.may_write(self.principal, db, self.peer, what)
 
     async def _wait_applied(self, min_lsn: int) -> None:
         """Read-your-writes: wait until this member has applied ``min_lsn``, or raise."""
         if min_lsn and self.txn is None:
-            timeout = self.member.config.limits.read_wait_s
-            if not await self.member.wait_applied(min_lsn, timeout):
+            timeout = self.ctx.config().limits.read_wait_s
+            if not await self.ctx.wait_applied(min_lsn, timeout):
                 raise OperationalError(
-                    f"member {self.member.me.name} has not applied LSN {min_lsn} within "
-                    f"{timeout:g}s (it is at {self.member.applied_lsn}); read from the primary "
+                    f"member {self.ctx.me.name} has not applied LSN {min_lsn} within "
+                    f"{timeout:g}s (it is at {self.ctx.applied_lsn()}); read from the primary "
                     "or retry",
                     retryable=True,
-                    primary=self.member.primary_address,
+                    primary=self.ctx.primary_address(),
                 )
 
     async def _snapshot(self, msg: m.Snapshot) -> None:
@@ -603,9 +605,9 @@ class ClientSession:
                 "a copy needs the read role"
             )
         await self._wait_applied(msg.min_lsn)
-        mem, db = self.member, self.db
+        me, db = self.ctx.me, self.db
         try:
-            path = snapshot.claim(mem.me.data_dir / snapshot.FOLDER, db.path)
+            path = snapshot.claim(me.data_dir / snapshot.FOLDER, db.path)
             try:
                 await self._send_copy(msg.id, db.name, db.path, path)
             finally:
@@ -615,13 +617,13 @@ class ClientSession:
             raise  # the client is gone (or stopped reading): end the session
         except (OSError, apsw.Error) as exc:
             raise OperationalError(
-                f"could not copy database {db.name!r} on member {mem.me.name}: {exc}; "
+                f"could not copy database {db.name!r} on member {me.name}: {exc}; "
                 "the copy was abandoned, nothing changed"
             ) from exc
 
     async def _send_copy(self, req: int, name: str, source: Path, path: Path) -> None:
         loop = asyncio.get_running_loop()
-        executor = self.member.read_executor  # a copy is a long read
+        executor = self.ctx.read_executor  # a copy is a long read
         lsn = await loop.run_in_executor(executor, snapshot.make_snapshot, source, path)
         parts = chunks(path)
         while (part := await loop.run_in_executor(executor, next, parts, None)) is not None:
@@ -673,7 +675,7 @@ class ClientSession:
             else:
                 res, lsn = await self.db.write("exec", msg.sql, msg.params, guard=guard)
             if lsn:
-                self.member.observe_commit(time.monotonic() - t0)
+                self.ctx.observe_commit(time.monotonic() - t0)
             self._send_result(msg.id, res, lsn)
             return
         if self.txn is None:
@@ -737,7 +739,7 @@ class ClientSession:
     def _send_result(self, req: int, res: ExecResult, lsn: int) -> None:
         cols = [m.Column(name=n, decltype=t) for n, t in res.columns] if res.columns else None
         rows = [list(r) for r in res.rows]
-        chunk = self.member.config.limits.result_chunk_rows
+        chunk = self.ctx.config().limits.result_chunk_rows
         in_txn = self.txn is not None
         changes = res.changes if "changes" in self.features else 0
         if len(rows) <= chunk:

@@ -60,12 +60,13 @@ import secrets
 import ssl
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
+from litemirror.config import Config, Member
 from litemirror.errors import (
     AuthenticationError,
     Error,
@@ -98,10 +99,9 @@ from litemirror.security.roles import (
 )
 from litemirror.security.throttle import LoginThrottle
 from litemirror.security.tls import member_authorisation
+from litemirror.server.front.ports import Databases, LimitedEvents
+from litemirror.server.ports import EventSink
 from litemirror.server.storage.registry import SYSTEM_DB
-
-if TYPE_CHECKING:
-    from litemirror.server.node.member import MemberServer
 
 log = logging.getLogger("litemirror.users")
 T = TypeVar("T")
@@ -197,8 +197,25 @@ class _Turns:
 class Users:
     """The member's users: lookups, logins, role checks and changes."""
 
-    def __init__(self, member: MemberServer) -> None:
-        self.m = member
+    def __init__(
+        self,
+        *,
+        config: Callable[[], Config],
+        me: Member,
+        databases: Databases,
+        create_database: Callable[[str], Awaitable[int]],
+        event: EventSink,
+        events: LimitedEvents,
+        primary_address: Callable[[], str | None],
+    ) -> None:
+        #: The current configuration (a reload may change the members).
+        self.config = config
+        self.me = me
+        self.databases = databases
+        self.create_database = create_database
+        self.event = event
+        self.events = events
+        self.primary_address = primary_address
         self._pool: ThreadPoolExecutor | None = None
         self._pending = 0
         self._lock = asyncio.Lock()
@@ -212,7 +229,7 @@ class Users:
 
     @property
     def required(self) -> bool:
-        return self.m.config.auth.require
+        return self.config().auth.require
 
     async def _off_loop(self, fn: Callable[..., T], *args: Any) -> T:
         if self._pool is None:
@@ -222,7 +239,7 @@ class Users:
     # ------------------------------------------------------------ reading
 
     async def _rows(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-        reg = self.m.registry
+        reg = self.databases
         if not reg.exists(SYSTEM_DB):
             return []
         db = await reg.get(SYSTEM_DB)
@@ -365,8 +382,8 @@ class Users:
         except Error as exc:
             log.warning("cannot look up a user for %s: %s", peer, exc.message)
             raise UnavailableError(
-                f"member {self.m.me.name} cannot check credentials right now; retry",
-                primary=self.m.primary_address,
+                f"member {self.me.name} cannot check credentials right now; retry",
+                primary=self.primary_address(),
             ) from None
 
     def _cache_entry(self, name: str, password: str) -> bytes:
@@ -411,7 +428,7 @@ class Users:
         failure = self.throttle.failed(host, name, time.monotonic())
         t = self.throttle
         if failure.host_now_throttled:
-            self.m.event(
+            self.event(
                 "auth_throttled",
                 f"{failure.host_failures} failed logins from {host}: each further failure holds "
                 f"it for a wait that doubles up to {t.max_s:g} s, and its attempts meanwhile are "
@@ -421,7 +438,7 @@ class Users:
                 peer=peer,
             )
         if failure.user_now_throttled:
-            self.m.event(
+            self.event(
                 "auth_throttled",
                 f"{failure.user_failures} failed logins for {who} (from all hosts, the last "
                 f"from {peer}): hosts that failed recently now take turns on this name, each "
@@ -438,7 +455,7 @@ class Users:
         """
         if self._pending >= MAX_PENDING_CHECKS:
             raise UnavailableError(
-                f"member {self.m.me.name} is busy checking other logins; retry in a moment"
+                f"member {self.me.name} is busy checking other logins; retry in a moment"
             )
         self._pending += 1
         try:
@@ -464,7 +481,7 @@ class Users:
 
     def member_certificate(self, ssl_object: ssl.SSLObject | None) -> str | None:
         """The member of this mirror whose certificate the peer presented, if any."""
-        config = self.m.config
+        config = self.config()
         if ssl_object is None or config.tls is None:
             return None
         for mb in config.members:
@@ -474,7 +491,7 @@ class Users:
 
     async def bootstrap_allowed(self, peer: str) -> bool:
         """Whether a credential-less connection from ``peer`` may act as admin now."""
-        cfg = self.m.config.auth
+        cfg = self.config().auth
         if not (cfg.require and cfg.localhost_bootstrap and is_loopback(peer)):
             return False
         try:
@@ -541,7 +558,7 @@ class Users:
         and the next one (or the minute's summary) says how many were held back."""
         host = peer.rpartition(":")[0] or peer
         log.warning("%s", message)
-        self.m.events.emit_limited(
+        self.events.emit_limited(
             "auth_refused",
             ("auth_refused", host, kind),
             message,
@@ -553,15 +570,15 @@ class Users:
     # ------------------------------------------------------------ changes
 
     async def _write(self, sql: str, params: list[Any]) -> int:
-        db = await self.m.registry.get(SYSTEM_DB)
+        db = await self.databases.get(SYSTEM_DB)
         _res, lsn = await db.write("exec", sql, params)
         return lsn
 
     async def _ensure(self) -> None:
         """Create the system database and its table if they are not there yet."""
-        if not self.m.registry.exists(SYSTEM_DB):
-            await self.m.create_database(SYSTEM_DB)
-        db = await self.m.registry.get(SYSTEM_DB)
+        if not self.databases.exists(SYSTEM_DB):
+            await self.create_database(SYSTEM_DB)
+        db = await self.databases.get(SYSTEM_DB)
         await db.write("script", SCHEMA)  # no journal record when the table exists
 
     async def _existing(self, name: str) -> UserRow:
@@ -645,5 +662,5 @@ class Users:
                 result = {"user": name, "lsn": lsn}
             else:
                 raise ProgrammingError(f"unknown admin action {action!r}")
-        self.m.event(action, said, user=name)
+        self.event(action, said, user=name)
         return result

@@ -34,7 +34,8 @@ from litemirror.security.tls import TlsSetup, certificate_info
 from litemirror.security.tls import reload as reload_tls
 from litemirror.security.tls import setup as tls_setup
 from litemirror.security.visibility import audience_of, status_view
-from litemirror.server.front.admin import Checksums
+from litemirror.server.front.admin import Admin, DatabaseCreator
+from litemirror.server.front.ports import SessionContext
 from litemirror.server.front.session import ClientSession
 from litemirror.server.front.users import Principal, Users
 from litemirror.server.ha.agent import FailoverAgent
@@ -44,11 +45,15 @@ from litemirror.server.ha.vip import VirtualIP
 from litemirror.server.net.dial import open_to
 from litemirror.server.net.limits import LimitGuard
 from litemirror.server.net.listener import Listener, error_frame, stream_factory
+from litemirror.server.node.failover_actions import MemberFailoverActions
+from litemirror.server.node.metrics_sources import metrics_sources
 from litemirror.server.ops.canary import canary_applied
 from litemirror.server.ops.canary import status_fields as canary_status_fields
 from litemirror.server.ops.event_log import EventLog
 from litemirror.server.ops.looplag import LoopLag
+from litemirror.server.ops.metrics import Metrics
 from litemirror.server.role import Role, RoleCell
+from litemirror.server.storage.importer import import_database
 from litemirror.server.storage.journal_writer import JournalWriter
 from litemirror.server.storage.member_state import MemberState, load_state, save_state
 from litemirror.server.storage.recovery import recover
@@ -105,10 +110,8 @@ class MemberServer:
         self.events = EventLog(self.me.data_dir / "events.jsonl", self.me.name)
         #: Who holds which connection, caps fitted to the descriptor limit, refusals as events.
         self.limits = LimitGuard(config, self.events, f"member {self.me.name}")
-        self.users = Users(self)
         #: Set at shutdown: every running client statement stops (see .statements).
         self.stopping = ShutdownFlag()
-        self.checksums = Checksums()
         self.statement_reports = StatementReports(self.event, config.statements.slow_s)
         self.loop_lag = LoopLag()
         peers = [x for x in config.failover_members if x.name != self.me.name]
@@ -392,6 +395,32 @@ class MemberServer:
             sqlite=self.config.sqlite,
             read_executor=self.read_executor,
         )
+        self.db_creator = DatabaseCreator(self.registry, self.jw, self.executor, lambda: self.epoch)
+        self.users = Users(
+            config=lambda: self.config,
+            me=self.me,
+            databases=self.registry,
+            create_database=self.db_creator.create,
+            event=self.event,
+            events=self.events,
+            primary_address=lambda: self.primary_address,
+        )
+        self.admin_actions = Admin(
+            me=self.me,
+            role=self.role_cell,
+            primary_address=lambda: self.primary_address,
+            registry=self.registry,
+            databases=self.db_creator,
+            import_database=lambda name, src: import_database(self, name, src),
+            users=self.users,
+            failover=MemberFailoverActions(self),
+            journal_switch=lambda: self.jw.call(lambda j: j.switch()),
+            wait_applied=self.wait_applied,
+            applied_lsn=lambda: self.applied_lsn,
+            read_wait_s=self.config.limits.read_wait_s,
+            read_executor=self.read_executor,
+            stopping=self.stopping,
+        )
         limit = self._replay_limit
         res = await loop.run_in_executor(
             self.executor, recover, self.journal, self.registry, self._horizon, limit
@@ -429,6 +458,30 @@ class MemberServer:
         )
         self._build_stream_ports()
         self.jw.on_durable(self.hub.records_durable)
+        agent = self.agent
+        self.session_context = SessionContext(
+            config=lambda: self.config,
+            me=self.me,
+            role=self.role_cell,
+            primary_address=lambda: self.primary_address,
+            last_lsn=lambda: self.last_lsn,
+            applied_lsn=lambda: self.applied_lsn,
+            wait_applied=self.wait_applied,
+            databases=self.registry,
+            users=self.users,
+            admin=self.admin_actions,
+            status=self,
+            limits=self.limits,
+            observe_commit=self.observe_commit,
+            statement_finished=self.statement_reports.finished,
+            stopping=self.stopping,
+            read_executor=self.read_executor,
+            decode_executor=self.decode_executor,
+            session_opened=lambda host: self.sessions_by_host.update((host,)),
+            tls_refused=self.tls_refused,
+            serve_replica=self.serve_replica,
+            peer_inbound=agent.peer_inbound if agent is not None else None,
+        )
         self.role = "waiting"
         self.state = "deciding role"
         # Listen first: the other failover member may need our status to
@@ -436,11 +489,15 @@ class MemberServer:
         self._server = await self.listen(self.me.host, self.me.port)
         from litemirror.server.ops.http_api import start_http
 
+        self.metrics = Metrics(metrics_sources(self))
+        self.commit_observers.append(self.metrics.observe_commit)
         self._http = await start_http(self)
         from litemirror.server.ops.canary import Canary
         from litemirror.server.ops.notify import Notifier
 
-        self.notifier = Notifier(self.config.notify, self)
+        self.notifier = Notifier(
+            self.config.notify, self.config.mirror.name, self.events.subscribe, self.event
+        )
         self.notifier.start()
         self.canary = Canary(self)
         self.canary.start()
@@ -761,6 +818,10 @@ class MemberServer:
         )
         return await listener.start(host, port)
 
+    def open_connections(self) -> int:
+        """Client connections open now (metrics)."""
+        return self._connections
+
     def tls_refused(self, peer: str, reason: str) -> None:
         """Log a refused TLS peer; the same host and reason make one event a minute."""
         self.events.emit_limited(
@@ -777,7 +838,7 @@ class MemberServer:
         host = str(peer[0]) if isinstance(peer, tuple) else str(peer)
         self._by_host[host] += 1
         try:
-            await ClientSession(self, reader, writer).run()
+            await ClientSession(self.session_context, reader, writer).run()
         except Exception:
             log.exception("client session failed")
         finally:
@@ -789,17 +850,13 @@ class MemberServer:
     # -------------------------------------------------------------- admin
 
     async def create_database(self, name: str) -> int:
-        from litemirror.server.front.admin import create_database
-
-        return await create_database(self, name)
+        return await self.db_creator.create(name)
 
     async def admin(
         self, action: str, args: dict[str, Any], actor: Principal | None = None
     ) -> dict[str, Any]:
         """Run an admin action (``front/admin.py``); the caller checked that ``actor`` may."""
-        from litemirror.server.front.admin import admin
-
-        return await admin(self, action, args, actor)
+        return await self.admin_actions.run(action, args, actor)
 
     def reload_config(self) -> bool:
         """Re-read the config file (SIGHUP, or an unknown member connecting).

@@ -53,7 +53,7 @@ from litemirror.security.visibility import Audience, audience_of, events_view
 from litemirror.server.front.users import BOOTSTRAP, is_loopback
 from litemirror.server.net.listener import Listener
 from litemirror.server.ops.http_guard import RequestDeadlines
-from litemirror.server.ops.metrics import CONTENT_TYPE, Metrics
+from litemirror.server.ops.metrics import CONTENT_TYPE
 from litemirror.server.ops.web import REPLICA_ROLES, LagTracker, MirrorView, asset
 from litemirror.server.ops.web.access import PAGE_HEADER, Access, LoginRequired, over_tls
 from litemirror.server.ops.web.access import basic_credentials as _basic_credentials
@@ -166,7 +166,7 @@ class HttpApi:
         self.m = member
         self.lag = LagTracker()
         self.view = MirrorView(member, self.lag)
-        self.metrics = Metrics(member)
+        self.metrics = member.metrics
         self.token = admin_token(member)
         self.access = Access(member, self.token)
         #: A request must arrive within limits.http_timeout_s (server/ops/http_guard.py).

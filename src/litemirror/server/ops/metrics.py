@@ -31,15 +31,14 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from litemirror.server.ops.canary import CanaryCollector
+from litemirror.server.ops.ports import MetricsSources
+from litemirror.server.role import Role
 
 if TYPE_CHECKING:
     from litemirror.journal.record import Record
-    from litemirror.server.node.member import MemberServer
     from litemirror.server.ops.event_log import Event
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-ROLES = ("starting", "waiting", "primary", "backup", "dr", "reporting")
 #: Event kinds that mean "this member became primary at a new epoch".
 TAKEOVER_KINDS = frozenset({"writes_open"})
 
@@ -64,15 +63,15 @@ class _CommitTally:
 
 
 class _MemberCollector(Collector):
-    """Gauges and counters read from the member at scrape time."""
+    """Gauges and counters read from the sources at scrape time."""
 
-    def __init__(self, member: MemberServer, tally: _CommitTally) -> None:
-        self.m = member
+    def __init__(self, sources: MetricsSources, tally: _CommitTally) -> None:
+        self.src = sources
         self.tally = tally
 
     def collect(self) -> Iterator[Metric]:
-        m = self.m
-        name = m.me.name
+        src = self.src
+        name = src.member
         labels = ["member"]
 
         def gauge(metric: str, doc: str, value: float) -> GaugeMetricFamily:
@@ -88,53 +87,59 @@ class _MemberCollector(Collector):
         yield counter(
             "litemirror_commits",
             "Transactions committed on this member's databases (primary only).",
-            self.tally.update(m.registry.open_databases()),
+            self.tally.update(src.open_databases()),
         )
-        if m.tls_certificate is not None:
+        expiry = src.certificate_expiry()
+        if expiry is not None:
             yield gauge(
                 "litemirror_tls_certificate_expiry_timestamp_seconds",
                 "When the certificate this member presents expires (Unix time): alert "
                 "well before it, and rotate with SIGHUP.",
-                m.tls_certificate.not_after.timestamp(),
+                expiry,
             )
-        yield counter("litemirror_journal_records", "Journal records written.", m.jw.records)
-        yield counter("litemirror_journal_fsyncs", "Journal fsyncs (group commits).", m.jw.fsyncs)
+        j = src.journal()
+        yield counter("litemirror_journal_records", "Journal records written.", j.records)
+        yield counter("litemirror_journal_fsyncs", "Journal fsyncs (group commits).", j.fsyncs)
         yield counter(
-            "litemirror_journal_payload_bytes", "Journal payload bytes written.", m.jw.bytes
+            "litemirror_journal_payload_bytes", "Journal payload bytes written.", j.payload_bytes
         )
-        segs = m.journal.segments()
+        yield gauge("litemirror_journal_bytes", "Bytes of journal on disk.", j.disk_bytes)
+        yield gauge("litemirror_journal_segments", "Journal segment files on disk.", j.segments)
+        yield gauge("litemirror_lsn", "Last journal LSN of this member.", j.last_lsn)
         yield gauge(
-            "litemirror_journal_bytes",
-            "Bytes of journal on disk.",
-            sum(s.size_bytes for s in segs),
+            "litemirror_applied_lsn", "Last LSN applied to the databases.", src.applied_lsn()
         )
-        yield gauge("litemirror_journal_segments", "Journal segment files on disk.", len(segs))
-        yield gauge("litemirror_lsn", "Last journal LSN of this member.", m.journal.last_lsn)
-        yield gauge("litemirror_applied_lsn", "Last LSN applied to the databases.", m.applied_lsn)
-        yield gauge("litemirror_epoch", "Epoch (term) this member knows.", m.epoch)
-        yield gauge("litemirror_writable", "1 while this member accepts commits.", m.writable)
-        yield gauge("litemirror_connections", "Open client connections.", m._connections)
-        yield gauge("litemirror_databases", "Databases held.", len(m.registry.names()))
-        yield gauge("litemirror_open_databases", "Databases open now.", m.registry.open_count)
-        yield gauge("litemirror_uptime_seconds", "Seconds since start.", time.time() - m.started)
+        now = src.role()
+        yield gauge("litemirror_epoch", "Epoch (term) this member knows.", now.epoch)
+        yield gauge("litemirror_writable", "1 while this member accepts commits.", now.writable)
+        yield gauge(
+            "litemirror_connections",
+            "Open client connections.",
+            src.connections.open_connections(),
+        )
+        held, open_now = src.database_counts()
+        yield gauge("litemirror_databases", "Databases held.", held)
+        yield gauge("litemirror_open_databases", "Databases open now.", open_now)
+        yield gauge("litemirror_uptime_seconds", "Seconds since start.", time.time() - src.started)
         yield gauge(
             "litemirror_event_loop_lag_seconds",
             "Worst delay of the event loop in the last minute (heartbeats and the arbiter "
             "session ride on it: keep it far below mirror.qos_timeout_ms).",
-            m.loop_lag.recent_s(time.monotonic()),
+            src.loop_lag(),
         )
 
         role = GaugeMetricFamily(
             "litemirror_role", "1 for the role this member has now.", labels=["member", "role"]
         )
-        for r in ROLES:
-            role.add_metric([name, r], 1.0 if m.role == r else 0.0)
+        for r in Role:
+            role.add_metric([name, r.value], 1.0 if now.role is r else 0.0)
         yield role
 
-        yield from self._replication()
+        yield from self._replication(now.role is Role.PRIMARY)
 
-    def _replication(self) -> Iterator[Metric]:
-        m = self.m
+    def _replication(self, primary: bool) -> Iterator[Metric]:
+        src = self.src
+        me = src.member
         lag = GaugeMetricFamily(
             "litemirror_replication_lag_records",
             "Journal records a replica has not applied yet.",
@@ -155,23 +160,21 @@ class _MemberCollector(Collector):
             "Replication stream problems seen by this member, by kind.",
             labels=["member", "kind"],
         )
-        if m.role == "primary":
-            now_ms = int(time.time() * 1000)
-            for ln in list(m.hub.links.values()):
-                info = m.hub.lag(ln, now_ms)
-                lag.add_metric([m.me.name, ln.member], info["records"])
-                lag_s.add_metric([m.me.name, ln.member], info["seconds"])
+        if primary:
+            for ln in src.replicas(int(time.time() * 1000)):
+                lag.add_metric([me, ln.member], ln.lag_records)
+                lag_s.add_metric([me, ln.member], ln.lag_seconds)
                 for level, value in (
                     ("received", ln.received),
                     ("durable", ln.durable),
                     ("applied", ln.applied),
                 ):
-                    lsn.add_metric([m.me.name, ln.member, level], value)
-        if m.receiver is not None:
-            rs = m.receiver.status()
-            lag.add_metric([m.me.name, m.me.name], rs["lag_records"])
-            errors.add_metric([m.me.name, "stream_resets"], rs["stream_resets"])
-            errors.add_metric([m.me.name, "frames_refused"], rs["frames_refused"])
+                    lsn.add_metric([me, ln.member, level], value)
+        rs = src.receiver()
+        if rs is not None:
+            lag.add_metric([me, me], rs.lag_records)
+            errors.add_metric([me, "stream_resets"], rs.stream_resets)
+            errors.add_metric([me, "frames_refused"], rs.frames_refused)
         yield lag
         yield lag_s
         yield lsn
@@ -179,10 +182,14 @@ class _MemberCollector(Collector):
 
 
 class Metrics:
-    """The Prometheus registry of one member and the few things observed live."""
+    """The Prometheus registry of one member and the few things observed live.
 
-    def __init__(self, member: MemberServer) -> None:
-        self.member = member
+    Commit latencies go to :meth:`observe_commit` (the wiring hands it to
+    whatever sees commits).
+    """
+
+    def __init__(self, sources: MetricsSources) -> None:
+        self.sources = sources
         self.registry = CollectorRegistry(auto_describe=False)
         self.journal_write = Histogram(
             "litemirror_journal_write_seconds",
@@ -198,7 +205,6 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
-        member.commit_observers.append(self.commit.observe)
         self.events = Counter(
             "litemirror_events",
             "Events of this member's event log, by kind and severity.",
@@ -211,13 +217,19 @@ class Metrics:
             ["member"],
             registry=self.registry,
         )
-        self.takeovers.labels(member.me.name)
-        self.registry.register(_MemberCollector(member, _CommitTally()))
-        self.registry.register(CanaryCollector(member))
+        self.takeovers.labels(sources.member)
+        self.registry.register(_MemberCollector(sources, _CommitTally()))
+        for collector in sources.collectors:
+            self.registry.register(collector)
         # Events emitted before the metrics existed are not counted: the
         # counter starts at zero with the HTTP server, like a process restart.
-        self._last: Event | None = member.events.recent[-1] if member.events.recent else None
-        member.jw.on_durable(self._durable)
+        recent = sources.recent_events()
+        self._last: Event | None = recent[-1] if recent else None
+        sources.on_durable(self._durable)
+
+    def observe_commit(self, seconds: float) -> None:
+        """One commit's latency as the member saw it."""
+        self.commit.observe(seconds)
 
     def _durable(self, records: list[Record]) -> None:
         now_ms = time.time() * 1000
@@ -226,7 +238,7 @@ class Metrics:
 
     def poll(self) -> None:
         """Count the events logged since the last poll."""
-        recent = list(self.member.events.recent)
+        recent = list(self.sources.recent_events())
         new: list[Event] = []
         for ev in reversed(recent):
             if ev is self._last:

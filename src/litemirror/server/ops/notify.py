@@ -35,16 +35,14 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 import msgspec
 
 from litemirror.config import SEVERITIES, EmailSection, NotifySection, WebhookSection
 from litemirror.server.ops.event_log import Event
-
-if TYPE_CHECKING:
-    from litemirror.server.node.member import MemberServer
+from litemirror.server.ports import EventSink
 
 log = logging.getLogger("litemirror.notify")
 
@@ -199,10 +197,19 @@ def send_email_blocking(cfg: EmailSection, message: EmailMessage) -> None:
 class Notifier:
     """Sends the member's events to the ``[notify]`` targets, never blocking the member."""
 
-    def __init__(self, config: NotifySection, member: MemberServer) -> None:
+    def __init__(
+        self,
+        config: NotifySection,
+        mirror: str,
+        subscribe: Callable[[Callable[[Event], None]], Callable[[], None]],
+        event: EventSink,
+    ) -> None:
+        """``subscribe`` is the event log's (see ``EventLog.subscribe``); ``event`` records
+        this notifier's own failures."""
         self.config = config
-        self.m = member
-        self.mirror = member.config.mirror.name
+        self.mirror = mirror
+        self._subscribe = subscribe
+        self._event = event
         self.channels: list[Channel] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -233,7 +240,7 @@ class Notifier:
             return
         self._loop = asyncio.get_running_loop()
         self._tasks = [self._loop.create_task(ch.run()) for ch in self.channels]
-        self._unsubscribe = self.m.events.subscribe(self._on_event)
+        self._unsubscribe = self._subscribe(self._on_event)
         log.info("notifications to %s", "; ".join(ch.name for ch in self.channels))
 
     def _on_event(self, ev: Event) -> None:
@@ -254,7 +261,7 @@ class Notifier:
             ch.offer(ev)
 
     def _failed(self, ch: Channel, ev: Event, why: str) -> None:
-        self.m.event(
+        self._event(
             "notify_failed",
             f"could not notify {ch.name} of {ev.kind} after {ch.retries + 1} attempt(s): {why}; "
             "check the [notify] settings and that the target is reachable",
