@@ -30,7 +30,7 @@ an outcome is logged once, repeats of the same outcome only at debug level.
 
 A control connection (``Hello`` with an empty database, then
 ``StatusRequest``) is answered like a member's, so ``litemirror status`` and
-:func:`litemirror.cli.control.call` work against the arbiter too.
+:func:`litemirror.client.control.call` work against the arbiter too.
 
 Connections are admitted as on a member (:mod:`litemirror.security.admission`,
 the ``[limits]`` of the config given with ``--config``, else the defaults):
@@ -58,6 +58,7 @@ import msgspec
 
 from litemirror.config import Config, parse_address
 from litemirror.config import load as load_config
+from litemirror.durable import write_atomic
 from litemirror.errors import ConfigError, Error, ProtocolError, UnavailableError
 from litemirror.failover import Arbiter, ArbiterRecord
 from litemirror.protocol import arbiter as wire
@@ -121,17 +122,7 @@ def save_state(data_dir: Path, record: ArbiterRecord, mirror: str | None) -> Non
             handover_to=record.handover_to,
         )
     )
-    tmp = data_dir / (STATE_FILE + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(body + b"\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, data_dir / STATE_FILE)
-    dir_fd = os.open(data_dir, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomic(data_dir / STATE_FILE, body + b"\n")
 
 
 def describe_record(rec: ArbiterRecord) -> str:

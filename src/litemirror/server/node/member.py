@@ -38,7 +38,6 @@ from litemirror.server.front.admin import Checksums
 from litemirror.server.front.session import ClientSession
 from litemirror.server.front.users import Principal, Users
 from litemirror.server.ha.agent import FailoverAgent
-from litemirror.server.role import Role, RoleCell
 from litemirror.server.ha.hooks import Hooks
 from litemirror.server.ha.transitions import Transitions
 from litemirror.server.ha.vip import VirtualIP
@@ -47,6 +46,7 @@ from litemirror.server.net.listener import Listener, error_frame, stream_factory
 from litemirror.server.ops.canary import status_fields as canary_status_fields
 from litemirror.server.ops.event_log import EventLog
 from litemirror.server.ops.looplag import LoopLag
+from litemirror.server.role import Role, RoleCell
 from litemirror.server.storage.journal_writer import JournalWriter
 from litemirror.server.storage.member_state import MemberState, load_state, save_state
 from litemirror.server.storage.recovery import recover
@@ -449,7 +449,7 @@ class MemberServer:
     async def statuses(self) -> tuple[PeerStatus | None, PeerStatus | None]:
         """(what the other failover member says of itself, the member that says it is
         primary at the newest epoch); None where unreachable or nobody."""
-        from litemirror.cli.control import member_status
+        from litemirror.client.control import member_status
 
         loop = asyncio.get_running_loop()
         peer: PeerStatus | None = None

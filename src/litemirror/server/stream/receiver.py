@@ -150,7 +150,7 @@ class Receiver:
             self._close_conns()
 
     async def _find_primary(self) -> Member | None:
-        from litemirror.cli.control import member_status
+        from litemirror.client.control import member_status
 
         loop = asyncio.get_running_loop()
         best: tuple[int, Member] | None = None
