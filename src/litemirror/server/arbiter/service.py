@@ -63,7 +63,7 @@ from litemirror.errors import ConfigError, Error, ProtocolError, UnavailableErro
 from litemirror.failover import Arbiter, ArbiterRecord
 from litemirror.protocol import arbiter as wire
 from litemirror.protocol import messages as m
-from litemirror.protocol.framing import FrameDecoder, encode
+from litemirror.protocol.framing import FrameDecoder, encode, read_message
 from litemirror.protocol.handshake import check_opening
 from litemirror.security.admission import Kind
 from litemirror.security.descriptors import ARBITER_BACKLOG
@@ -155,16 +155,7 @@ class _Conn:
         return f"{p[0]}:{p[1]}" if isinstance(p, tuple) else str(p)
 
     async def next(self) -> Any:
-        while True:
-            msg = self.decoder.next_message()
-            if msg is not None:
-                return msg
-            data = await self.reader.read(64 * 1024)
-            if not data:
-                if self.decoder.buffered:
-                    raise ProtocolError("connection closed in the middle of a frame")
-                return None
-            self.decoder.feed(data)
+        return await read_message(self.decoder, self.reader.read, 64 * 1024)
 
     def send(self, msg: msgspec.Struct) -> None:
         self.writer.write(encode(msg))
