@@ -85,10 +85,12 @@ class Chunks:
 
 
 async def read_all(dec: FrameDecoder[m.AnyMessage], src: Chunks) -> list[m.AnyMessage]:
-    out = []
-    while (msg := await read_message(dec, src.read, 7)) is not None:
+    out: list[m.AnyMessage] = []
+    while True:
+        msg = await read_message(dec, src.read, 7)
+        if msg is None:
+            return out
         out.append(msg)
-    return out
 
 
 def test_read_message_reads_until_each_message_is_complete() -> None:
@@ -101,8 +103,11 @@ def test_read_message_reads_until_each_message_is_complete() -> None:
 def test_read_message_returns_buffered_messages_before_reading() -> None:
     src = Chunks(encode(SAMPLES[0]) + encode(SAMPLES[1]))
     dec: FrameDecoder[m.AnyMessage] = FrameDecoder()
-    assert asyncio.run(read_message(dec, src.read, 1 << 20)) == SAMPLES[0]
-    assert asyncio.run(read_message(dec, src.read, 1 << 20)) == SAMPLES[1]
+
+    async def two() -> list[m.AnyMessage | None]:
+        return [await read_message(dec, src.read, 1 << 20) for _ in range(2)]
+
+    assert asyncio.run(two()) == SAMPLES[:2]
     assert src.asked == [1 << 20]
 
 

@@ -30,8 +30,9 @@ async def run_command(
 ) -> Finished:
     """Run ``argv`` and wait at most ``timeout`` seconds for it to finish.
 
-    Raises OSError when it cannot be started (FileNotFoundError: no such
-    program) and TimeoutError when it overran (it has been killed by then).
+    Raises TimeoutError when it overran (it has been killed by then) and
+    another OSError when it cannot be started (FileNotFoundError: no such
+    program). TimeoutError is an OSError too: catch it first.
     ``env``: its whole environment (None: this process's).
     """
     proc = await asyncio.create_subprocess_exec(

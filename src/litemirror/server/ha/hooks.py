@@ -142,10 +142,10 @@ class Hooks:
             env[f"LITEMIRROR_{key.upper()}"] = "" if fact is None else str(fact)
         try:
             done = await run_command(argv, timeout=self.timeout_s, env=env)
+        except TimeoutError:  # first: TimeoutError is an OSError too
+            return False, f"did not finish within {self.timeout_s:g} s and was killed"
         except OSError as exc:
             return False, f"cannot run {argv[0]!r}: {exc.strerror or exc}"
-        except TimeoutError:
-            return False, f"did not finish within {self.timeout_s:g} s and was killed"
         output = _output(done.stdout, done.stderr)
         rc = done.returncode
         if rc == 0:
