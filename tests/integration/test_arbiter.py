@@ -23,7 +23,7 @@ import msgspec
 import pytest
 
 from litemirror import errors
-from litemirror.cli.control import call
+from litemirror.client.control import call
 from litemirror.failover import ArbiterRecord, ArbiterReport, Claim, HandOver, SetBackup
 from litemirror.protocol import arbiter as wire
 from litemirror.protocol import messages as m

@@ -56,7 +56,7 @@ STATUS = textwrap.dedent(
     """
     import json, sys
     from litemirror import errors
-    from litemirror.cli.control import call
+    from litemirror.client.control import call
     from litemirror.protocol import messages as m
     try:
         print(json.dumps(call(sys.argv[1], int(sys.argv[2]), m.StatusRequest(id=1), timeout=2.0)))

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from litemirror.cli.control import call
+from litemirror.client.control import call
 from litemirror.protocol import messages as m
 from litemirror.security.visibility import HIDDEN_MESSAGE, PUBLIC_FIELDS
 from litemirror.testing.cluster import Cluster

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import struct
 
 import msgspec
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 
 from litemirror.errors import FrameTooLargeError, ProtocolError
 from litemirror.protocol import messages as m
-from litemirror.protocol.framing import FrameDecoder, encode
+from litemirror.protocol.framing import FrameDecoder, encode, read_message
 
 SAMPLES: list[m.Message] = [
     m.Hello(version=1, database="app", user="u", password="p"),
@@ -64,3 +65,54 @@ def test_random_bytes_never_crash(data: bytes) -> None:
             pass
     except ProtocolError:
         pass
+
+
+class Chunks:
+    """A stream's ``read`` that hands out the given chunks (cut to ``n``), then b""."""
+
+    def __init__(self, *chunks: bytes) -> None:
+        self.chunks = list(chunks)
+        self.asked: list[int] = []
+
+    async def read(self, n: int) -> bytes:
+        self.asked.append(n)
+        if not self.chunks:
+            return b""
+        head = self.chunks.pop(0)
+        if len(head) > n:
+            self.chunks.insert(0, head[n:])
+        return head[:n]
+
+
+async def read_all(dec: FrameDecoder[m.AnyMessage], src: Chunks) -> list[m.AnyMessage]:
+    out: list[m.AnyMessage] = []
+    while True:
+        msg = await read_message(dec, src.read, 7)
+        if msg is None:
+            return out
+        out.append(msg)
+
+
+def test_read_message_reads_until_each_message_is_complete() -> None:
+    stream = b"".join(encode(x) for x in SAMPLES)
+    src = Chunks(stream[:3], stream[3:50], stream[50:])
+    assert asyncio.run(read_all(FrameDecoder(), src)) == SAMPLES
+    assert set(src.asked) == {7}
+
+
+def test_read_message_returns_buffered_messages_before_reading() -> None:
+    src = Chunks(encode(SAMPLES[0]) + encode(SAMPLES[1]))
+    dec: FrameDecoder[m.AnyMessage] = FrameDecoder()
+
+    async def two() -> list[m.AnyMessage | None]:
+        return [await read_message(dec, src.read, 1 << 20) for _ in range(2)]
+
+    assert asyncio.run(two()) == SAMPLES[:2]
+    assert src.asked == [1 << 20]
+
+
+def test_read_message_end_between_frames_is_none_inside_one_is_an_error() -> None:
+    assert asyncio.run(read_message(FrameDecoder(), Chunks().read)) is None
+    torn = Chunks(encode(SAMPLES[0])[:-1])
+    with pytest.raises(ProtocolError, match="middle of a frame"):
+        asyncio.run(read_message(FrameDecoder(), torn.read))

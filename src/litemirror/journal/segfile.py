@@ -148,14 +148,6 @@ def read_records(
         pos += size
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def lock_directory(directory: Path) -> int:
     """Hold an exclusive lock so two members (or two Journals) never write one journal."""
     fd = os.open(directory / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)

@@ -41,6 +41,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from litemirror.durable import fsync_dir
 from litemirror.errors import DiskFullError, JournalError
 
 from . import record as rec
@@ -338,7 +339,7 @@ class Journal:
                 os.close(fd)
             os.replace(tmp, path)
             if self._fsync:
-                sf.fsync_dir(self.directory)
+                fsync_dir(self.directory)
         except OSError as exc:
             try:
                 tmp.unlink(missing_ok=True)
@@ -446,7 +447,7 @@ class Journal:
     def _sync_dir(self) -> None:
         if self._fsync:
             try:
-                sf.fsync_dir(self.directory)
+                fsync_dir(self.directory)
             except OSError as exc:
                 raise JournalError(f"could not fsync {self.directory}: {exc}") from exc
 

@@ -16,12 +16,16 @@ no longer be trusted after a bad frame.
 
 :meth:`FrameDecoder.next_body` hands out a complete body undecoded, for a
 caller that decodes a large one elsewhere (:mod:`.large`).
+
+:func:`read_message` is the one read loop of a connection's shell: it is
+handed the stream's ``read`` (so this module still does no I/O of its own)
+and feeds the decoder until a message is complete.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 import msgspec
@@ -136,3 +140,25 @@ class FrameDecoder(Generic[T]):
     def next_message(self) -> T | None:
         body = self.next_body()
         return None if body is None else self.decode(body)
+
+
+#: Read up to n bytes, ``b""`` at the end of the stream (``asyncio.StreamReader.read``).
+Read = Callable[[int], Awaitable[bytes]]
+
+
+async def read_message(decoder: FrameDecoder[T], read: Read, chunk: int = 64 * 1024) -> T | None:
+    """The next message, reading ``chunk`` bytes at a time as needed.
+
+    None when the stream ends between frames; ProtocolError when it ends in the
+    middle of one (the peer went away or cut the frame short).
+    """
+    while True:
+        msg = decoder.next_message()
+        if msg is not None:
+            return msg
+        data = await read(chunk)
+        if not data:
+            if decoder.buffered:
+                raise ProtocolError("connection closed in the middle of a frame")
+            return None
+        decoder.feed(data)

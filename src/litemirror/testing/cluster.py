@@ -211,7 +211,7 @@ class MemberProcess(_Child):
             self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        from litemirror.cli.control import call
+        from litemirror.client.control import call
         from litemirror.protocol import messages as m
 
         deadline = time.monotonic() + timeout
@@ -263,7 +263,7 @@ class MemberProcess(_Child):
         return self.wait_until(ok, timeout, f"applied LSN {lsn}")
 
     def status(self) -> dict[str, Any]:
-        from litemirror.cli.control import call
+        from litemirror.client.control import call
         from litemirror.protocol import messages as m
 
         deadline = time.monotonic() + 30.0

@@ -30,7 +30,7 @@ an outcome is logged once, repeats of the same outcome only at debug level.
 
 A control connection (``Hello`` with an empty database, then
 ``StatusRequest``) is answered like a member's, so ``litemirror status`` and
-:func:`litemirror.cli.control.call` work against the arbiter too.
+:func:`litemirror.client.control.call` work against the arbiter too.
 
 Connections are admitted as on a member (:mod:`litemirror.security.admission`,
 the ``[limits]`` of the config given with ``--config``, else the defaults):
@@ -58,11 +58,12 @@ import msgspec
 
 from litemirror.config import Config, parse_address
 from litemirror.config import load as load_config
+from litemirror.durable import write_atomic
 from litemirror.errors import ConfigError, Error, ProtocolError, UnavailableError
 from litemirror.failover import Arbiter, ArbiterRecord
 from litemirror.protocol import arbiter as wire
 from litemirror.protocol import messages as m
-from litemirror.protocol.framing import FrameDecoder, encode
+from litemirror.protocol.framing import FrameDecoder, encode, read_message
 from litemirror.protocol.handshake import check_opening
 from litemirror.security.admission import Kind
 from litemirror.security.descriptors import ARBITER_BACKLOG
@@ -121,17 +122,7 @@ def save_state(data_dir: Path, record: ArbiterRecord, mirror: str | None) -> Non
             handover_to=record.handover_to,
         )
     )
-    tmp = data_dir / (STATE_FILE + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(body + b"\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, data_dir / STATE_FILE)
-    dir_fd = os.open(data_dir, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomic(data_dir / STATE_FILE, body + b"\n")
 
 
 def describe_record(rec: ArbiterRecord) -> str:
@@ -164,16 +155,7 @@ class _Conn:
         return f"{p[0]}:{p[1]}" if isinstance(p, tuple) else str(p)
 
     async def next(self) -> Any:
-        while True:
-            msg = self.decoder.next_message()
-            if msg is not None:
-                return msg
-            data = await self.reader.read(64 * 1024)
-            if not data:
-                if self.decoder.buffered:
-                    raise ProtocolError("connection closed in the middle of a frame")
-                return None
-            self.decoder.feed(data)
+        return await read_message(self.decoder, self.reader.read, 64 * 1024)
 
     def send(self, msg: msgspec.Struct) -> None:
         self.writer.write(encode(msg))

@@ -70,7 +70,7 @@ from litemirror.errors import (
 )
 from litemirror.protocol import large
 from litemirror.protocol import messages as m
-from litemirror.protocol.framing import FrameDecoder, encode
+from litemirror.protocol.framing import FrameDecoder, encode, read_message
 from litemirror.protocol.handshake import MAX_OPENING_FRAME, check_opening
 from litemirror.protocol.peer import PeerHello
 from litemirror.protocol.replication import ReplHello
@@ -145,16 +145,7 @@ class ClientSession:
     # ------------------------------------------------------------- framing
 
     async def _next(self) -> Any:
-        while True:
-            msg = self.decoder.next_message()
-            if msg is not None:
-                return msg
-            data = await self.reader.read(256 * 1024)
-            if not data:
-                if self.decoder.buffered:
-                    raise ProtocolError("connection closed in the middle of a frame")
-                return None
-            self.decoder.feed(data)
+        return await read_message(self.decoder, self.reader.read, 256 * 1024)
 
     def _send(self, msg: m.Message) -> None:
         self.writer.write(encode(msg))

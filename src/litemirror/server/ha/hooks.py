@@ -33,14 +33,12 @@ failed and left to finish in its worker thread.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import inspect
 import logging
 import os
 import re
 import shlex
-import signal
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -48,6 +46,7 @@ from typing import Any
 
 from litemirror.config import HOOK_POINTS, PYTHON_HOOK_RE, HooksSection
 from litemirror.errors import InternalError
+from litemirror.server.ha.commands import run_command
 
 log = logging.getLogger("litemirror.hooks")
 
@@ -142,29 +141,13 @@ class Hooks:
         for key, fact in facts.items():
             env[f"LITEMIRROR_{key.upper()}"] = "" if fact is None else str(fact)
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=env,
-                # Its own process group, so a timeout kills what it started too.
-                start_new_session=True,
-            )
+            done = await run_command(argv, timeout=self.timeout_s, env=env)
+        except TimeoutError:  # first: TimeoutError is an OSError too
+            return False, f"did not finish within {self.timeout_s:g} s and was killed"
         except OSError as exc:
             return False, f"cannot run {argv[0]!r}: {exc.strerror or exc}"
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(), self.timeout_s)
-        except TimeoutError:
-            return False, f"did not finish within {self.timeout_s:g} s and was killed"
-        finally:
-            if proc.returncode is None:
-                # Timed out, or this task was cancelled: leave nothing running.
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                await proc.wait()
-        output = _output(out, err)
-        rc = proc.returncode
+        output = _output(done.stdout, done.stderr)
+        rc = done.returncode
         if rc == 0:
             return True, output
         if rc is not None and rc < 0:

@@ -24,16 +24,15 @@ the tools on Debian.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ipaddress
 import json
 import logging
 import os
 import shutil
-import signal
 
 from litemirror.errors import ConfigError, OperationalError
+from litemirror.server.ha.commands import run_command
 
 log = logging.getLogger("litemirror.vip")
 
@@ -148,27 +147,18 @@ class VirtualIP:
 async def _run(argv: list[str], timeout: float = COMMAND_TIMEOUT_S) -> tuple[int, str, str]:
     """Run a command; return (exit status, stdout, stderr). Missing tools and hangs raise."""
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-            # A stable language so the error texts matched above do not vary.
-            env={**os.environ, "LC_ALL": "C"},
-        )
+        # A stable language so the error texts matched above do not vary.
+        done = await run_command(argv, timeout=timeout, env={**os.environ, "LC_ALL": "C"})
     except FileNotFoundError as exc:
         raise OperationalError(
             f"virtual IP: the command {argv[0]!r} was not found; {INSTALL_HINT}"
         ) from exc
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
     except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        await proc.wait()
         raise OperationalError(
             f"virtual IP: `{' '.join(argv)}` did not finish within {timeout:g} s and was killed"
         ) from None
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+    return (
+        done.returncode,
+        done.stdout.decode(errors="replace"),
+        done.stderr.decode(errors="replace"),
+    )

@@ -552,22 +552,19 @@ class MemberServer:
             self.epoch = epoch
 
     async def _status_of(self, mb: Member) -> dict[str, Any]:
-        from litemirror.cli.control import member_status
+        from litemirror.client.control import member_status
 
         return await asyncio.get_running_loop().run_in_executor(None, member_status, mb, 1.0)
 
     async def statuses(self) -> tuple[PeerStatus | None, PeerStatus | None]:
         """(what the other failover member says of itself, the member that says it is
         primary at the newest epoch); None where unreachable or nobody."""
-        from litemirror.cli.control import member_status
-
-        loop = asyncio.get_running_loop()
         peer: PeerStatus | None = None
         leader: PeerStatus | None = None
         for mb in self.config.members:
             if mb.name == self.me.name or mb.kind == "reporting":
                 continue
-            st = await loop.run_in_executor(None, member_status, mb, 1.0)
+            st = await self._status_of(mb)
             if st.get("role") in (None, "down"):
                 continue
             ps = PeerStatus(str(st.get("role")), int(st.get("epoch") or 0), mb.name)

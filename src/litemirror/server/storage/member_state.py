@@ -8,11 +8,12 @@ the journal only from there instead of from its start.
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
 import msgspec
+
+from litemirror.durable import write_atomic
 
 #: Saves come from several threads (housekeeping, role changes): one at a time,
 #: or one's rename would take the other's temporary file away.
@@ -51,15 +52,5 @@ def load_state(data_dir: Path) -> MemberState | None:
 
 def save_state(data_dir: Path, state: MemberState) -> None:
     path = data_dir / "member.json"
-    tmp = path.with_suffix(".tmp")
     with _SAVING:
-        with open(tmp, "wb") as f:
-            f.write(msgspec.json.encode(state))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fd = os.open(data_dir, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_atomic(path, msgspec.json.encode(state), tmp=path.with_suffix(".tmp"))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -25,6 +24,7 @@ from pathlib import Path
 import apsw
 
 from litemirror.config import DB_RE, ServerSection, SqliteSection
+from litemirror.durable import replace_file
 from litemirror.engine import meta
 from litemirror.errors import OperationalError, ProgrammingError
 from litemirror.security.roles import SYSTEM_DB
@@ -187,8 +187,7 @@ class Registry:
             p = Path(str(tmp) + extra)
             if p.exists():
                 p.unlink()
-        os.replace(tmp, path)
-        _fsync_dir(self.dir)
+        replace_file(tmp, path)
 
     def set_lsn(self, name: str, lsn: int) -> None:
         conn = apsw.Connection(str(self.path(name)))
@@ -221,11 +220,3 @@ class Registry:
             await db.close()
         if name not in self._names:
             raise OperationalError(f"no database named {name!r}")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

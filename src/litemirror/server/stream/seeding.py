@@ -16,6 +16,7 @@ from pathlib import Path
 import apsw
 import xxhash
 
+from litemirror.durable import replace_file
 from litemirror.engine import meta
 from litemirror.errors import ProtocolError
 
@@ -90,12 +91,7 @@ class FileReceiver:
             )
         for extra in ("-wal", "-shm"):
             Path(str(self.final) + extra).unlink(missing_ok=True)
-        os.replace(self.tmp, self.final)
-        fd = os.open(self.final.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        replace_file(self.tmp, self.final)
 
     def abort(self) -> None:
         if not self._f.closed:

@@ -278,7 +278,7 @@ class Monitor(threading.Thread):
         self.observations: list[tuple[float, float, str, int, int]] = []
 
     def run(self) -> None:
-        from litemirror.cli.control import call
+        from litemirror.client.control import call
         from litemirror.protocol import messages as m
 
         last: tuple[str, int] | None = None

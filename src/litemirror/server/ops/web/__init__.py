@@ -3,7 +3,7 @@
 The page is served by one member but shows the whole mirror. ``GET /mirror``
 builds that view here: this member's own status is read directly; the other
 members and the arbiter are asked over the control protocol
-(:mod:`litemirror.cli.control`, blocking, so in threads, in parallel), and
+(:mod:`litemirror.client.control`, blocking, so in threads, in parallel), and
 the members that run an HTTP server are asked for their recent events. A
 member that does not answer is shown as down with the reason, never hidden.
 
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from litemirror.cli import control
+from litemirror.client import control
 from litemirror.config import Member
 from litemirror.failover.readiness import failover_readiness
 from litemirror.protocol import messages as m
