@@ -121,10 +121,10 @@ async def force_promote(m: MemberServer, confirm: str, dry_run: bool) -> dict[st
         }
     # No arbiter: this member takes the next epoch itself, durably, before writing.
     epoch = max(m.epoch, m.journal.last_epoch) + 1
-    await m.roles.record_epoch(epoch, m.me.name)
-    await m.roles.open_writes(epoch, wait_for_backup=False)
+    await m.transitions.record_epoch(epoch, m.me.name)
+    await m.transitions.open_writes(epoch, wait_for_backup=False)
     reason = f"promoted to primary at epoch {epoch} by an operator (forced): {info['loss']}"
-    m.role_reason = reason
+    m.transitions.note_reason(reason)
     m.event("promoted", reason, "warning", epoch=epoch)
     m.watch_for_newer_primary()
     return {**info, "state": "primary", "epoch": epoch, "reason": reason, "decisions": [reason]}
