@@ -191,3 +191,12 @@ def test_note_epoch_and_reason_touch_nothing_else() -> None:
     rig.transitions.note_reason("why")
     assert rig.cell() == RoleSnapshot(Role.PRIMARY, "active", 7, True, "why")
     assert rig.trail.lines == []
+
+
+def test_a_restarted_member_that_follows_releases_a_vip_it_never_took_itself() -> None:
+    # Not led in this process (led is False), but the VIP is on its interface.
+    rig = transitions(snapshot=RoleSnapshot(Role.WAITING, "waiting", 4), vip_held=True)
+    asyncio.run(rig.transitions.follow_primary("a", 5))
+    assert rig.vip is not None and not rig.vip.held
+    assert "step down at 0" not in rig.trail
+    assert rig.trail.index("release vip") < rig.trail.index("start following")
