@@ -26,7 +26,7 @@ import msgspec
 from litemirror.config import Config, Member
 from litemirror.config import load as load_config
 from litemirror.errors import ConfigError, Error
-from litemirror.failover import Persisted
+from litemirror.failover import Persisted, State
 from litemirror.failover.start import PeerStatus, StartFacts, StartRole, decide_start
 from litemirror.journal import Journal, RecordKind
 from litemirror.replication.commit import startup_limit
@@ -41,6 +41,7 @@ from litemirror.server.front.users import Principal, Users
 from litemirror.server.ha.agent import FailoverAgent
 from litemirror.server.ha.following import ReceiverLink
 from litemirror.server.ha.hooks import Hooks
+from litemirror.server.ha.promotion import Holding, Promotion
 from litemirror.server.ha.transitions import Transitions
 from litemirror.server.ha.vip import VirtualIP
 from litemirror.server.ha.vip_holder import VipHolder
@@ -475,6 +476,17 @@ class MemberServer:
             self.hub.on_ack_timeout = self.agent.ack_timeout
             self.hub.on_caught_up = self.agent.backup_caught_up
         self.jw.on_durable(self.hub.records_durable)
+        self.promotion = Promotion(
+            me=self.me,
+            role=self.role_cell,
+            transitions=self.transitions,
+            agent=self.agent,
+            holding=self._holding,
+            leader=self._leader,
+            journal_epoch=lambda: self.journal.last_epoch,
+            event=self.event,
+            watch_for_newer_primary=self.watch_for_newer_primary,
+        )
         self.transitions.start_deciding()
         # Listen first: the other failover member may need our status to
         # decide its own role, and operators want `status` to answer.
@@ -516,6 +528,24 @@ class MemberServer:
             if ps.role == "primary" and (leader is None or ps.epoch > leader.epoch):
                 leader = ps
         return peer, leader
+
+    async def _leader(self) -> PeerStatus | None:
+        return (await self.statuses())[1]
+
+    def _holding(self) -> Holding:
+        """What this member holds and last heard of the primary (for a forced promote)."""
+        rcv = self.receiver
+        primary = rcv.primary.name if rcv is not None and rcv.primary is not None else None
+        return Holding(
+            member=self.me.name,
+            lsn=self.journal.last_lsn,
+            primary=primary or self._state.last_primary,
+            primary_lsn=rcv.primary_lsn if rcv is not None and rcv.primary_lsn else None,
+            last_contact_s=round(time.monotonic() - rcv.last_contact, 1)
+            if rcv is not None and rcv.last_contact
+            else None,
+            active_backup=self.agent is not None and self.agent.state is State.BACKUP_ACTIVE,
+        )
 
     async def _take_role(self) -> None:
         said = ""
