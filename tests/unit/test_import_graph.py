@@ -28,11 +28,9 @@ KNOWN_CYCLES_TO_REMOVE: list[tuple[str, ...]] = [
         "litemirror.failover.view",
     ),
     (
-        "litemirror.server.ha.agent",
-        "litemirror.server.ha.promotion",
-        "litemirror.server.ha.transitions",
         "litemirror.server.net.dial",
         "litemirror.server.node.failover_actions",
+        "litemirror.server.node.ha_ports",
         "litemirror.server.node.member",
         "litemirror.server.node.metrics_sources",
         "litemirror.server.ops.canary",

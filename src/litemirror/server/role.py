@@ -16,23 +16,12 @@ maps them onto a role and writability.
 from __future__ import annotations
 
 import dataclasses
-import enum
 from collections.abc import Callable
 
+# Defined with the pure failover table that maps failover states onto it.
+from litemirror.failover.states import Role
 
-class Role(enum.StrEnum):
-    """What a member acts as. A ``StrEnum``: it compares equal to, and prints as, its word."""
-
-    STARTING = "starting"
-    #: Deciding its role, or waiting for a primary to appear.
-    WAITING = "waiting"
-    PRIMARY = "primary"
-    #: The failover member that is not primary.
-    BACKUP = "backup"
-    #: A disaster-recovery member (async, can be promoted by hand).
-    DR = "dr"
-    #: A reporting member (async, read-only, never promoted).
-    REPORTING = "reporting"
+__all__ = ["Role", "RoleCell", "RoleSnapshot"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

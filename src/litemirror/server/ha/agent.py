@@ -30,9 +30,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
-from litemirror.config import parse_address
+from litemirror.config import Member, MirrorSection, parse_address
 from litemirror.errors import Error
 from litemirror.failover import (
     AckTimeout,
@@ -65,25 +66,40 @@ from litemirror.failover import (
 from litemirror.protocol import peer as p
 from litemirror.protocol.framing import FrameDecoder, encode
 from litemirror.server.ha.arbiter_client import ArbiterClient
-from litemirror.server.net.dial import open_to
-
-if TYPE_CHECKING:
-    from litemirror.server.node.member import MemberServer
+from litemirror.server.ha.ports import Dialer, FailoverActions
+from litemirror.server.ports import EventSink
 
 log = logging.getLogger("litemirror.agent")
 
 
 class FailoverAgent:
-    def __init__(self, member: MemberServer) -> None:
-        self.m = member
-        st = member.state_file
-        kind = MemberKind(member.me.kind)
-        view = View.start(
-            member.me.name,
-            member.peer.name if member.peer else None,
-            Persisted(st.epoch, st.last_primary),
-            kind,
-        )
+    """One member's agent.
+
+    ``persisted`` is what the member state file says (newest epoch, its holder);
+    ``actions`` carries out decisions (the member's :class:`~.transitions.Transitions`);
+    ``dial`` reaches the peer and the arbiter; ``clock`` is monotonic seconds.
+    """
+
+    def __init__(
+        self,
+        *,
+        me: Member,
+        peer: Member | None,
+        mirror: MirrorSection,
+        persisted: Persisted,
+        actions: FailoverActions,
+        dial: Dialer,
+        event: EventSink,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.me = me
+        self.peer = peer
+        self.mirror = mirror
+        self.actions = actions
+        self.dial = dial
+        self.event = event
+        self.clock = clock
+        view = View.start(me.name, peer.name if peer else None, persisted, MemberKind(me.kind))
         self.agent = Agent(view)
         self._actions: asyncio.Queue[tuple[int, Action]] = asyncio.Queue()
         self._generation = 0
@@ -121,12 +137,12 @@ class FailoverAgent:
     def feed(self, event: Event) -> None:
         before = self.agent.view
         d = self.agent.handle(event)
-        self.m.role_reason = d.reason
+        self.actions.note_reason(d.reason)
         if d.changed or d.actions:
             self.decisions.append(d.reason)
             self.decision_count += 1
             del self.decisions[:-20]
-            self.m.event(
+            self.event(
                 "failover",
                 d.reason,
                 "warning" if d.view.state in (State.IN_TROUBLE, State.FENCED) else "info",
@@ -139,33 +155,43 @@ class FailoverAgent:
             for a in d.actions:
                 self._actions.put_nowait((self._generation, a))
         if before.state != d.view.state:
-            self.m.roles.failover_state_changed(d.view.state)
+            self.actions.failover_state_changed(d.view.state)
 
     # ----------------------------------------------------------------- run
 
     async def run(self) -> None:
         tasks = [self._execute(), self._watchdog()]
-        if self.m.peer is not None:
+        if self.peer is not None:
             tasks.append(self._peer_sender())
-        if self.m.config.mirror.arbiter is not None:
+        if self.mirror.arbiter is not None:
             tasks.append(self._arbiter_loop())
         await asyncio.gather(*tasks)
 
     async def _execute(self) -> None:
         while True:
             gen, action = await self._actions.get()
-            if gen != self._generation:
-                continue
-            try:
-                await self._run_action(action)
-            except Exception as exc:
-                msg = exc.message if isinstance(exc, Error) else str(exc)
-                log.error("action %s failed: %s", type(action).__name__, msg)
-                self._generation += 1  # drop the rest of this decision
-                self.feed(ActionFailed(type(action).__name__, msg))
+            await self._run_queued(gen, action)
+
+    async def settle(self) -> None:
+        """Run the actions queued now, and those they lead to, until none is left (the
+        loop in :meth:`run` does the same as they come; tests drive the agent with it)."""
+        while not self._actions.empty():
+            gen, action = self._actions.get_nowait()
+            await self._run_queued(gen, action)
+
+    async def _run_queued(self, gen: int, action: Action) -> None:
+        if gen != self._generation:
+            return
+        try:
+            await self._run_action(action)
+        except Exception as exc:
+            msg = exc.message if isinstance(exc, Error) else str(exc)
+            log.error("action %s failed: %s", type(action).__name__, msg)
+            self._generation += 1  # drop the rest of this decision
+            self.feed(ActionFailed(type(action).__name__, msg))
 
     async def _run_action(self, a: Action) -> None:
-        m = self.m.roles
+        m = self.actions
         if isinstance(a, RecordEpoch):
             await m.record_epoch(a.epoch, a.holder)
         elif isinstance(a, AskArbiter):
@@ -197,19 +223,12 @@ class FailoverAgent:
             self._peer_out.write(encode(msg))
 
     async def _peer_sender(self) -> None:
-        peer = self.m.peer
+        peer = self.peer
         assert peer is not None
-        hb = self.m.config.mirror.heartbeat_ms / 1000
+        hb = self.mirror.heartbeat_ms / 1000
         while True:
             try:
-                _, writer = await open_to(
-                    self.m,
-                    peer.host,
-                    peer.port,
-                    member=peer,
-                    local_addr=self.m.source_address(),
-                    timeout=hb * 4,
-                )
+                _, writer = await self.dial(peer.host, peer.port, peer, hb * 4)
             except (OSError, TimeoutError):
                 await asyncio.sleep(hb)
                 continue
@@ -219,8 +238,8 @@ class FailoverAgent:
                     encode(
                         p.PeerHello(
                             version=p.PEER_VERSION,
-                            mirror=self.m.config.mirror.name,
-                            member=self.m.me.name,
+                            mirror=self.mirror.name,
+                            member=self.me.name,
                         )
                     )
                 )
@@ -249,10 +268,10 @@ class FailoverAgent:
         self, reader: asyncio.StreamReader, decoder: FrameDecoder[Any], hello: p.PeerHello
     ) -> None:
         """Beats from the peer, on the connection it opened to us."""
-        if hello.mirror != self.m.config.mirror.name or (
-            self.m.peer is None or hello.member != self.m.peer.name
+        if hello.mirror != self.mirror.name or (
+            self.peer is None or hello.member != self.peer.name
         ):
-            self.m.event(
+            self.event(
                 "peer_refused",
                 f"refused a peer connection from member "
                 f"{hello.member!r} of mirror {hello.mirror!r}",
@@ -269,32 +288,37 @@ class FailoverAgent:
                         break
                     decoder.feed(data)
                     continue
-                self._last_peer_beat = time.monotonic()
-                if isinstance(msg, p.PeerBeat):
-                    self.feed(
-                        PeerHeartbeat(State(msg.state), msg.epoch, msg.holder, msg.backup_active)
-                    )
-                elif isinstance(msg, p.PeerTakeOver):
-                    self.feed(TakeOverRequested(msg.epoch))
+                self.heard_peer(msg)
         except (ConnectionError, Error, ValueError):
             pass
         # The peer's process closed its socket (or the link broke): lost at once.
         if self.view.peer_up:
             self.feed(PeerLost())
 
+    def heard_peer(self, msg: p.PeerBeat | p.PeerTakeOver) -> None:
+        """A message from the peer: it is alive now, and says what it is."""
+        self._last_peer_beat = self.clock()
+        if isinstance(msg, p.PeerBeat):
+            self.feed(PeerHeartbeat(State(msg.state), msg.epoch, msg.holder, msg.backup_active))
+        else:
+            self.feed(TakeOverRequested(msg.epoch))
+
     async def _watchdog(self) -> None:
-        qos = self.m.config.mirror.qos_timeout_ms / 1000
-        hb = self.m.config.mirror.heartbeat_ms / 1000
+        hb = self.mirror.heartbeat_ms / 1000
         while True:
             await asyncio.sleep(hb / 2)
-            now = time.monotonic()
-            if self.view.peer_up and now - self._last_peer_beat > qos:
-                self.feed(PeerLost())
+            self.check_peer()
+
+    def check_peer(self) -> None:
+        """Peer silent for the QoS timeout: lost (the watchdog calls this twice a beat)."""
+        qos = self.mirror.qos_timeout_ms / 1000
+        if self.view.peer_up and self.clock() - self._last_peer_beat > qos:
+            self.feed(PeerLost())
 
     # --------------------------------------------------------- the arbiter
 
     async def _arbiter_loop(self) -> None:
-        cfg = self.m.config.mirror
+        cfg = self.mirror
         assert cfg.arbiter is not None
         qos = cfg.qos_timeout_ms / 1000
         hb = cfg.heartbeat_ms / 1000
@@ -302,29 +326,23 @@ class FailoverAgent:
         client = ArbiterClient(
             cfg.arbiter,
             cfg.name,
-            self.m.me.name,
+            self.me.name,
             qos,
-            opener=lambda: open_to(
-                self.m, host, port, local_addr=self.m.source_address(), timeout=qos
-            ),
+            opener=lambda: self.dial(host, port, None, qos),
         )
         self.arbiter = client
-        self._arbiter_ok_sent = time.monotonic()
+        self._arbiter_ok_sent = self.clock()
         try:
             while True:
-                sent = time.monotonic()
+                sent = self.clock()
                 try:
                     report = await client.exchange(self.view.request)
                 except Error as exc:
-                    if (
-                        time.monotonic() - self._arbiter_ok_sent > qos
-                        and not self._arbiter_lost_said
-                    ):
+                    if self.clock() - self._arbiter_ok_sent > qos and not self._arbiter_lost_said:
                         self._arbiter_lost_said = True
-                        self.m.event(
+                        self.event(
                             "arbiter_lost",
-                            f"member {self.m.me.name} has no session with the arbiter: "
-                            f"{exc.message}",
+                            f"member {self.me.name} has no session with the arbiter: {exc.message}",
                             "warning",
                         )
                         self.feed(ArbiterLost())
@@ -333,7 +351,7 @@ class FailoverAgent:
                 self._arbiter_ok_sent = sent
                 self._arbiter_lost_said = False
                 self.feed(report)
-                await asyncio.sleep(max(0.0, hb - (time.monotonic() - sent)))
+                await asyncio.sleep(max(0.0, hb - (self.clock() - sent)))
         finally:
             await client.close()
 

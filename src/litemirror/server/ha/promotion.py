@@ -24,33 +24,44 @@ other way: when its primary is gone for good, an operator makes the backup
 from __future__ import annotations
 
 import asyncio
-import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
+from litemirror.config import Member
 from litemirror.errors import OperationalError, ProgrammingError
 from litemirror.failover import PromoteRequested, State
+from litemirror.failover.start import PeerStatus
+from litemirror.failover.states import Role
+from litemirror.server.ha.agent import FailoverAgent
+from litemirror.server.ha.transitions import Transitions
+from litemirror.server.ports import EventSink, RoleView
 
-if TYPE_CHECKING:
-    from litemirror.server.node.member import MemberServer
+
+@dataclass(frozen=True)
+class Holding:
+    """What this member holds, and what it last heard of the primary."""
+
+    member: str
+    #: The last LSN in this member's journal.
+    lsn: int
+    #: The primary it followed (or last knew), if any.
+    primary: str | None
+    #: The primary's last LSN when last heard from (None: never heard).
+    primary_lsn: int | None
+    #: Seconds since the primary was last heard from (None: never).
+    last_contact_s: float | None
+    #: This member is the active synchronous backup now.
+    active_backup: bool
 
 
-def assessment(m: MemberServer) -> dict[str, Any]:
+def assessment(h: Holding) -> dict[str, Any]:
     """What a forced promote of this member would lose, as data and one sentence."""
-    rcv = m.receiver
-    held = m.journal.last_lsn
-    primary = rcv.primary.name if rcv is not None and rcv.primary is not None else None
-    primary = primary or m.state_file.last_primary
-    primary_lsn = rcv.primary_lsn if rcv is not None and rcv.primary_lsn else None
-    ago = (
-        round(time.monotonic() - rcv.last_contact, 1)
-        if rcv is not None and rcv.last_contact
-        else None
-    )
-    active = m.agent is not None and m.agent.state is State.BACKUP_ACTIVE
+    held, primary, primary_lsn, ago = h.lsn, h.primary, h.primary_lsn, h.last_contact_s
     behind = None if primary_lsn is None else max(0, primary_lsn - held)
-    me, who = m.me.name, primary or "the last primary"
+    me, who = h.member, primary or "the last primary"
     when = f", {ago:g} s ago" if ago is not None else ""
-    if active:
+    if h.active_backup:
         loss = (
             f"{me} is the active synchronous backup: it holds every commit {who} acknowledged "
             f"(LSN {held}); nothing acknowledged is lost"
@@ -78,53 +89,103 @@ def assessment(m: MemberServer) -> dict[str, Any]:
         "primary_lsn": primary_lsn,
         "records_behind": behind,
         "last_contact_s": ago,
-        "active_backup": active,
+        "active_backup": h.active_backup,
         "loss": loss,
     }
 
 
-async def force_promote(m: MemberServer, confirm: str, dry_run: bool) -> dict[str, Any]:
-    """Make this member primary by operator decision (see the module docstring)."""
-    if m.me.kind == "reporting":
-        raise ProgrammingError("reporting members are never promoted")
-    if m.role == "primary":
-        raise OperationalError(f"member {m.me.name} is already primary (epoch {m.epoch})")
-    info = assessment(m)
-    _, leader = await m.statuses()
-    if leader is not None:
-        raise OperationalError(
-            f"member {leader.name} is primary (epoch {leader.epoch}) and reachable: promoting "
-            f"{m.me.name} now would make two primaries. Stop {leader.name} first, or hand "
-            f"over with `litemirror switchover --to {m.me.name}` (needs an arbiter)"
-        )
-    if dry_run:
-        return {**info, "state": m.role, "reason": m.role_reason, "dry_run": True}
-    if confirm != m.me.name:
-        raise ProgrammingError(
-            f"a forced promote must be confirmed with the member's own name ({m.me.name!r})"
-        )
-    m.event("promote", f"forced promote of {m.me.name} requested: {info['loss']}", "warning")
-    if m.agent is not None:
-        seen = m.agent.decision_count
-        m.agent.feed(
-            PromoteRequested(to_primary=True, records_behind=info["records_behind"], force=True)
-        )
-        for _ in range(300):
-            if m.agent.state not in (State.TAKING_OVER,):
-                break
-            await asyncio.sleep(0.05)
+class Promotion:
+    """A forced promote of this member (see the module docstring).
+
+    ``holding`` says what the member holds now; ``leader`` asks the other
+    members which one says it is primary (None: nobody reachable does);
+    ``watch_for_newer_primary`` starts the arbiter-less watch for a newer one.
+    """
+
+    def __init__(
+        self,
+        *,
+        me: Member,
+        role: RoleView,
+        transitions: Transitions,
+        agent: FailoverAgent | None,
+        holding: Callable[[], Holding],
+        leader: Callable[[], Awaitable[PeerStatus | None]],
+        journal_epoch: Callable[[], int],
+        event: EventSink,
+        watch_for_newer_primary: Callable[[], None],
+    ) -> None:
+        self.me = me
+        self.role = role
+        self.transitions = transitions
+        self.agent = agent
+        self.holding = holding
+        self.leader = leader
+        self.journal_epoch = journal_epoch
+        self.event = event
+        self.watch_for_newer_primary = watch_for_newer_primary
+
+    async def force_promote(self, confirm: str, dry_run: bool) -> dict[str, Any]:
+        me = self.me
+        if me.kind == "reporting":
+            raise ProgrammingError("reporting members are never promoted")
+        now = self.role()
+        if now.role is Role.PRIMARY:
+            raise OperationalError(f"member {me.name} is already primary (epoch {now.epoch})")
+        info = assessment(self.holding())
+        leader = await self.leader()
+        if leader is not None:
+            raise OperationalError(
+                f"member {leader.name} is primary (epoch {leader.epoch}) and reachable: "
+                f"promoting {me.name} now would make two primaries. Stop {leader.name} first, "
+                f"or hand over with `litemirror switchover --to {me.name}` (needs an arbiter)"
+            )
+        if dry_run:
+            now = self.role()
+            return {**info, "state": now.role, "reason": now.reason, "dry_run": True}
+        if confirm != me.name:
+            raise ProgrammingError(
+                f"a forced promote must be confirmed with the member's own name ({me.name!r})"
+            )
+        self.event("promote", f"forced promote of {me.name} requested: {info['loss']}", "warning")
+        agent = self.agent
+        if agent is not None:
+            seen = agent.decision_count
+            agent.feed(
+                PromoteRequested(to_primary=True, records_behind=info["records_behind"], force=True)
+            )
+            for _ in range(300):
+                if agent.state not in (State.TAKING_OVER,):
+                    break
+                await asyncio.sleep(0.05)
+            return {
+                **info,
+                "state": agent.state.value,
+                "reason": self.role().reason,
+                "decisions": agent.decisions_since(seen),
+            }
+        # No arbiter: this member takes the next epoch itself, durably, before writing.
+        epoch = max(self.role().epoch, self.journal_epoch()) + 1
+        await self.transitions.record_epoch(epoch, me.name)
+        await self.transitions.open_writes(epoch, wait_for_backup=False)
+        reason = f"promoted to primary at epoch {epoch} by an operator (forced): {info['loss']}"
+        self.transitions.note_reason(reason)
+        self.event("promoted", reason, "warning", epoch=epoch)
+        self.watch_for_newer_primary()
         return {
             **info,
-            "state": m.agent.state.value,
-            "reason": m.role_reason,
-            "decisions": m.agent.decisions_since(seen),
+            "state": "primary",
+            "epoch": epoch,
+            "reason": reason,
+            "decisions": [reason],
         }
-    # No arbiter: this member takes the next epoch itself, durably, before writing.
-    epoch = max(m.epoch, m.journal.last_epoch) + 1
-    await m.roles.record_epoch(epoch, m.me.name)
-    await m.roles.open_writes(epoch, wait_for_backup=False)
-    reason = f"promoted to primary at epoch {epoch} by an operator (forced): {info['loss']}"
-    m.role_reason = reason
-    m.event("promoted", reason, "warning", epoch=epoch)
-    m.watch_for_newer_primary()
-    return {**info, "state": "primary", "epoch": epoch, "reason": reason, "decisions": [reason]}
+
+
+class HasPromotion(Protocol):
+    @property
+    def promotion(self) -> Promotion: ...
+
+
+async def force_promote(m: HasPromotion, confirm: str, dry_run: bool) -> dict[str, Any]:
+    """The admin action ``promote --force`` on the member that carries ``m.promotion``."""
+    return await m.promotion.force_promote(confirm, dry_run)

@@ -1,49 +1,124 @@
-"""Role changes a member carries out for its failover agent.
+"""Role changes a member carries out for its failover agent (and its start decision).
 
 Each method is one action of a failover decision (see
 :mod:`litemirror.failover`): record the epoch, prepare to lead, open or stop
 writes, follow a new primary. They are written so that the journal always
 has exactly one writer: the journal writer thread while primary, the
 receiver's journal thread while following, never both.
+
+This is also the one writer of the member's role snapshot
+(:class:`~litemirror.server.role.RoleCell`): role, state word, epoch,
+writability and reason change only through the methods here, so what
+``status`` shows and what the commit path obeys cannot disagree. What
+leading and following do to storage, the hub and the receiver goes through
+the ports of :mod:`.ports`; the receiver link and the virtual IP's listener
+are owned here, not by the member.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import Any
 
-import msgspec
-
+from litemirror.config import Member
 from litemirror.errors import CommitUnknownError, OperationalError
 from litemirror.failover import State
-from litemirror.journal import RecordKind
-from litemirror.server.storage.member_state import save_state
-from litemirror.server.storage.recovery import recover
-
-if TYPE_CHECKING:
-    from litemirror.server.node.member import MemberServer
+from litemirror.failover.states import Role, bearing
+from litemirror.server.ha.ports import HookRunner, PrimaryDuties, ReplicaLink, StateFile, VipActions
+from litemirror.server.ports import EventSink
+from litemirror.server.role import RoleCell, RoleSnapshot
 
 log = logging.getLogger("litemirror.transitions")
 
-HOLDING = {State.PRIMARY, State.PRIMARY_ALONE, State.IN_TROUBLE, State.SWITCHING_OVER}
-FOLLOWING = {State.BACKUP_ACTIVE, State.BACKUP_CATCHING_UP, State.FENCED}
-
 
 class Transitions:
-    """A member's role changes; ``member.roles`` is the one instance."""
+    """A member's role changes; ``member.transitions`` is the one instance."""
 
-    def __init__(self, member: MemberServer) -> None:
-        self.m = member
+    def __init__(
+        self,
+        *,
+        me: Member,
+        mirror: str,
+        members: Callable[[], Sequence[Member]],
+        cell: RoleCell,
+        duties: PrimaryDuties,
+        replica: ReplicaLink,
+        state_file: StateFile,
+        hooks: HookRunner,
+        vip: VipActions | None,
+        event: EventSink,
+        current_horizon: Callable[[], int],
+        keep: Callable[[asyncio.Task[Any]], None],
+    ) -> None:
+        self.me = me
+        self.mirror = mirror
+        #: The configured members now (a config reload may change them).
+        self.members = members
+        self.cell = cell
+        self.duties = duties
+        self.replica = replica
+        self.state_file = state_file
+        self.hooks = hooks
+        self.vip = vip
+        self.event = event
+        self.current_horizon = current_horizon
+        #: Keeps a background task referenced until it ends.
+        self.keep = keep
+        #: This member has led (written as primary) since it started.
+        self.led = False
+
+    @property
+    def now(self) -> RoleSnapshot:
+        return self.cell()
+
+    # ------------------------------------------------- snapshot, outside a decision
+
+    def note_epoch(self, epoch: int) -> None:
+        """The epoch this member knows of (read at start, or heard from the primary)."""
+        self.cell.set(epoch=epoch)
+
+    def note_reason(self, reason: str) -> None:
+        """Why the member is in its role (a failover decision, the start decision, ...)."""
+        self.cell.set(reason=reason)
+
+    def start_deciding(self) -> None:
+        """At start, once the member can answer: its role is not decided yet."""
+        self.cell.set(role=Role.WAITING, state="deciding role")
+
+    async def take_start_role(self, role: Role, reason: str) -> None:
+        """Without a failover agent: become what the start decision said (primary or a
+        follower of the primary it will find)."""
+        st = self.state_file.current()
+        st.last_role = role.value
+        if role is Role.PRIMARY:
+            st.last_primary = self.me.name
+        await self.state_file.save()
+        if role is Role.PRIMARY:
+            # Without an arbiter this member leads only when its peer confirmed that
+            # no failover happened: its whole journal is the mirror's history.
+            await self.duties.apply_journal_tail()
+            await self.duties.set_backup_active(False, "the fixed primary starts without a backup")
+            await self.duties.create_missing_databases()
+            self.cell.set(role=role, state="active", writable=True, reason=reason)
+            self.led = True
+        else:
+            # A member that held the virtual IP before a crash still has it on its
+            # interface (the kernel outlived the process): a follower never holds it.
+            await self.release_vip()
+            self.cell.set(role=role, state="connecting", reason=reason)
+            self.replica.start()
+        self.event("role", f"member {self.me.name} is {role}: {reason}")
+
+    # ------------------------------------------------------------ actions
 
     async def record_epoch(self, epoch: int, holder: str | None) -> None:
-        self.m.epoch = max(self.m.epoch, epoch)
-        self.m.state_file.epoch = epoch
-        self.m.state_file.last_primary = holder
-        await asyncio.get_running_loop().run_in_executor(
-            self.m.executor, save_state, self.m.me.data_dir, self.m.state_file
-        )
+        self.cell.set(epoch=max(self.now.epoch, epoch))
+        st = self.state_file.current()
+        st.epoch = epoch
+        st.last_primary = holder
+        await self.state_file.save()
 
     async def prepare_to_lead(self, epoch: int) -> None:
         ok = await self.run_hook("can_start_become_primary", epoch)
@@ -55,230 +130,147 @@ class Transitions:
         await self.take_vip()
 
     async def open_writes(self, epoch: int, wait_for_backup: bool) -> None:
-        loop = asyncio.get_running_loop()
-        m = self.m
+        duties = self.duties
         how = "waiting for" if wait_for_backup else "without"
+        now = self.now
         if (
-            m.role == "primary"
-            and m.receiver is None
-            and m.epoch == epoch
-            and m.journal.last_epoch >= epoch
+            now.role is Role.PRIMARY
+            and not self.replica.following
+            and now.epoch == epoch
+            and duties.journal_epoch() >= epoch
         ):
             # Already leading at this epoch: only whether commits wait changes
             # (after a restart, the end of the journal is applied first).
-            await m.apply_journal_tail()
-            await m.hub.set_backup_active(
+            await duties.apply_journal_tail()
+            await duties.set_backup_active(
                 wait_for_backup, f"commits at epoch {epoch} now go on {how} the backup"
             )
-            m.writable = True
-            m.state = "active"
+            self.cell.set(writable=True, state="active")
             return
-        rcv = m.receiver
-        horizon = rcv.applied if rcv is not None else m.current_horizon()
-        await self._stop_following()
+        horizon = self.current_horizon()
+        await self.replica.stop()
         # Every durable record must be in the databases before anyone writes: this
         # member's journal is the mirror's history from here on.
-        res = await loop.run_in_executor(m.executor, recover, m.journal, m.registry, horizon)
-        if res.replayed:
-            log.info("applied %d journal record(s) before opening writes", res.replayed)
-        # Every record now in the journal is in its database.
-        m._seen_lsn = max(m._seen_lsn, m.journal.last_lsn)
-        self.m.epoch = epoch
-        self.m.hub.clear_abort()
-        if self.m.journal.last_epoch < epoch:
-            payload = msgspec.msgpack.encode({"epoch_start": epoch, "member": self.m.me.name})
-            await self.m.jw.append(epoch, RecordKind.MARKER, "", payload)
-        for name in self.m.config.mirror.databases:
-            if not self.m.registry.exists(name):
-                await self.m.create_database(name)
-        await self.m.hub.set_backup_active(wait_for_backup, f"opening writes at epoch {epoch}")
-        self.m.role = "primary"
-        self.m.state = "active"
-        self.m.writable = True
-        self.m.led = True
-        self.m.state_file.last_role = "primary"
-        self.m.state_file.last_primary = self.m.me.name
-        await loop.run_in_executor(
-            self.m.executor, save_state, self.m.me.data_dir, self.m.state_file
-        )
-        self.m.event(
+        await duties.replay_journal(horizon)
+        self.cell.set(epoch=epoch)
+        duties.clear_abort()
+        if duties.journal_epoch() < epoch:
+            # Durable before the first write of the epoch: a restart finds it.
+            await duties.append_epoch_marker(epoch)
+        await duties.create_missing_databases()
+        await duties.set_backup_active(wait_for_backup, f"opening writes at epoch {epoch}")
+        st = self.state_file.current()
+        st.last_role = Role.PRIMARY.value
+        st.last_primary = self.me.name
+        self.cell.set(role=Role.PRIMARY, state="active", writable=True)
+        self.led = True
+        await self.state_file.save()
+        self.event(
             "writes_open",
-            f"member {self.m.me.name} accepts writes at epoch {epoch} "
-            f"({'waiting for' if wait_for_backup else 'without'} the backup)",
+            f"member {self.me.name} accepts writes at epoch {epoch} ({how} the backup)",
         )
 
     async def stop_writes(self, deposed: bool, primary: str | None) -> None:
-        self.m.writable = False
+        self.cell.set(writable=False)
         self._abort_transactions()
         if deposed:
-            addr = self._address_of(primary)
-            self.m.state = "fenced"
+            self.cell.set(state="fenced")
             # Deposed: nothing more commits here; what waits for the backup is aborted.
-            self.m.hub.hold()
-            await self.m.hub.abort_waiters(
+            self.duties.hold()
+            await self.duties.abort_waiters(
                 CommitUnknownError(
-                    f"member {self.m.me.name} was deposed ({primary} holds a newer epoch) "
+                    f"member {self.me.name} was deposed ({primary} holds a newer epoch) "
                     "while this commit waited for the backup; the new primary may hold it: "
                     "check before running it again",
-                    primary=addr,
+                    primary=self._address_of(primary),
                 )
             )
             await self.release_vip()
         else:
-            self.m.state = "in trouble"
+            self.cell.set(state="in trouble")
 
     async def follow_primary(self, primary: str, epoch: int) -> None:
-        was_primary = self.m.led
-        self.m.led = False
-        self.m.writable = False
-        self.m.role = "backup" if self.m.me.kind == "failover" else self.m.me.kind
-        self.m.epoch = max(self.m.epoch, epoch)
+        was_primary = self.led
+        self.led = False
+        role = Role.BACKUP if self.me.kind == "failover" else Role(self.me.kind)
+        self.cell.set(writable=False, role=role, epoch=max(self.now.epoch, epoch))
         self._abort_transactions()
         if was_primary:
-            horizon = self.m.current_horizon()
-            await self.m.hub.abort_waiters(
+            horizon = self.current_horizon()
+            await self.duties.abort_waiters(
                 CommitUnknownError(
-                    f"member {self.m.me.name} now follows {primary}; the new primary may "
+                    f"member {self.me.name} now follows {primary}; the new primary may "
                     "hold this commit: check before running it again",
                     primary=self._address_of(primary),
                 )
             )
-            self.m.hub.drop_all()
-            await self.m.registry.close_all()
-            await self.m.jw.call(lambda _j: None)  # the journal writer is idle from here on
             # Commits cut short above are in the journal but not in the databases.
             # Only those the backup acknowledged are committed; the rest stay in the
             # journal, invisible, until the new primary's start plan says whether it
             # holds them (then they are applied) or not (then they are rolled back
             # without any reader ever having seen them).
-            await asyncio.get_running_loop().run_in_executor(
-                self.m.executor,
-                recover,
-                self.m.journal,
-                self.m.registry,
-                horizon,
-                self.m.hub.committed_lsn,
-            )
+            await self.duties.step_down(horizon)
         # A member that held the virtual IP before a crash still has it on its
         # interface (the kernel outlived the process): a follower never holds it.
         await self.release_vip()
-        self.m.state_file.last_role = self.m.role
-        self.m.state_file.last_primary = primary
-        await asyncio.get_running_loop().run_in_executor(
-            self.m.executor, save_state, self.m.me.data_dir, self.m.state_file
-        )
-        if self.m.receiver is None:
-            self.m.state = "connecting"
-            self.m.receiver = self.m.new_receiver(self.m.hub.committed_lsn)
-            self.m._receiver_task = asyncio.get_running_loop().create_task(self.m.receiver.run())
-        self.m.event("following", f"member {self.m.me.name} follows {primary} at epoch {epoch}")
-
-    async def _stop_following(self) -> None:
-        rcv = self.m.receiver
-        if rcv is None:
-            return
-        task = self.m._receiver_task
-        self.m.receiver = None
-        self.m._receiver_task = None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
-        # Let an append already handed to the receiver's journal thread finish.
-        await asyncio.get_running_loop().run_in_executor(rcv.journal_thread, time.sleep, 0)
-        rcv.journal_thread.shutdown(wait=True)
+        st = self.state_file.current()
+        st.last_role = role.value
+        st.last_primary = primary
+        await self.state_file.save()
+        if not self.replica.following:
+            self.cell.set(state="connecting")
+            self.replica.start()
+        self.event("following", f"member {self.me.name} follows {primary} at epoch {epoch}")
 
     def _address_of(self, name: str | None) -> str | None:
-        for mb in self.m.config.members:
+        for mb in self.members():
             if mb.name == name:
                 return mb.address
         return None
 
     def failover_state_changed(self, state: State) -> None:
-        if state in HOLDING:
-            self.m.role = "primary"
-            self.m.state = {
-                State.PRIMARY: "active",
-                State.PRIMARY_ALONE: "active (alone)",
-                State.IN_TROUBLE: "in trouble",
-                State.SWITCHING_OVER: "switching over",
-            }[state]
-            self.m.writable = state in (State.PRIMARY, State.PRIMARY_ALONE) and self.m.writable
-        elif state in FOLLOWING:
-            self.m.role = "backup"
-            self.m.writable = False
-            if state is State.FENCED:
-                self.m.state = "fenced"
-        elif state is State.TAKING_OVER:
-            self.m.writable = False
-            self.m.state = "taking over"
-        elif state is State.WAITING:
-            self.m.writable = False
-            self.m.role = "waiting"
-            self.m.state = "waiting"
-        if state is State.IN_TROUBLE or state is State.SWITCHING_OVER:
-            self.m.writable = False
-        if not self.m.writable:
+        """The agent entered ``state``: show it (see ``failover/states.py``)."""
+        row = bearing(state)
+        self.cell.set(
+            role=row.role,
+            state=row.word,
+            writable=self.now.writable and row.keeps_writes,
+        )
+        if not self.now.writable:
             self._abort_transactions()
 
     def _abort_transactions(self) -> None:
         """Open transactions cannot commit any more: roll them back now, so they hold
         neither the writers (a switchover or rejoin would wait for them) nor their client."""
-        registry = getattr(self.m, "registry", None)
-        if registry is not None:
-            registry.abort_transactions(
-                f"the transaction was rolled back: member {self.m.me.name} stopped "
-                f"accepting writes ({self.m.state}); retry it on the primary"
-            )
+        self.duties.abort_transactions(
+            f"the transaction was rolled back: member {self.me.name} stopped "
+            f"accepting writes ({self.now.state}); retry it on the primary"
+        )
 
-    def may_acknowledge(self) -> bool:
-        return self.m.agent is None or self.m.agent.may_acknowledge()
-
-    def newer_epoch_seen(self, epoch: int, holder: str) -> None:
-        if self.m.agent is not None:
-            self.m.agent.newer_epoch(epoch, holder)
+    # -------------------------------------------------------------- hooks
 
     async def run_hook(self, point: str, epoch: int, error: str | None = None) -> bool:
-        m = self.m
-        result = await m.hooks.run(
+        result = await self.hooks.run(
             point,
-            mirror=m.config.mirror.name,
-            member=m.me.name,
+            mirror=self.mirror,
+            member=self.me.name,
             epoch=epoch,
             error=error,
-            extra={"previous_primary": m.state_file.last_primary},
+            extra={"previous_primary": self.state_file.current().last_primary},
         )
         return bool(result.ok)
 
     def notify_hook(self, point: str, epoch: int, error: str | None = None) -> None:
         # Notify hooks never block the member.
         task = asyncio.get_running_loop().create_task(self.run_hook(point, epoch, error))
-        self.m.spawned(task)
+        self.keep(task)
+
+    # ---------------------------------------------------------- virtual IP
 
     async def take_vip(self) -> None:
-        m = self.m
-        if m.vip is None:
-            return
-        await m.vip.acquire()
-        # Clients that know only the virtual IP reach the primary on it.
-        ip = m.vip.address.split("/")[0]
-        if m._vip_server is None and ip != m.me.host:
-            m._vip_server = await m.listen(ip, m.me.port)
-        m.event("vip", f"took the virtual IP {m.vip.address} on {m.me.vip_interface}")
+        if self.vip is not None:
+            await self.vip.take()
 
     async def release_vip(self) -> None:
-        m = self.m
-        if m.vip is None:
-            return
-        if m._vip_server is not None:
-            m._vip_server.close()
-            m._vip_server = None
-        try:
-            if not await m.vip.held():
-                return
-            await m.vip.release()
-            m.event("vip", f"released the virtual IP {m.vip.address}")
-        except Exception as exc:
-            m.event("vip", f"could not release the virtual IP: {exc}", "error")
+        if self.vip is not None:
+            await self.vip.release()

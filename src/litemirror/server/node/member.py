@@ -26,6 +26,7 @@ import msgspec
 from litemirror.config import Config, Member
 from litemirror.config import load as load_config
 from litemirror.errors import ConfigError, Error
+from litemirror.failover import Persisted, State
 from litemirror.failover.start import PeerStatus, StartFacts, StartRole, decide_start
 from litemirror.journal import Journal, RecordKind
 from litemirror.replication.commit import startup_limit
@@ -39,13 +40,17 @@ from litemirror.server.front.ports import SessionContext
 from litemirror.server.front.session import ClientSession
 from litemirror.server.front.users import Principal, Users
 from litemirror.server.ha.agent import FailoverAgent
+from litemirror.server.ha.following import ReceiverLink
 from litemirror.server.ha.hooks import Hooks
+from litemirror.server.ha.promotion import Holding, Promotion
 from litemirror.server.ha.transitions import Transitions
 from litemirror.server.ha.vip import VirtualIP
+from litemirror.server.ha.vip_holder import VipHolder
 from litemirror.server.net.dial import open_to
 from litemirror.server.net.limits import LimitGuard
 from litemirror.server.net.listener import Listener, error_frame, stream_factory
 from litemirror.server.node.failover_actions import MemberFailoverActions
+from litemirror.server.node.ha_ports import MemberDuties, MemberStateFile
 from litemirror.server.node.metrics_sources import metrics_sources
 from litemirror.server.ops.canary import canary_applied
 from litemirror.server.ops.canary import status_fields as canary_status_fields
@@ -89,17 +94,34 @@ class MemberServer:
         #: Database sessions opened since start, per client address.
         self.sessions_by_host: collections.Counter[str] = collections.Counter()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.receiver: Receiver | None = None
-        self._receiver_task: asyncio.Task[None] | None = None
-        #: This member has led (written as primary) since it started.
-        self.led = False
         self.agent: FailoverAgent | None = None
-        self.roles = Transitions(self)
         self.hooks = Hooks(config.hooks)
-        self.vip: VirtualIP | None = None
+        vip: VipHolder | None = None
         if config.mirror.vip is not None and self.me.vip_interface is not None:
-            self.vip = VirtualIP(config.mirror.vip, self.me.vip_interface)
-        self._vip_server: asyncio.AbstractServer | None = None
+            vip = VipHolder(
+                VirtualIP(config.mirror.vip, self.me.vip_interface),
+                listen=self.listen,
+                host=self.me.host,
+                port=self.me.port,
+                interface=self.me.vip_interface,
+                event=self.event,
+            )
+        #: The receiver while following (started and stopped by the transitions).
+        self._replica: ReceiverLink[Receiver] = ReceiverLink(self._new_receiver)
+        self.transitions = Transitions(
+            me=self.me,
+            mirror=config.mirror.name,
+            members=lambda: self.config.members,
+            cell=self.role_cell,
+            duties=MemberDuties(self),
+            replica=self._replica,
+            state_file=MemberStateFile(self),
+            hooks=self.hooks,
+            vip=vip,
+            event=self.event,
+            current_horizon=self.current_horizon,
+            keep=self.spawned,
+        )
         self._http: asyncio.AbstractServer | None = None
         #: Called with each commit's latency in seconds, as seen by the member
         #: (one-shot write: from arrival to answer; transaction: its COMMIT).
@@ -117,47 +139,48 @@ class MemberServer:
         peers = [x for x in config.failover_members if x.name != self.me.name]
         self.peer: Member | None = peers[0] if peers and self.me.kind == "failover" else None
 
-    # The role snapshot's fields, one by one (readers that take a RoleView call
-    # role_cell instead; each assignment replaces the whole snapshot).
+    # The role snapshot's fields, read one by one (readers that take a RoleView call
+    # role_cell instead). Only the transitions write them.
     @property
     def role(self) -> Role:
         return self.role_cell().role
-
-    @role.setter
-    def role(self, value: str) -> None:
-        self.role_cell.set(role=Role(value))
 
     @property
     def state(self) -> str:
         return self.role_cell().state
 
-    @state.setter
-    def state(self, value: str) -> None:
-        self.role_cell.set(state=value)
-
     @property
     def epoch(self) -> int:
         return self.role_cell().epoch
 
-    @epoch.setter
-    def epoch(self, value: int) -> None:
-        self.role_cell.set(epoch=value)
+    def note_epoch(self, epoch: int) -> None:
+        """The epoch heard from the primary (without a failover agent)."""
+        self.transitions.note_epoch(epoch)
 
     @property
     def writable(self) -> bool:
         return self.role_cell().writable
 
-    @writable.setter
-    def writable(self, value: bool) -> None:
-        self.role_cell.set(writable=value)
-
     @property
     def role_reason(self) -> str:
         return self.role_cell().reason
 
-    @role_reason.setter
-    def role_reason(self, value: str) -> None:
-        self.role_cell.set(reason=value)
+    @property
+    def receiver(self) -> Receiver | None:
+        """The receiver while this member follows a primary."""
+        return self._replica.receiver
+
+    def _new_receiver(self) -> Receiver:
+        """A receiver to follow the primary from the current commit point."""
+        return Receiver(self._receiver_ports, self.hub.committed_lsn, self._missing_imports)
+
+    def may_acknowledge(self) -> bool:
+        """A backup acknowledges only while following (never while taking over)."""
+        return self.agent is None or self.agent.may_acknowledge()
+
+    def newer_epoch_seen(self, epoch: int, holder: str) -> None:
+        if self.agent is not None:
+            self.agent.newer_epoch(epoch, holder)
 
     def observe_commit(self, seconds: float) -> None:
         for observe in self.commit_observers:
@@ -183,6 +206,14 @@ class MemberServer:
         if host in ("0.0.0.0", "::", "") or ":" in host:
             return None
         return (host, 0)
+
+    async def _dial(
+        self, host: str, port: int, member: Member | None, timeout: float
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Connect to another member (or, when None, the arbiter) from this member."""
+        return await open_to(
+            self, host, port, member=member, local_addr=self.source_address(), timeout=timeout
+        )
 
     @property
     def primary_address(self) -> str | None:
@@ -344,7 +375,7 @@ class MemberServer:
         )
         # With an arbiter a new mirror starts at epoch 0 and claims epoch 1 there.
         floor = 0 if self.config.mirror.arbiter is not None else 1
-        self.epoch = max(self.journal.last_epoch, st.epoch if st else floor, floor)
+        self.transitions.note_epoch(max(self.journal.last_epoch, st.epoch if st else floor, floor))
         # Records after the recorded commit point may not have survived a failover
         # that happened while this member was down: replay only up to it.
         self._replay_limit = startup_limit(self.journal.last_lsn, st.confirmed if st else None)
@@ -443,7 +474,15 @@ class MemberServer:
         self._seen_lsn = limit  # recovered: all of it up to the limit is in the databases
         self._missing_imports = res.missing_imports
         if self.config.mirror.arbiter is not None and self.me.kind in ("failover", "dr"):
-            self.agent = FailoverAgent(self)
+            self.agent = FailoverAgent(
+                me=self.me,
+                peer=self.peer,
+                mirror=self.config.mirror,
+                persisted=Persisted(self._state.epoch, self._state.last_primary),
+                actions=self.transitions,
+                dial=self._dial,
+                event=self.event,
+            )
         self.hub = Hub(
             backup=self.peer.name if self.peer else None,
             qos_timeout=self.config.mirror.qos_timeout_ms / 1000,
@@ -458,6 +497,17 @@ class MemberServer:
         )
         self._build_stream_ports()
         self.jw.on_durable(self.hub.records_durable)
+        self.promotion = Promotion(
+            me=self.me,
+            role=self.role_cell,
+            transitions=self.transitions,
+            agent=self.agent,
+            holding=self._holding,
+            leader=self._leader,
+            journal_epoch=lambda: self.journal.last_epoch,
+            event=self.event,
+            watch_for_newer_primary=self.watch_for_newer_primary,
+        )
         agent = self.agent
         self.session_context = SessionContext(
             config=lambda: self.config,
@@ -482,8 +532,7 @@ class MemberServer:
             serve_replica=self.serve_replica,
             peer_inbound=agent.peer_inbound if agent is not None else None,
         )
-        self.role = "waiting"
-        self.state = "deciding role"
+        self.transitions.start_deciding()
         # Listen first: the other failover member may need our status to
         # decide its own role, and operators want `status` to answer.
         self._server = await self.listen(self.me.host, self.me.port)
@@ -533,7 +582,7 @@ class MemberServer:
             executor=self.executor,
             journal=self.journal,
             registry=self.registry,
-            failover=self.roles,
+            failover=self,
             note_epoch=self._note_epoch,
             dial=lambda target: open_to(
                 self, target.host, target.port, member=target, local_addr=self.source_address()
@@ -542,14 +591,10 @@ class MemberServer:
             marker_applied=lambda payload: canary_applied(self, payload),
         )
 
-    def new_receiver(self, confirmed: int) -> Receiver:
-        """A receiver to follow the primary from commit point ``confirmed``."""
-        return Receiver(self._receiver_ports, confirmed, self._missing_imports)
-
     def _note_epoch(self, epoch: int) -> None:
         # With a failover agent the epoch is the agent's to record.
         if self.agent is None:
-            self.epoch = epoch
+            self.note_epoch(epoch)
 
     async def _status_of(self, mb: Member) -> dict[str, Any]:
         from litemirror.client.control import member_status
@@ -574,6 +619,24 @@ class MemberServer:
                 leader = ps
         return peer, leader
 
+    async def _leader(self) -> PeerStatus | None:
+        return (await self.statuses())[1]
+
+    def _holding(self) -> Holding:
+        """What this member holds and last heard of the primary (for a forced promote)."""
+        rcv = self.receiver
+        primary = rcv.primary.name if rcv is not None and rcv.primary is not None else None
+        return Holding(
+            member=self.me.name,
+            lsn=self.journal.last_lsn,
+            primary=primary or self._state.last_primary,
+            primary_lsn=rcv.primary_lsn if rcv is not None and rcv.primary_lsn else None,
+            last_contact_s=round(time.monotonic() - rcv.last_contact, 1)
+            if rcv is not None and rcv.last_contact
+            else None,
+            active_backup=self.agent is not None and self.agent.state is State.BACKUP_ACTIVE,
+        )
+
     async def _take_role(self) -> None:
         said = ""
         while not self._stop.is_set():
@@ -591,7 +654,7 @@ class MemberServer:
                     leader=leader,
                 )
             )
-            self.role_reason = decision.reason
+            self.transitions.note_reason(decision.reason)
             if decision.role is not StartRole.WAITING:
                 await self._become(decision.role.value, decision.reason)
                 if decision.role is StartRole.PRIMARY:
@@ -622,37 +685,16 @@ class MemberServer:
                     f"demoting myself: {lead.name} is primary at epoch {lead.epoch}, newer "
                     f"than my epoch {self.epoch}; I will rejoin as its backup"
                 )
-                self.role_reason = reason
+                self.transitions.note_reason(reason)
                 self.event("demoted", reason, "warning")
-                await self.roles.stop_writes(deposed=True, primary=lead.name)
-                await self.roles.record_epoch(lead.epoch, lead.name)
-                await self.roles.follow_primary(lead.name, lead.epoch)
+                await self.transitions.stop_writes(deposed=True, primary=lead.name)
+                await self.transitions.record_epoch(lead.epoch, lead.name)
+                await self.transitions.follow_primary(lead.name, lead.epoch)
                 return
             await asyncio.sleep(self.config.mirror.heartbeat_ms / 1000 * 2)
 
     async def _become(self, role: str, reason: str) -> None:
-        loop = asyncio.get_running_loop()
-        self._state.last_role = role
-        if role == "primary":
-            self._state.last_primary = self.me.name
-        await loop.run_in_executor(self.executor, save_state, self.me.data_dir, self._state)
-        if role == "primary":
-            # Without an arbiter this member leads only when its peer confirmed that
-            # no failover happened: its whole journal is the mirror's history.
-            await self.apply_journal_tail()
-            await self.hub.set_backup_active(False, "the fixed primary starts without a backup")
-            for name in self.config.mirror.databases:
-                if not self.registry.exists(name):
-                    await self.create_database(name)
-            self.state = "active"
-            self.writable = True
-            self.led = True
-        else:
-            self.state = "connecting"
-            self.receiver = self.new_receiver(self.hub.committed_lsn)
-            self._receiver_task = asyncio.get_running_loop().create_task(self.receiver.run())
-        self.role = role
-        self.event("role", f"member {self.me.name} is {role}: {reason}")
+        await self.transitions.take_start_role(Role(role), reason)
         log.info(
             "member %s of mirror %s is %s at %s (epoch %d, LSN %d, %d database(s))",
             self.me.name,
