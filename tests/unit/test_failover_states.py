@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from litemirror.failover.states import BEARING, FOLLOWING, HOLDING, Bearing, Role, bearing
-from litemirror.failover.view import State
+from litemirror.failover.states import BEARING, FOLLOWING, HOLDING, Bearing, Role, State, bearing
 from litemirror.server.role import Role as RoleFromServer
 
 CASES = [

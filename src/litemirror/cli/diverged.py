@@ -53,7 +53,7 @@ from .users import login_option
 
 
 def _config(args: argparse.Namespace) -> Config | None:
-    from .main import load
+    from .context import load
 
     return load(args.config) if args.config else None
 

@@ -15,8 +15,8 @@ import sys
 from collections.abc import Sequence
 
 from litemirror import __version__, errors
-from litemirror.config import Config
-from litemirror.config import load as load_file
+
+from .context import load
 
 
 def _setup_logging(level: str) -> None:
@@ -153,15 +153,6 @@ def cmd_arbiter(args: argparse.Namespace) -> int:
     return asyncio.run(
         run_arbiter(args.listen, Path(args.data_dir), args.mirror, args.qos_timeout_ms, config)
     )
-
-
-def load(path: str) -> Config:
-    """Load the mirror config; control connections follow its [tls] (and LITEMIRROR_TLS_*)."""
-    from litemirror.client.credentials import tls_from, use_tls
-
-    config = load_file(path)
-    use_tls(tls_from(config))
-    return config
 
 
 def build_parser() -> argparse.ArgumentParser:

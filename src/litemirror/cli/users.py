@@ -75,8 +75,8 @@ def _new_password(args: argparse.Namespace) -> str:
 
 
 def _admin(args: argparse.Namespace, action: str, body: dict[str, Any]) -> dict[str, Any]:
+    from .context import load
     from .control import admin
-    from .main import load
 
     return admin(load(args.config), action, body, member=getattr(args, "member", None))
 

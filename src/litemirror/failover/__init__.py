@@ -45,7 +45,8 @@ from .events import (
     TakeOverRequested,
 )
 from .machine import ROWS, TABLE, Agent, decide, diagram, rules
-from .view import HOLDING, Decision, Persisted, State, View, describe, heartbeat
+from .states import HOLDING, State
+from .view import Decision, Persisted, View, describe, heartbeat
 
 __all__ = [
     "HOLDING",

@@ -24,8 +24,8 @@ import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # the State enum lives with the transition table
-    from .machine import State
+if TYPE_CHECKING:
+    from .states import State
 
 
 class MemberKind(enum.Enum):

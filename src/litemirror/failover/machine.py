@@ -59,7 +59,8 @@ from .events import (
     SwitchoverTimeout,
     TakeOverRequested,
 )
-from .view import HOLDING, Decision, Persisted, State, View, describe, fields, heartbeat
+from .states import HOLDING, State
+from .view import Decision, Persisted, View, describe, fields, heartbeat
 
 __all__ = [
     "HOLDING",

@@ -1,7 +1,8 @@
 """How each failover state shows in the member's role snapshot (pure).
 
-The failover machine (:mod:`.machine`) has its own states; operators and
-clients see a coarser :class:`Role` and a state word beside it, and the
+The failover machine's states (:class:`State`; the machine is
+:mod:`.machine`) live here, with how each shows: operators and clients see a
+coarser :class:`Role` and a state word beside it, and the
 commit path needs one bit: may this member commit now. :data:`BEARING` is the
 table from the machine's :class:`State` to those three, applied by the
 member whenever its agent changes state (``server/ha/transitions.py``).
@@ -16,9 +17,24 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from .view import HOLDING, State
+__all__ = ["BEARING", "FOLLOWING", "HOLDING", "Bearing", "Role", "State", "bearing"]
 
-__all__ = ["BEARING", "FOLLOWING", "HOLDING", "Bearing", "Role", "bearing"]
+
+class State(enum.Enum):
+    WAITING = "waiting"  # does not know who is primary; does not commit or acknowledge
+    BACKUP_CATCHING_UP = "backup catching up"  # follows the primary, not waited for
+    BACKUP_ACTIVE = "backup active"  # caught up, acknowledging; may take over
+    TAKING_OVER = "taking over"  # asked the arbiter for the next epoch
+    PRIMARY = "primary"  # commits wait for the active backup's acknowledgement
+    PRIMARY_ALONE = "primary alone"  # commits without the backup; arbiter recorded it
+    IN_TROUBLE = "in trouble"  # thinks it holds the epoch but cannot prove it
+    SWITCHING_OVER = "switching over"  # writes stopped; handing over to the backup
+    FENCED = "fenced"  # deposed by a newer epoch; will rejoin as backup
+    ASYNC = "async"  # DR or reporting member; never takes over by itself
+
+
+#: States of a member that believes it holds the newest epoch.
+HOLDING = frozenset({State.PRIMARY, State.PRIMARY_ALONE, State.IN_TROUBLE, State.SWITCHING_OVER})
 
 
 class Role(enum.StrEnum):

@@ -41,7 +41,8 @@ from .events import (
     StopWrites,
     SwitchoverRequested,
 )
-from .view import HOLDING, State, View
+from .states import HOLDING, State
+from .view import View
 
 Effect = Callable[[View, Any], tuple[View, tuple[Action, ...]]]
 Guard = Callable[[View, Any], bool]

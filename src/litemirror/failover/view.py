@@ -11,7 +11,6 @@ member keeps on disk: after a restart the view is rebuilt from it alone, in
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,23 +23,7 @@ from .events import (
     PeerHeartbeat,
     PromoteRequested,
 )
-
-
-class State(enum.Enum):
-    WAITING = "waiting"  # does not know who is primary; does not commit or acknowledge
-    BACKUP_CATCHING_UP = "backup catching up"  # follows the primary, not waited for
-    BACKUP_ACTIVE = "backup active"  # caught up, acknowledging; may take over
-    TAKING_OVER = "taking over"  # asked the arbiter for the next epoch
-    PRIMARY = "primary"  # commits wait for the active backup's acknowledgement
-    PRIMARY_ALONE = "primary alone"  # commits without the backup; arbiter recorded it
-    IN_TROUBLE = "in trouble"  # thinks it holds the epoch but cannot prove it
-    SWITCHING_OVER = "switching over"  # writes stopped; handing over to the backup
-    FENCED = "fenced"  # deposed by a newer epoch; will rejoin as backup
-    ASYNC = "async"  # DR or reporting member; never takes over by itself
-
-
-#: States of a member that believes it holds the newest epoch.
-HOLDING = frozenset({State.PRIMARY, State.PRIMARY_ALONE, State.IN_TROUBLE, State.SWITCHING_OVER})
+from .states import State
 
 
 @dataclass(frozen=True)
