@@ -65,7 +65,6 @@ from litemirror.failover import (
 from litemirror.protocol import peer as p
 from litemirror.protocol.framing import FrameDecoder, encode
 from litemirror.server.ha.arbiter_client import ArbiterClient
-from litemirror.server.net.dial import open_to
 
 if TYPE_CHECKING:
     from litemirror.server.node.member import MemberServer
@@ -202,14 +201,7 @@ class FailoverAgent:
         hb = self.m.config.mirror.heartbeat_ms / 1000
         while True:
             try:
-                _, writer = await open_to(
-                    self.m,
-                    peer.host,
-                    peer.port,
-                    member=peer,
-                    local_addr=self.m.source_address(),
-                    timeout=hb * 4,
-                )
+                _, writer = await self.m.dialer(peer.host, peer.port, peer, hb * 4)
             except (OSError, TimeoutError):
                 await asyncio.sleep(hb)
                 continue
@@ -304,9 +296,7 @@ class FailoverAgent:
             cfg.name,
             self.m.me.name,
             qos,
-            opener=lambda: open_to(
-                self.m, host, port, local_addr=self.m.source_address(), timeout=qos
-            ),
+            opener=lambda: self.m.dialer(host, port, None, qos),
         )
         self.arbiter = client
         self._arbiter_ok_sent = time.monotonic()
