@@ -46,13 +46,14 @@ from litemirror.server.ha.promotion import Holding, Promotion
 from litemirror.server.ha.transitions import Transitions
 from litemirror.server.ha.vip import VirtualIP
 from litemirror.server.ha.vip_holder import VipHolder
-from litemirror.server.net.dial import open_to
+from litemirror.server.net.dial import Dialer
 from litemirror.server.net.limits import LimitGuard
 from litemirror.server.net.listener import Listener, error_frame, stream_factory
 from litemirror.server.node.failover_actions import MemberFailoverActions
 from litemirror.server.node.ha_ports import MemberDuties, MemberStateFile
 from litemirror.server.node.metrics_sources import metrics_sources
-from litemirror.server.ops.canary import canary_applied
+from litemirror.server.node.ops_ports import canary_ports, http_ports, http_serving
+from litemirror.server.ops.canary import Canary
 from litemirror.server.ops.canary import status_fields as canary_status_fields
 from litemirror.server.ops.event_log import EventLog
 from litemirror.server.ops.looplag import LoopLag
@@ -88,6 +89,8 @@ class MemberServer:
         #: a rotated certificate is picked up by a restart.
         self.tls: TlsSetup | None = tls_setup(config, member)
         self.tls_certificate = certificate_info(config, member)
+        #: Opens this member's connections to the others and the arbiter (TLS-checked).
+        self.dialer = Dialer(self.tls, lambda: self.config, self.tls_refused, self.source_address())
         self._stop = asyncio.Event()
         self._connections = 0
         self._by_host: collections.Counter[str] = collections.Counter()
@@ -207,14 +210,6 @@ class MemberServer:
             return None
         return (host, 0)
 
-    async def _dial(
-        self, host: str, port: int, member: Member | None, timeout: float
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """Connect to another member (or, when None, the arbiter) from this member."""
-        return await open_to(
-            self, host, port, member=member, local_addr=self.source_address(), timeout=timeout
-        )
-
     @property
     def primary_address(self) -> str | None:
         if self.role == "primary":
@@ -327,7 +322,7 @@ class MemberServer:
                 },
                 "decisions": self.agent.decisions[-5:],
             }
-        out.update(canary_status_fields(self))
+        out.update(canary_status_fields(self.canary, self.notifier))
         if self.receiver is not None:
             out["replication"] = self.receiver.status()
             if self.state not in ("fenced",):
@@ -480,7 +475,7 @@ class MemberServer:
                 mirror=self.config.mirror,
                 persisted=Persisted(self._state.epoch, self._state.last_primary),
                 actions=self.transitions,
-                dial=self._dial,
+                dial=self.dialer,
                 event=self.event,
             )
         self.hub = Hub(
@@ -495,6 +490,13 @@ class MemberServer:
             ack_level=self.config.mirror.ack,
             committed_lsn=limit,
         )
+        from litemirror.server.ops.notify import Notifier
+
+        # Before the ports: the receiver tells the canary of markers, status reads both.
+        self.notifier = Notifier(
+            self.config.notify, self.config.mirror.name, self.events.subscribe, self.event
+        )
+        self.canary = Canary(self.config.canary, canary_ports(self))
         self._build_stream_ports()
         self.jw.on_durable(self.hub.records_durable)
         self.promotion = Promotion(
@@ -540,15 +542,8 @@ class MemberServer:
 
         self.metrics = Metrics(metrics_sources(self))
         self.commit_observers.append(self.metrics.observe_commit)
-        self._http = await start_http(self)
-        from litemirror.server.ops.canary import Canary
-        from litemirror.server.ops.notify import Notifier
-
-        self.notifier = Notifier(
-            self.config.notify, self.config.mirror.name, self.events.subscribe, self.event
-        )
+        self._http = await start_http(http_ports(self), http_serving(self))
         self.notifier.start()
-        self.canary = Canary(self)
         self.canary.start()
         self._spawn(self._housekeeping())
         self._spawn(self.loop_lag.run(self._stop))
@@ -584,11 +579,9 @@ class MemberServer:
             registry=self.registry,
             failover=self,
             note_epoch=self._note_epoch,
-            dial=lambda target: open_to(
-                self, target.host, target.port, member=target, local_addr=self.source_address()
-            ),
+            dial=lambda target: self.dialer(target.host, target.port, target),
             status_of=self._status_of,
-            marker_applied=lambda payload: canary_applied(self, payload),
+            marker_applied=self.canary.marker_applied,
         )
 
     def _note_epoch(self, epoch: int) -> None:
@@ -978,9 +971,8 @@ class MemberServer:
             self._server.close()
         if self._http is not None:
             self._http.close()
-        if hasattr(self, "canary"):
-            await self.canary.stop()
-            await self.notifier.close()
+        await self.canary.stop()
+        await self.notifier.close()
         await self.registry.close_all()
         self.jw.close()
         self.journal.close()

@@ -76,5 +76,5 @@ def metrics_sources(m: MemberServer) -> MetricsSources:
         receiver=receiver,
         recent_events=lambda: m.events.recent,
         on_durable=m.jw.on_durable,
-        collectors=(CanaryCollector(m),),
+        collectors=(CanaryCollector(m.canary),),
     )

@@ -1,9 +1,11 @@
 """The member's HTTP API: status, load-balancer health checks, metrics, admin, Monitor page.
 
 Started by the member when its config has ``http = "HOST:PORT"``. It runs
-on the member's event loop and only reads the member's state, except the
-admin POSTs, which call :meth:`MemberServer.admin` exactly as
-``litemirror`` commands do over the control protocol.
+on the member's event loop and only reads what its
+:class:`~litemirror.server.ops.ports.HttpPorts` give (role view, status
+source, databases, receiver and replica figures, events), except the admin
+POSTs, which run on its ``admin`` port exactly as ``litemirror`` commands do
+over the control protocol.
 
 Health checks answer with a status code a load balancer understands:
 
@@ -39,14 +41,14 @@ import hmac
 import logging
 import math
 import os
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated, Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Annotated, Any
 
 import msgspec
 from aiohttp import web
 
 from litemirror import errors
-from litemirror.config import parse_address
+from litemirror.config import ServerSection, parse_address
 from litemirror.security.descriptors import HTTP_BACKLOG
 from litemirror.security.roles import Principal
 from litemirror.security.visibility import Audience, audience_of, events_view
@@ -54,13 +56,13 @@ from litemirror.server.front.users import BOOTSTRAP, is_loopback
 from litemirror.server.net.listener import Listener
 from litemirror.server.ops.http_guard import RequestDeadlines
 from litemirror.server.ops.metrics import CONTENT_TYPE
+from litemirror.server.ops.ports import HttpPorts, HttpServing
 from litemirror.server.ops.web import REPLICA_ROLES, LagTracker, MirrorView, asset
 from litemirror.server.ops.web.access import PAGE_HEADER, Access, LoginRequired, over_tls
 from litemirror.server.ops.web.access import basic_credentials as _basic_credentials
 from litemirror.server.ops.web.access import peer_of as _peer
-
-if TYPE_CHECKING:
-    from litemirror.server.node.member import MemberServer
+from litemirror.server.role import Role
+from litemirror.server.storage.registry import Registry
 
 log = logging.getLogger("litemirror.http")
 
@@ -154,23 +156,24 @@ class _Refused(Exception):
         self.message = message
 
 
-def admin_token(member: MemberServer) -> str | None:
-    token = getattr(member.config.server, "http_token", None) or os.environ.get(
-        "LITEMIRROR_HTTP_TOKEN"
-    )
+def admin_token(server: ServerSection, environ: Mapping[str, str] = os.environ) -> str | None:
+    """The admin bearer token: ``server.http_token``, else ``LITEMIRROR_HTTP_TOKEN``."""
+    token = server.http_token or environ.get("LITEMIRROR_HTTP_TOKEN")
     return str(token) if token else None
 
 
 class HttpApi:
-    def __init__(self, member: MemberServer) -> None:
-        self.m = member
-        self.lag = LagTracker()
-        self.view = MirrorView(member, self.lag)
-        self.metrics = member.metrics
-        self.token = admin_token(member)
-        self.access = Access(member, self.token)
+    def __init__(self, ports: HttpPorts) -> None:
+        self.p = ports
+        self.lag = LagTracker(ports.role, ports.following)
+        self.view = MirrorView(ports, self.lag)
+        self.metrics = ports.metrics
+        self.token = ports.http_token
+        self.access = Access(
+            ports.me.name, lambda: ports.config().auth.require, ports.users, self.token
+        )
         #: A request must arrive within limits.http_timeout_s (server/ops/http_guard.py).
-        self.deadlines = RequestDeadlines(member.config.limits.http_timeout_s)
+        self.deadlines = RequestDeadlines(ports.config().limits.http_timeout_s)
         self.app = web.Application(
             middlewares=[self._errors, self.deadlines.middleware], client_max_size=MAX_BODY
         )
@@ -232,21 +235,22 @@ class HttpApi:
         return serve
 
     async def page(self, _request: web.Request) -> web.StreamResponse:
-        html = asset("monitor.html").replace(b"{{member}}", self.m.me.name.encode())
+        html = asset("monitor.html").replace(b"{{member}}", self.p.me.name.encode())
         return web.Response(body=html, content_type="text/html", charset="utf-8")
 
     def _summary(self) -> dict[str, Any]:
-        m = self.m
-        state = m.state
-        if m.receiver is not None and state != "fenced":
-            state = m.receiver.state  # as status() reports it
+        now = self.p.role()
+        state = now.state
+        following = self.p.following()
+        if following is not None and state != "fenced":
+            state = following.state  # as status() reports it
         return {
-            "member": m.me.name,
-            "role": m.role,
+            "member": self.p.me.name,
+            "role": now.role,
             "state": state,
-            "writable": m.writable,
-            "epoch": m.epoch,
-            "reason": m.role_reason,
+            "writable": now.writable,
+            "epoch": now.epoch,
+            "reason": now.reason,
         }
 
     # ----------------------------------------------------------- reading
@@ -281,15 +285,15 @@ class HttpApi:
         return run
 
     def _audience(self, viewer: Principal) -> Audience:
-        return audience_of(viewer, self.m.config.auth.require)
+        return audience_of(viewer, self.p.config().auth.require)
 
     async def log_in(self, request: web.Request) -> web.StreamResponse:
         """The Monitor page's login form: a password login, answered with a token cookie."""
-        if not self.m.config.auth.require:
+        if not self.p.config().auth.require:
             raise errors.OperationalError(
                 "this member does not require a login (auth.require is off): nothing to log in to"
             )
-        if self.m.tls is not None and not over_tls(request):
+        if self.p.tls is not None and not over_tls(request):
             raise errors.PermissionDeniedError(
                 "log in over https://: this mirror has TLS, and a password must not cross "
                 "the network in clear"
@@ -336,20 +340,20 @@ class HttpApi:
     # ----------------------------------------------------------- reading
 
     async def status(self, _request: web.Request, viewer: Principal) -> web.StreamResponse:
-        m = self.m
-        out = m.status(viewer)
-        open_dbs = {d.name: d for d in m.registry.open_databases()}
-        out["http"] = m.me.http
-        out["lag_ms"] = self.lag.lag_ms(m)
+        p = self.p
+        out = p.status.status(viewer)
+        open_dbs = {d.name: d for d in p.databases.open_databases()}
+        out["http"] = p.me.http
+        out["lag_ms"] = self.lag.lag_ms()
         out["database_list"] = [
             {
                 "name": name,
                 "open": name in open_dbs,
-                "importing": name in m.importing,
+                "importing": p.importing(name),
                 "applied_lsn": open_dbs[name].applied_lsn if name in open_dbs else None,
                 "commits": open_dbs[name].commits if name in open_dbs else None,
             }
-            for name in m.registry.names()
+            for name in p.databases.names()
         ]
         return json_response(out)
 
@@ -364,11 +368,11 @@ class HttpApi:
         )
 
     async def primary(self, _request: web.Request) -> web.StreamResponse:
-        ok = self.m.role == "primary" and self.m.writable
+        now = self.p.role()
+        ok = now.role is Role.PRIMARY and now.writable
         return json_response(self._summary(), 200 if ok else 503)
 
     async def replica(self, request: web.Request) -> web.StreamResponse:
-        m = self.m
         raw = request.query.get("max_lag_ms")
         limit: float | None = None
         if raw is not None:
@@ -377,10 +381,12 @@ class HttpApi:
                 raise errors.ProgrammingError(
                     f"max_lag_ms={raw!r} must be a non-negative number of milliseconds"
                 )
-        lag = self.lag.lag_ms(m)
-        state = m.receiver.state if m.receiver is not None else m.state
+        lag = self.lag.lag_ms()
+        now = self.p.role()
+        following = self.p.following()
+        state = following.state if following is not None else now.state
         body = {**self._summary(), "replication_state": state, "lag_ms": lag}
-        if m.role not in REPLICA_ROLES or m.state == "fenced" or state in NOT_READABLE:
+        if now.role not in REPLICA_ROLES or now.state == "fenced" or state in NOT_READABLE:
             return json_response(body, 503)
         if limit is not None and (lag is None or lag > limit):
             return json_response({**body, "max_lag_ms": limit}, 503)
@@ -390,9 +396,9 @@ class HttpApi:
         raw = request.query.get("limit", "100")
         if not raw.isdigit() or not 0 < int(raw) <= 1000:
             raise errors.ProgrammingError(f"limit={raw!r} must be a whole number from 1 to 1000")
-        recent = [msgspec.to_builtins(ev) for ev in list(self.m.events.recent)[-int(raw) :]]
+        recent = [msgspec.to_builtins(ev) for ev in list(self.p.recent_events())[-int(raw) :]]
         shown = events_view(recent, self._audience(viewer))
-        return json_response({"member": self.m.me.name, "events": shown})
+        return json_response({"member": self.p.me.name, "events": shown})
 
     async def prometheus(self, _request: web.Request) -> web.StreamResponse:
         return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
@@ -407,7 +413,7 @@ class HttpApi:
         without either, loopback while ``auth.require`` is off (as before
         users existed), or the bootstrap rule while no admin user exists.
         """
-        users = self.m.users
+        users = self.p.users
         peer = _peer(request)
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
         scheme = scheme.lower()
@@ -431,7 +437,7 @@ class HttpApi:
                 )
                 raise _Refused(401, "unauthorized", "Bearer token required")
             return "the bearer token"
-        if not self.m.config.auth.require:
+        if not self.p.config().auth.require:
             if not is_loopback(peer):
                 users.refused(
                     peer, "authentication", f"HTTP admin {action} from {peer}: not loopback"
@@ -481,15 +487,14 @@ class HttpApi:
             args = msgspec.to_builtins(body)
             if action == "switchover":
                 if not body.to:  # type: ignore[attr-defined]
-                    args["to"] = self.m.peer.name if self.m.peer is not None else ""
+                    peer = self.p.failover_peer
+                    args["to"] = peer.name if peer is not None else ""
                 if not 0 < args["timeout_s"] <= 600:
                     raise errors.ProgrammingError("switchover: timeout_s must be in (0, 600]")
             if action == "db_add":
-                from litemirror.server.storage.registry import Registry
-
                 Registry.validate_name(args["name"])
-            self.m.event("admin", f"HTTP admin {action} from {request.remote} by {who}", **args)
-            return json_response(await self.m.admin(action, args))
+            self.p.event("admin", f"HTTP admin {action} from {request.remote} by {who}", **args)
+            return json_response(await self.p.admin.run(action, args))
 
         return run
 
@@ -506,52 +511,54 @@ class HttpApi:
             await asyncio.sleep(1.0)
 
 
-async def start_http(member: MemberServer) -> asyncio.AbstractServer | None:
-    """Serve the HTTP API on ``member.me.http``; None when not configured.
+async def start_http(ports: HttpPorts, serving: HttpServing) -> asyncio.AbstractServer | None:
+    """Serve the HTTP API on ``ports.me.http``; None when not configured.
 
     Call once the member listens for clients (its journal, hub and registry
     exist); close the returned server at shutdown.
     """
-    if member.me.http is None:
+    me = ports.me
+    if me.http is None:
         return None
-    host, port = parse_address(f"member {member.me.name} http", member.me.http)
-    api = HttpApi(member)
+    host, port = parse_address(f"member {me.name} http", me.http)
+    api = HttpApi(ports)
+    limits = ports.config().limits
     runner = web.AppRunner(
         api.app,
         access_log=None,
         handle_signals=False,
-        keepalive_timeout=member.config.limits.http_timeout_s,
+        keepalive_timeout=limits.http_timeout_s,
     )
     await runner.setup()
     protocol = runner.server
     assert protocol is not None  # set by setup()
-    tls = member.tls
+    tls = ports.tls
     body = b"This port speaks HTTPS only (tls.require); use https://\r\n"
     listener = Listener(
         api.deadlines.wrap(protocol),
         tls.server if tls is not None else None,
         tls is not None and tls.require,
-        member.config.limits.handshake_timeout_s,
+        limits.handshake_timeout_s,
         plaintext_refusal=(
             b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n"
             + f"Content-Length: {len(body)}\r\n\r\n".encode()
             + body
         ),
-        on_refused=member.tls_refused,
-        what=f"member {member.me.name} HTTP",
-        admission=member.limits.http_admission,
+        on_refused=serving.tls_refused,
+        what=f"member {me.name} HTTP",
+        admission=serving.admission,
         http=True,
-        on_limit=member.limits.refused,
+        on_limit=serving.on_limit,
     )
     try:
         server = await listener.start(host, port, backlog=HTTP_BACKLOG)
     except OSError as exc:
         await runner.cleanup()
         raise errors.ConfigError(
-            f"members.http: member {member.me.name} cannot listen on {member.me.http}: "
+            f"members.http: member {me.name} cannot listen on {me.http}: "
             f"{exc.strerror or exc}; free the port or change http"
         ) from exc
-    member.spawned(asyncio.get_running_loop().create_task(api.sample_forever(server)))
+    serving.spawn(asyncio.get_running_loop().create_task(api.sample_forever(server)))
     scheme = "https" if tls is not None else "http"
-    log.info("HTTP API and Mirror Monitor on %s://%s/", scheme, member.me.http)
+    log.info("HTTP API and Mirror Monitor on %s://%s/", scheme, me.http)
     return server

@@ -1,7 +1,8 @@
 """The Mirror Monitor: its page (package data beside this file) and the view it shows.
 
 The page is served by one member but shows the whole mirror. ``GET /mirror``
-builds that view here: this member's own status is read directly; the other
+builds that view here from :class:`~litemirror.server.ops.ports.HttpPorts`:
+this member's own status is read through its status source; the other
 members and the arbiter are asked over the control protocol
 (:mod:`litemirror.client.control`, blocking, so in threads, in parallel), and
 the members that run an HTTP server are asked for their recent events. A
@@ -26,20 +27,22 @@ import asyncio
 import ssl
 import time
 from collections import deque
+from collections.abc import Callable
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
+import msgspec
 
 from litemirror.client import control
 from litemirror.config import Member
 from litemirror.failover.readiness import failover_readiness
 from litemirror.protocol import messages as m
+from litemirror.server.ops.ports import Following, HttpPorts
+from litemirror.server.ports import RoleView
+from litemirror.server.role import Role
 
-if TYPE_CHECKING:
-    from litemirror.server.node.member import MemberServer
-
-REPLICA_ROLES = ("backup", "dr", "reporting")
+REPLICA_ROLES = (Role.BACKUP, Role.DR, Role.REPORTING)
 #: How long a member's list of databases is reused before asking again.
 DATABASES_TTL_S = 5.0
 #: A /mirror answer is reused for this long, so many open pages cost one round.
@@ -106,30 +109,37 @@ class LagTracker:
     A replica that is behind has been stale since it was last caught up.
     """
 
-    def __init__(self) -> None:
-        self.caught_up_at = time.monotonic()
+    def __init__(
+        self,
+        role: RoleView,
+        following: Callable[[], Following | None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.role = role
+        self.following = following
+        self.clock = clock
+        self.caught_up_at = clock()
 
-    def lag_ms(self, member: MemberServer) -> float | None:
-        now = time.monotonic()
-        if member.role == "primary":
+    def lag_ms(self) -> float | None:
+        now = self.clock()
+        if self.role().role is Role.PRIMARY:
             # Up to date by definition; a primary that becomes a replica
             # counts its staleness from the moment it stopped leading.
             self.caught_up_at = now
             return 0.0
-        if member.receiver is None:
+        rs = self.following()
+        if rs is None:
             return None
-        rs = member.receiver.status()
-        contact = rs.get("last_contact_s")
-        if rs.get("lag_records") == 0 and contact is not None:
-            self.caught_up_at = now - float(contact)
+        if rs.lag_records == 0 and rs.last_contact_s is not None:
+            self.caught_up_at = now - rs.last_contact_s
         return round((now - self.caught_up_at) * 1000, 1)
 
 
 class MirrorView:
     """Builds (and briefly caches) the mirror-wide view behind ``GET /mirror``."""
 
-    def __init__(self, member: MemberServer, lag: LagTracker) -> None:
-        self.m = member
+    def __init__(self, ports: HttpPorts, lag: LagTracker) -> None:
+        self.p = ports
         self.lag = lag
         #: Lag samples as this member sees them: replica -> [[unix_ts, lag_ms, records]].
         self.history: dict[str, deque[list[float]]] = {}
@@ -139,19 +149,18 @@ class MirrorView:
 
     def sample(self) -> None:
         """Record one point of lag history (called every second)."""
-        m = self.m
+        p = self.p
         ts = round(time.time(), 3)
         points: dict[str, tuple[float, float]] = {}
-        if m.role == "primary":
-            now_ms = int(ts * 1000)
-            for ln in list(m.hub.links.values()):
-                lag = m.hub.lag(ln, now_ms)
-                points[ln.member] = (float(lag["seconds"]) * 1000, float(lag["records"]))
-        elif m.receiver is not None:
+        following = p.following()
+        if p.role().role is Role.PRIMARY:
+            for rep in p.replicas(int(ts * 1000)):
+                points[rep.member] = (float(rep.lag_seconds) * 1000, float(rep.lag_records))
+        elif following is not None:
             # Caught up counts as no lag here; the staleness bound is for /replica.
-            behind = float(m.receiver.status()["lag_records"])
-            own = (self.lag.lag_ms(m) or 0.0) if behind else 0.0
-            points[m.me.name] = (own, behind)
+            behind = float(following.lag_records)
+            own = (self.lag.lag_ms() or 0.0) if behind else 0.0
+            points[p.me.name] = (own, behind)
         for name, (ms, records) in points.items():
             series = self.history.setdefault(name, deque(maxlen=HISTORY_POINTS))
             series.append([ts, round(ms, 1), records])
@@ -168,11 +177,11 @@ class MirrorView:
     @property
     def _tls(self) -> ssl.SSLContext | None:
         """The context that presents this member's certificate (None without [tls])."""
-        return self.m.tls.client if self.m.tls is not None else None
+        return self.p.tls.client if self.p.tls is not None else None
 
     async def _databases(self, mb: Member, reachable: bool) -> list[str] | None:
-        if mb.name == self.m.me.name:
-            return self.m.registry.names()
+        if mb.name == self.p.me.name:
+            return self.p.databases.names()
         if not reachable:
             self._dbs.pop(mb.name, None)
             return None
@@ -194,10 +203,8 @@ class MirrorView:
         return names
 
     async def _events(self, session: aiohttp.ClientSession, mb: Member) -> list[dict[str, Any]]:
-        if mb.name == self.m.me.name:
-            import msgspec
-
-            return [msgspec.to_builtins(ev) for ev in list(self.m.events.recent)[-50:]]
+        if mb.name == self.p.me.name:
+            return [msgspec.to_builtins(ev) for ev in list(self.p.recent_events())[-50:]]
         if mb.http is None:
             return []
         scheme = "https" if self._tls is not None else "http"
@@ -213,9 +220,10 @@ class MirrorView:
             return []
 
     async def _build(self) -> dict[str, Any]:
-        me = self.m
-        cfg = me.config
-        others = [mb for mb in cfg.members if mb.name != me.me.name]
+        p = self.p
+        cfg = p.config()
+        me = p.me.name
+        others = [mb for mb in cfg.members if mb.name != me]
         asked = [
             asyncio.to_thread(control.member_status, mb, 1.0, context=self._tls) for mb in others
         ]
@@ -231,7 +239,7 @@ class MirrorView:
                 *(self._events(session, mb) for mb in cfg.members),
                 *([arbiter] if arbiter is not None else []),
             )
-        statuses = {me.me.name: me.status()}
+        statuses = {me: p.status.status()}
         statuses.update({mb.name: st for mb, st in zip(others, answers, strict=False)})
         event_lists = answers[len(others) : len(others) + len(cfg.members)]
         arb = answers[-1] if arbiter is not None else None
@@ -240,7 +248,7 @@ class MirrorView:
         rows = []
         for mb in cfg.members:
             st = statuses[mb.name]
-            own_lag = self.lag.lag_ms(me) if mb.name == me.me.name else None
+            own_lag = self.lag.lag_ms() if mb.name == me else None
             rows.append(member_row(mb, st, primary, own_lag))
         held: dict[str, list[str] | None] = {}
         for mb in cfg.members:
@@ -252,15 +260,13 @@ class MirrorView:
                 name: "unknown" if lst is None else "present" if db in lst else "missing"
                 for name, lst in held.items()
             }
-            if db in me.importing:
-                per[me.me.name] = "importing"
+            if p.importing(db):
+                per[me] = "importing"
             databases.append({"name": db, "members": per})
         events = sorted(
             (ev for lst in event_lists for ev in lst), key=lambda ev: float(ev.get("ts", 0))
         )
-        fo = (primary or statuses[me.me.name]).get("failover") or statuses[me.me.name].get(
-            "failover"
-        )
+        fo = (primary or statuses[me]).get("failover") or statuses[me].get("failover")
         decision = None
         if fo and fo.get("decisions"):
             decision = fo["decisions"][-1]
@@ -274,7 +280,7 @@ class MirrorView:
             mode = {"ready": ready, "sentence": sentence}
         return {
             "mirror": cfg.mirror.name,
-            "via": me.me.name,
+            "via": me,
             "failover_mode": mode,
             "generated_at": round(time.time(), 3),
             "primary": primary.get("member") if primary else None,
@@ -287,7 +293,7 @@ class MirrorView:
             "databases": databases,
             "events": events[-60:],
             "lag_history": {
-                "seen_by": me.me.name,
+                "seen_by": me,
                 "series": {k: list(v) for k, v in self.history.items()},
             },
         }

@@ -27,7 +27,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -35,9 +35,7 @@ from litemirror import errors
 from litemirror.security.certs import peer_identity
 from litemirror.security.login_tokens import LoginTokens
 from litemirror.security.roles import MEMBER, OPEN, Principal
-
-if TYPE_CHECKING:
-    from litemirror.server.node.member import MemberServer
+from litemirror.server.ops.ports import HttpUsers
 
 #: Who holds the bearer token.
 TOKEN = Principal(None, "admin", "token")
@@ -79,21 +77,34 @@ def over_tls(request: web.Request) -> bool:
 class Access:
     """The HTTP port's logins: who a request comes from, and the Monitor page's tokens."""
 
-    def __init__(self, member: MemberServer, token: str | None) -> None:
-        self.m = member
+    def __init__(
+        self,
+        member: str,
+        required: Callable[[], bool],
+        users: HttpUsers,
+        token: str | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``member``: this member's name (its cookie's); ``required``: whether
+        ``auth.require`` is on; ``token``: the bearer token, None without one;
+        ``clock``: monotonic seconds (the login tokens' idle and lifetime)."""
+        self.member = member
+        self._required = required
+        self.users = users
         self.token = token
+        self.clock = clock
         self.tokens = LoginTokens()
         self._key = secrets.token_bytes(32)
 
     @property
     def required(self) -> bool:
-        return self.m.config.auth.require
+        return self._required()
 
     def cookie_name(self, request: web.Request) -> str:
         # One cookie per member: browsers share cookies between ports of one host.
         # Over HTTPS the __Host- prefix makes the browser refuse it without Secure,
         # from another path, or set for a parent domain.
-        name = f"litemirror-{self.m.me.name}"
+        name = f"litemirror-{self.member}"
         return f"__Host-{name}" if over_tls(request) else name
 
     def _fingerprint(self, stored: str) -> bytes:
@@ -103,7 +114,7 @@ class Access:
         """Who sends ``request``; raises :class:`LoginRequired` when nobody acceptable."""
         if not self.required:
             return OPEN
-        users = self.m.users
+        users = self.users
         peer = peer_of(request)
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
         scheme = scheme.lower()
@@ -141,10 +152,10 @@ class Access:
         )
 
     async def _by_token(self, token: str) -> Principal | None:
-        login = self.tokens.check(token, time.monotonic())
+        login = self.tokens.check(token, self.clock())
         if login is None:
             return None
-        row = await self.m.users.lookup(login.user)
+        row = await self.users.lookup(login.user)
         if (
             row is None
             or row.password_hash is None
@@ -156,12 +167,12 @@ class Access:
 
     async def log_in(self, user: str, password: str, peer: str) -> tuple[Principal, str]:
         """Check a password (with the back-off) and issue a token; raises AuthenticationError."""
-        who = await self.m.users.authenticate(user, password, None, peer)
-        row = await self.m.users.lookup(user)
+        who = await self.users.authenticate(user, password, None, peer)
+        row = await self.users.lookup(user)
         if row is None or row.password_hash is None:  # removed in the meantime
             raise errors.AuthenticationError("authentication failed: the login was not accepted")
         token = secrets.token_urlsafe(32)
-        self.tokens.issue(token, user, self._fingerprint(row.password_hash), time.monotonic())
+        self.tokens.issue(token, user, self._fingerprint(row.password_hash), self.clock())
         return who, token
 
     def log_out(self, request: web.Request) -> None:
