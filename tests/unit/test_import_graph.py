@@ -10,28 +10,9 @@ from pathlib import Path
 
 from litemirror.testing import import_graph as ig
 
-#: The cycles in the tree today, each as its modules (a strongly connected group).
-#: Being removed by the reshape (issue 13); the test fails when one appears AND when
-#: one disappears or changes without this list being updated, so it always tells
-#: the truth. The goal is an empty list.
-KNOWN_CYCLES_TO_REMOVE: list[tuple[str, ...]] = [
-    (
-        "litemirror.server.node.failover_actions",
-        "litemirror.server.node.ha_ports",
-        "litemirror.server.node.member",
-        "litemirror.server.node.metrics_sources",
-        "litemirror.server.node.ops_ports",
-        "litemirror.server.storage.importer",
-    ),
-]
-
-
-def test_the_import_cycles_are_exactly_the_known_ones() -> None:
+def test_no_module_imports_itself_back() -> None:
     graph = ig.build()
-    found = ig.cycles(graph)
-    assert found == sorted(KNOWN_CYCLES_TO_REMOVE), "the import cycles changed; now:\n" + (
-        ig.describe_cycles(graph) or "none"
-    )
+    assert ig.cycles(graph) == [], "import cycles:\n" + ig.describe_cycles(graph)
 
 
 def test_nothing_below_the_command_line_imports_it() -> None:

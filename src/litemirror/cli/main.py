@@ -28,7 +28,7 @@ def _setup_logging(level: str) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from litemirror.server.node.member import run_member
+    from litemirror.server.node.wiring import run_member
 
     _setup_logging(args.log_level)
     cfg = load(args.config)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from litemirror.config import Member
 from litemirror.errors import OperationalError, ProgrammingError
@@ -179,13 +179,3 @@ class Promotion:
             "reason": reason,
             "decisions": [reason],
         }
-
-
-class HasPromotion(Protocol):
-    @property
-    def promotion(self) -> Promotion: ...
-
-
-async def force_promote(m: HasPromotion, confirm: str, dry_run: bool) -> dict[str, Any]:
-    """The admin action ``promote --force`` on the member that carries ``m.promotion``."""
-    return await m.promotion.force_promote(confirm, dry_run)

@@ -7,8 +7,8 @@ knows which of the member's parts (journal, registry, hub, receiver) answers eac
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
+from litemirror.server.node.parts import Parts
 from litemirror.server.ops.canary import CanaryCollector
 from litemirror.server.ops.ports import (
     JournalFigures,
@@ -17,19 +17,16 @@ from litemirror.server.ops.ports import (
     ReplicaFigures,
 )
 
-if TYPE_CHECKING:
-    from litemirror.server.node.member import MemberServer
 
-
-def metrics_sources(m: MemberServer) -> MetricsSources:
-    """The sources of ``m``'s metrics; call after ``m.start()`` built its journal and hub."""
+def metrics_sources(m: Parts) -> MetricsSources:
+    """The sources of the member's metrics."""
 
     def journal() -> JournalFigures:
         segs = m.journal.segments()
         return JournalFigures(
-            records=m.jw.records,
-            fsyncs=m.jw.fsyncs,
-            payload_bytes=m.jw.bytes,
+            records=m.writer.records,
+            fsyncs=m.writer.fsyncs,
+            payload_bytes=m.writer.bytes,
             disk_bytes=sum(s.size_bytes for s in segs),
             segments=len(segs),
             last_lsn=m.journal.last_lsn,
@@ -52,22 +49,21 @@ def metrics_sources(m: MemberServer) -> MetricsSources:
         return out
 
     def receiver() -> ReceiverFigures | None:
-        if m.receiver is None:
+        if m.replica.receiver is None:
             return None
-        rs = m.receiver.status()
+        rs = m.replica.receiver.status()
         return ReceiverFigures(rs["lag_records"], rs["stream_resets"], rs["frames_refused"])
 
     def certificate_expiry() -> float | None:
-        cert = m.tls_certificate
-        return cert.not_after.timestamp() if cert is not None else None
+        return m.config.certificate_expiry()
 
     return MetricsSources(
         member=m.me.name,
-        role=m.role_cell,
+        role=m.role,
         started=m.started,
-        connections=m,
+        connections=m.connections,
         journal=journal,
-        applied_lsn=lambda: m.applied_lsn,
+        applied_lsn=lambda: m.position.applied_lsn,
         open_databases=m.registry.open_databases,
         database_counts=lambda: (len(m.registry.names()), m.registry.open_count),
         certificate_expiry=certificate_expiry,
@@ -75,6 +71,6 @@ def metrics_sources(m: MemberServer) -> MetricsSources:
         replicas=replicas,
         receiver=receiver,
         recent_events=lambda: m.events.recent,
-        on_durable=m.jw.on_durable,
+        on_durable=m.writer.on_durable,
         collectors=(CanaryCollector(m.canary),),
     )

@@ -7,48 +7,59 @@ admin actions) answers each.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+from collections.abc import Callable
+from typing import Any
 
+from litemirror.config import Member
 from litemirror.journal import RecordKind
+from litemirror.server.front.ports import AdminActions, StatusSource
+from litemirror.server.node.parts import Parts
 from litemirror.server.ops.http_api import admin_token
 from litemirror.server.ops.ports import (
     CanaryPorts,
     Following,
     HttpPorts,
     HttpServing,
+    HttpUsers,
+    MetricsPage,
     ReplicaFigures,
 )
+from litemirror.server.ports import EventSink, RoleView
+from litemirror.server.storage.journal_writer import JournalWriter
+from litemirror.server.stream.hub import Hub
 
-if TYPE_CHECKING:
-    from litemirror.server.node.member import MemberServer
 
-
-def canary_ports(m: MemberServer) -> CanaryPorts:
-    """The canary's ports; call once ``m.start()`` built its journal writer and hub."""
+def canary_ports(
+    *, me: Member, role: RoleView, event: EventSink, writer: JournalWriter, hub: Hub, ack: str
+) -> CanaryPorts:
+    """The canary's ports: markers through the journal writer, replicas through the hub."""
 
     async def append_marker(epoch: int, payload: bytes) -> int:
-        return (await m.jw.append(epoch, RecordKind.MARKER, "", payload)).lsn
+        return (await writer.append(epoch, RecordKind.MARKER, "", payload)).lsn
 
     return CanaryPorts(
-        member=m.me.name,
-        role=m.role_cell,
-        event=m.event,
+        member=me.name,
+        role=role,
+        event=event,
         append_marker=append_marker,
-        wait_replicated=lambda lsn: m.hub.wait_for(lsn, m.config.mirror.ack),
-        applied_by_replica=lambda: {ln.member: ln.applied for ln in list(m.hub.links.values())},
+        wait_replicated=lambda lsn: hub.wait_for(lsn, ack),
+        applied_by_replica=lambda: {ln.member: ln.applied for ln in list(hub.links.values())},
     )
 
 
-def http_ports(m: MemberServer) -> HttpPorts:
-    """The HTTP API's ports; call once ``m.start()`` built its registry, hub and metrics."""
+def http_ports(
+    m: Parts, *, status: StatusSource, admin: AdminActions, users: HttpUsers, metrics: MetricsPage
+) -> HttpPorts:
+    """The HTTP API's ports."""
 
     def following() -> Following | None:
-        if m.receiver is None:
+        if m.replica.receiver is None:
             return None
-        rs = m.receiver.status()
+        rs = m.replica.receiver.status()
         contact = rs.get("last_contact_s")
         return Following(
-            state=m.receiver.state,
+            state=m.replica.receiver.state,
             lag_records=int(rs["lag_records"]),
             last_contact_s=None if contact is None else float(contact),
         )
@@ -65,18 +76,18 @@ def http_ports(m: MemberServer) -> HttpPorts:
         return out
 
     return HttpPorts(
-        config=lambda: m.config,
+        config=m.config,
         me=m.me,
-        role=m.role_cell,
-        tls=m.tls,
-        http_token=admin_token(m.config.server),
-        status=m,
-        admin=m.admin_actions,
-        users=m.users,
+        role=m.role,
+        tls=m.config.tls,
+        http_token=admin_token(m.config().server),
+        status=status,
+        admin=admin,
+        users=users,
         event=m.event,
-        metrics=m.metrics,
+        metrics=metrics,
         databases=m.registry,
-        importing=m.importing.__contains__,
+        importing=m.importer.importing.__contains__,
         following=following,
         replicas=replicas,
         recent_events=lambda: m.events.recent,
@@ -84,12 +95,17 @@ def http_ports(m: MemberServer) -> HttpPorts:
     )
 
 
-def http_serving(m: MemberServer) -> HttpServing:
+def http_serving(
+    m: Parts,
+    *,
+    tls_refused: Callable[[str, str], None],
+    spawn: Callable[[asyncio.Task[Any]], None],
+) -> HttpServing:
     """The HTTP port's guards: TLS refusals, connection caps, the member's task keeper."""
 
     return HttpServing(
-        tls_refused=m.tls_refused,
+        tls_refused=tls_refused,
         admission=m.limits.http_admission,
         on_limit=m.limits.refused,
-        spawn=m.spawned,
+        spawn=spawn,
     )

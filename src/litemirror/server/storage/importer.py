@@ -20,20 +20,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import apsw
 import msgspec
 
+from litemirror.config import Config, Member
+from litemirror.durable import replace_file
 from litemirror.engine import meta
 from litemirror.engine.checksum import database_checksum
 from litemirror.errors import DatabaseError, ProgrammingError
 from litemirror.journal import RecordKind
-
-if TYPE_CHECKING:
-    from litemirror.server.node.member import MemberServer
+from litemirror.server.storage.journal_writer import JournalWriter
+from litemirror.server.storage.registry import Registry
 
 log = logging.getLogger("litemirror.member")
 
@@ -132,35 +133,60 @@ def _finish(dst: Path, final: Path, lsn: int) -> None:
             p.unlink()
     with open(dst, "rb+") as f:
         os.fsync(f.fileno())
-    os.replace(dst, final)
+    replace_file(dst, final)
 
 
-async def import_database(member: MemberServer, name: str, src: str) -> int:
-    reg = member.registry
-    reg.validate_name(name)
-    if reg.exists(name):
-        raise ProgrammingError(f"database {name!r} already exists")
-    import_dir = member.config.server.import_dir
-    internal = [member.me.data_dir, *(mb.data_dir for mb in member.config.members)]
-    real = resolve_source(src, import_dir, internal, member.me.name)
-    assert import_dir is not None
-    final = reg.path(name)
-    tmp = final.with_suffix(".importing")
-    member.importing.add(name)
-    try:
-        return await _import(member, name, src, real, import_dir, final, tmp)
-    finally:
-        member.importing.discard(name)
+class Importer:
+    """``db add NAME --from FILE``: copy a database from the import directory, journalled.
 
+    The copy is checked and its checksum goes into an ``IMPORT_DB`` record, so
+    every member (and a replay) can verify the file it brings in.
+    """
 
-async def _import(
-    member: MemberServer, name: str, src: str, real: Path, import_dir: str, final: Path, tmp: Path
-) -> int:
-    loop = asyncio.get_running_loop()
-    reg = member.registry
-    digest = await loop.run_in_executor(member.executor, _copy, src, real, import_dir, tmp)
-    payload = msgspec.msgpack.encode({"checksum": digest, "source": os.path.basename(src)})
-    rec = await member.jw.append(member.epoch, RecordKind.IMPORT_DB, name, payload)
-    await loop.run_in_executor(member.executor, _finish, tmp, final, rec.lsn)
-    reg.add_name(name)
-    return rec.lsn
+    def __init__(
+        self,
+        *,
+        me: Member,
+        config: Callable[[], Config],
+        registry: Registry,
+        writer: JournalWriter,
+        executor: Executor,
+        epoch: Callable[[], int],
+    ) -> None:
+        self._me = me
+        self._config = config
+        self._registry = registry
+        self._jw = writer
+        self._executor = executor
+        self._epoch = epoch
+        #: Databases being imported right now (a replica may not be seeded with them).
+        self.importing: set[str] = set()
+
+    async def run(self, name: str, src: str) -> int:
+        reg = self._registry
+        reg.validate_name(name)
+        if reg.exists(name):
+            raise ProgrammingError(f"database {name!r} already exists")
+        config = self._config()
+        import_dir = config.server.import_dir
+        internal = [self._me.data_dir, *(mb.data_dir for mb in config.members)]
+        real = resolve_source(src, import_dir, internal, self._me.name)
+        assert import_dir is not None
+        final = reg.path(name)
+        tmp = final.with_suffix(".importing")
+        self.importing.add(name)
+        try:
+            return await self._import(name, src, real, import_dir, final, tmp)
+        finally:
+            self.importing.discard(name)
+
+    async def _import(
+        self, name: str, src: str, real: Path, import_dir: str, final: Path, tmp: Path
+    ) -> int:
+        loop = asyncio.get_running_loop()
+        digest = await loop.run_in_executor(self._executor, _copy, src, real, import_dir, tmp)
+        payload = msgspec.msgpack.encode({"checksum": digest, "source": os.path.basename(src)})
+        rec = await self._jw.append(self._epoch(), RecordKind.IMPORT_DB, name, payload)
+        await loop.run_in_executor(self._executor, _finish, tmp, final, rec.lsn)
+        self._registry.add_name(name)
+        return rec.lsn
