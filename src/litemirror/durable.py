@@ -8,7 +8,9 @@ name), and the directory's, after it (the rename is an entry of the
 directory; until that is synced a crash may bring the old entry back).
 
 Used for every small state file (``member.json``, ``arbiter.json``), base
-copies received from the primary, new database files and journal segments.
+copies received from the primary, new database files, journal segments,
+certificates and keys (with their permission bits) and the report of
+records rolled back on rejoin.
 """
 
 from __future__ import annotations
@@ -32,21 +34,43 @@ def replace_file(tmp: Path, final: Path) -> None:
     fsync_dir(final.parent)
 
 
-def write_atomic(path: Path, data: bytes, *, tmp: Path | None = None) -> None:
+def write_atomic(
+    path: Path,
+    data: bytes,
+    *,
+    tmp: Path | None = None,
+    mode: int | None = None,
+    sync: bool = True,
+) -> None:
     """Replace ``path`` with ``data`` whole and durably.
 
     The data goes first to ``tmp`` (default: ``path`` + ``.tmp``, which must
     be on the same file system); that file is removed if anything fails, and
     ``path`` is then left as it was. Two writers of one ``path`` must take
     turns (the second's temp file would replace the first's).
+
+    ``mode`` sets the file's permission bits exactly (a private key's
+    ``0o600``), whatever the umask, and before any data is written; without
+    it the file is created as ``open()`` would (``0o666`` less the umask).
+    ``sync=False`` skips both fsyncs: the rename is still atomic for readers,
+    but a crash may lose it (for a journal opened without fsync, in tests).
     """
     tmp = tmp if tmp is not None else path.with_name(path.name + ".tmp")
     try:
-        with open(tmp, "wb") as f:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666 if mode is None else mode)
+        with open(fd, "wb") as f:
+            if mode is not None:
+                # The umask must not widen or narrow what was asked, nor may a
+                # leftover temp file keep its old bits; set before the data lands.
+                os.fchmod(fd, mode)
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
-        replace_file(tmp, path)
+            if sync:
+                os.fsync(fd)
+        if sync:
+            replace_file(tmp, path)
+        else:
+            os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -102,3 +102,47 @@ def test_replace_file_moves_and_syncs_the_directory(tmp_path: Path) -> None:
 def test_fsync_dir_of_a_missing_directory_raises(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         fsync_dir(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o644, 0o640])
+def test_mode_is_set_exactly_whatever_the_umask(tmp_path: Path, mode: int) -> None:
+    target = tmp_path / "ca.key"
+    old = os.umask(0o077 if mode & 0o044 else 0o000)
+    try:
+        write_atomic(target, b"secret", mode=mode)
+    finally:
+        os.umask(old)
+    assert target.read_bytes() == b"secret"
+    assert target.stat().st_mode & 0o777 == mode
+
+
+def test_mode_replaces_the_bits_of_a_leftover_temp_file(tmp_path: Path) -> None:
+    target = tmp_path / "ca.key"
+    tmp = tmp_path / ".ca.key.tmp"
+    tmp.write_bytes(b"stale")
+    tmp.chmod(0o666)
+    write_atomic(target, b"secret", tmp=tmp, mode=0o600)
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert not tmp.exists()
+
+
+def test_without_mode_the_umask_applies(tmp_path: Path) -> None:
+    target = tmp_path / "state.json"
+    old = os.umask(0o027)
+    try:
+        write_atomic(target, b"{}")
+    finally:
+        os.umask(old)
+    assert target.stat().st_mode & 0o777 == 0o640
+
+
+def test_without_sync_the_file_is_still_replaced_but_the_directory_is_not_synced(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "segment"
+    target.write_bytes(b"old")
+    with opened() as seen:
+        write_atomic(target, b"new", sync=False)
+    assert target.read_bytes() == b"new"
+    assert seen == [str(tmp_path / "segment.tmp")]
+    assert [p.name for p in tmp_path.iterdir()] == ["segment"]

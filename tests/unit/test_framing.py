@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from litemirror.errors import FrameTooLargeError, ProtocolError
 from litemirror.protocol import messages as m
-from litemirror.protocol.framing import FrameDecoder, encode, read_message
+from litemirror.protocol.framing import FrameDecoder, encode, read_body, read_message
 
 SAMPLES: list[m.Message] = [
     m.Hello(version=1, database="app", user="u", password="p"),
@@ -116,3 +116,40 @@ def test_read_message_end_between_frames_is_none_inside_one_is_an_error() -> Non
     torn = Chunks(encode(SAMPLES[0])[:-1])
     with pytest.raises(ProtocolError, match="middle of a frame"):
         asyncio.run(read_message(FrameDecoder(), torn.read))
+
+
+class Gone(Exception):
+    """A caller's own error for a peer that went away."""
+
+
+def test_read_message_with_closed_raises_it_at_any_end_of_the_stream() -> None:
+    def gone() -> Gone:
+        return Gone("peer left")
+
+    with pytest.raises(Gone, match="peer left"):
+        asyncio.run(read_message(FrameDecoder(), Chunks().read, closed=gone))
+    torn = Chunks(encode(SAMPLES[0])[:-1])
+    with pytest.raises(Gone):
+        asyncio.run(read_message(FrameDecoder(), torn.read, closed=gone))
+    # Messages that did arrive are still handed out first.
+    whole = Chunks(encode(SAMPLES[0]))
+    assert asyncio.run(read_message(FrameDecoder(), whole.read, closed=gone)) == SAMPLES[0]
+
+
+def test_read_body_hands_out_the_frame_undecoded() -> None:
+    frame = encode(SAMPLES[1])
+    src = Chunks(frame[:5], frame[5:])
+    dec: FrameDecoder[m.AnyMessage] = FrameDecoder()
+    body = asyncio.run(read_body(dec, src.read, 3))
+    assert body == frame[4:]
+    assert dec.decode(body) == SAMPLES[1]
+    assert asyncio.run(read_body(dec, src.read)) is None
+    with pytest.raises(ProtocolError, match="middle of a frame"):
+        asyncio.run(read_body(FrameDecoder(), Chunks(frame[:-1]).read))
+
+
+def test_read_message_malformed_frame_is_a_protocol_error_even_with_closed() -> None:
+    body = msgspec.msgpack.encode({"t": "nope", "id": 1})
+    src = Chunks(struct.pack(">I", len(body)) + body)
+    with pytest.raises(ProtocolError, match="malformed frame"):
+        asyncio.run(read_message(FrameDecoder(), src.read, closed=lambda: Gone()))

@@ -162,6 +162,9 @@ class Transport:
             return sock.recv(_RECV_SIZE)
 
     def recv(self) -> m.ServerMessage:
+        # Not protocol.framing.read_message: that loop awaits an asyncio read,
+        # and this driver is blocking (DB-API), with its own timeout and TLS
+        # read lock in _receive, and it closes the socket on any failure.
         sock = self._live()
         while True:
             try:

@@ -41,7 +41,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from litemirror.durable import fsync_dir
+from litemirror.durable import fsync_dir, write_atomic
 from litemirror.errors import DiskFullError, JournalError
 
 from . import record as rec
@@ -328,23 +328,11 @@ class Journal:
     def _create_segment(self, number: int, first_lsn: int, base_epoch: int) -> sf.Segment:
         """Write a new segment file atomically: temporary name, fsync, rename, fsync dir."""
         path = self.directory / segment_name(number)
-        tmp = path.with_name(path.name + ".tmp")
+        header = sf.pack_segment_header(number, first_lsn, base_epoch)
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                sf.pwrite_all(fd, sf.pack_segment_header(number, first_lsn, base_epoch), 0)
-                if self._fsync:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-            if self._fsync:
-                fsync_dir(self.directory)
+            # The temp file is removed on failure (a leftover one the next open removes).
+            write_atomic(path, header, sync=self._fsync)
         except OSError as exc:
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:
-                pass  # the next open removes leftover .tmp files
             raise sf.os_error(exc, f"could not create journal segment {path}") from exc
         end = sf.End(SEGMENT_HEADER_SIZE, first_lsn - 1, base_epoch)
         return sf.Segment(number, path, first_lsn, base_epoch, end)

@@ -17,16 +17,18 @@ no longer be trusted after a bad frame.
 :meth:`FrameDecoder.next_body` hands out a complete body undecoded, for a
 caller that decodes a large one elsewhere (:mod:`.large`).
 
-:func:`read_message` is the one read loop of a connection's shell: it is
-handed the stream's ``read`` (so this module still does no I/O of its own)
-and feeds the decoder until a message is complete.
+:func:`read_message` (and :func:`read_body`, for a body decoded elsewhere)
+is the one read loop of every connection's shell: it is handed the stream's
+``read`` (so this module still does no I/O of its own) and feeds the decoder
+until a frame is complete. How the end of the stream is reported is the
+caller's choice (``closed``), so each shell keeps its own error for a lost peer.
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, overload
 
 import msgspec
 
@@ -145,20 +147,59 @@ class FrameDecoder(Generic[T]):
 #: Read up to n bytes, ``b""`` at the end of the stream (``asyncio.StreamReader.read``).
 Read = Callable[[int], Awaitable[bytes]]
 
+#: Makes the error to raise when the stream ends (the caller's own word for a lost peer).
+Closed = Callable[[], BaseException]
 
-async def read_message(decoder: FrameDecoder[T], read: Read, chunk: int = 64 * 1024) -> T | None:
-    """The next message, reading ``chunk`` bytes at a time as needed.
 
-    None when the stream ends between frames; ProtocolError when it ends in the
-    middle of one (the peer went away or cut the frame short).
+@overload
+async def read_body(
+    decoder: FrameDecoder[T], read: Read, chunk: int = ..., *, closed: None = None
+) -> bytes | None: ...
+@overload
+async def read_body(
+    decoder: FrameDecoder[T], read: Read, chunk: int = ..., *, closed: Closed
+) -> bytes: ...
+async def read_body(
+    decoder: FrameDecoder[T], read: Read, chunk: int = 64 * 1024, *, closed: Closed | None = None
+) -> bytes | None:
+    """The next frame's body, undecoded, reading ``chunk`` bytes at a time as needed.
+
+    When the stream ends: without ``closed``, None between frames and
+    ProtocolError in the middle of one (the peer went away or cut the frame
+    short); with ``closed``, ``closed()`` is raised in both cases, for a
+    caller to whom any end of the stream means the same (the peer is gone)
+    or who looks at :attr:`FrameDecoder.buffered` itself.
     """
     while True:
-        msg = decoder.next_message()
-        if msg is not None:
-            return msg
+        body = decoder.next_body()
+        if body is not None:
+            return body
         data = await read(chunk)
         if not data:
+            if closed is not None:
+                raise closed()
             if decoder.buffered:
                 raise ProtocolError("connection closed in the middle of a frame")
             return None
         decoder.feed(data)
+
+
+@overload
+async def read_message(
+    decoder: FrameDecoder[T], read: Read, chunk: int = ..., *, closed: None = None
+) -> T | None: ...
+@overload
+async def read_message(
+    decoder: FrameDecoder[T], read: Read, chunk: int = ..., *, closed: Closed
+) -> T: ...
+async def read_message(
+    decoder: FrameDecoder[T], read: Read, chunk: int = 64 * 1024, *, closed: Closed | None = None
+) -> T | None:
+    """The next message, reading ``chunk`` bytes at a time as needed.
+
+    The end of the stream is handled as by :func:`read_body`: None between
+    frames and ProtocolError in the middle of one, or ``closed()`` raised in
+    both cases when it is given.
+    """
+    body = await read_body(decoder, read, chunk, closed=closed)
+    return None if body is None else decoder.decode(body)

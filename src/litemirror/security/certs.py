@@ -46,6 +46,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from litemirror.durable import write_atomic
 from litemirror.errors import ConfigError, ProtocolError
 
 KeyType = Literal["ec", "rsa"]
@@ -130,15 +131,8 @@ def _new_key(key_type: KeyType) -> PrivateKey:
 
 def _write_atomic(path: Path, data: bytes, mode: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.fchmod(fd, mode)  # the umask must not widen or narrow what we chose
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    # A hidden temp name, unique to this process: never taken for a certificate.
+    write_atomic(path, data, tmp=path.with_name(f".{path.name}.tmp{os.getpid()}"), mode=mode)
 
 
 def _refuse_overwrite(files: CertFiles, what: str, force: bool) -> None:

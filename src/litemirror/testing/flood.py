@@ -30,8 +30,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from litemirror.errors import ProtocolError
 from litemirror.protocol import messages as m
-from litemirror.protocol.framing import FrameDecoder, encode
+from litemirror.protocol.framing import FrameDecoder, encode, read_message
 
 Mode = Literal["anonymous", "silent", "slowloris"]
 
@@ -135,8 +136,8 @@ class Flood:
                 continue
             try:
                 await self._hold(reader, writer)
-            except (OSError, TimeoutError, asyncio.IncompleteReadError):
-                pass
+            except (OSError, TimeoutError, asyncio.IncompleteReadError, ProtocolError):
+                pass  # cut (mid-frame too) or refused: the next connection tries again
             finally:
                 writer.close()
                 with contextlib.suppress(Exception):
@@ -180,11 +181,7 @@ class Flood:
 
 
 async def _frame(reader: asyncio.StreamReader, decoder: FrameDecoder[m.ServerMessage]) -> object:
-    while True:
-        msg = decoder.next_message()
-        if msg is not None:
-            return msg
-        data = await asyncio.wait_for(reader.read(65536), 10)
-        if not data:
-            return None
-        decoder.feed(data)
+    async def read(n: int) -> bytes:
+        return await asyncio.wait_for(reader.read(n), 10)
+
+    return await read_message(decoder, read, 65536)

@@ -21,7 +21,7 @@ from litemirror.config import Config, Member, build
 from litemirror.errors import UnavailableError
 from litemirror.journal import Journal
 from litemirror.protocol import messages as m
-from litemirror.protocol.framing import FrameDecoder, encode
+from litemirror.protocol.framing import FrameDecoder, encode, read_message
 from litemirror.security.roles import Principal
 from litemirror.server.front.admin import Admin, DatabaseCreator
 from litemirror.server.front.ports import SessionContext
@@ -238,15 +238,15 @@ class Client:
         self.writer.write(data)
 
     async def answer(self, timeout: float = 2.0) -> Any:
-        """The next answer, or None when the member closed the connection."""
-        while True:
-            msg = self.decoder.next_message()
-            if msg is not None:
-                return msg
-            data = await asyncio.wait_for(self.reader.read(65536), timeout)
-            if not data:
-                return None
-            self.decoder.feed(data)
+        """The next answer, or None when the member closed the connection.
+
+        A frame cut short by the close is a ProtocolError: the session writes whole frames.
+        """
+
+        async def read(n: int) -> bytes:
+            return await asyncio.wait_for(self.reader.read(n), timeout)
+
+        return await read_message(self.decoder, read, 65536)
 
 
 @dataclasses.dataclass

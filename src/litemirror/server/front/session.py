@@ -70,7 +70,7 @@ from litemirror.errors import (
 )
 from litemirror.protocol import large
 from litemirror.protocol import messages as m
-from litemirror.protocol.framing import FrameDecoder, encode, read_message
+from litemirror.protocol.framing import FrameDecoder, encode, read_body, read_message
 from litemirror.protocol.handshake import MAX_OPENING_FRAME, check_opening
 from litemirror.protocol.peer import PeerHello
 from litemirror.protocol.replication import ReplHello
@@ -102,6 +102,11 @@ MAX_READ_AHEAD = 8
 #: What the reader hands the main loop: a request (with the parameter sets
 #: of a large executemany), an error that ends the session, or None at EOF.
 _Item = tuple[m.ClientMessage, large.ParamSets | None] | Error | None
+
+
+def _gone() -> ConnectionError:
+    """The reader's word for the end of the client's stream (see ``_read_requests``)."""
+    return ConnectionError("the client closed the connection")
 
 
 class ClientSession:
@@ -299,13 +304,9 @@ class ClientSession:
         """The reader task: frames in, requests queued; Interrupt and EOF acted on at once."""
         try:
             while True:
-                body = self.decoder.next_body()
-                if body is None:
-                    data = await self.reader.read(256 * 1024)
-                    if not data:
-                        break
-                    self.decoder.feed(data)
-                    continue
+                # Any end of the stream is the client gone (handled below, where a
+                # torn last frame is told apart): the same exit as a broken connection.
+                body = await read_body(self.decoder, self.reader.read, 256 * 1024, closed=_gone)
                 if len(body) <= INLINE_DECODE_BYTES:
                     msg: Any = self.decoder.decode(body)
                     sets = None

@@ -64,7 +64,7 @@ from litemirror.failover import (
     heartbeat,
 )
 from litemirror.protocol import peer as p
-from litemirror.protocol.framing import FrameDecoder, encode
+from litemirror.protocol.framing import FrameDecoder, encode, read_message
 from litemirror.server.ha.arbiter_client import ArbiterClient
 from litemirror.server.ha.ports import Dialer, FailoverActions
 from litemirror.server.ports import EventSink
@@ -280,14 +280,7 @@ class FailoverAgent:
             return
         decoder.set_kind(p.FromPeer)
         try:
-            while True:
-                msg = decoder.next_message()
-                if msg is None:
-                    data = await reader.read(65536)
-                    if not data:
-                        break
-                    decoder.feed(data)
-                    continue
+            while (msg := await read_message(decoder, reader.read, 65536)) is not None:
                 self.heard_peer(msg)
         except (ConnectionError, Error, ValueError):
             pass

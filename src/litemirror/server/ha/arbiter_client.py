@@ -30,7 +30,7 @@ from litemirror.errors import ProtocolError, UnavailableError
 from litemirror.failover.events import ArbiterReport, ArbiterRequest
 from litemirror.protocol import arbiter as wire
 from litemirror.protocol import messages as m
-from litemirror.protocol.framing import FrameDecoder, encode
+from litemirror.protocol.framing import FrameDecoder, encode, read_message
 
 Opener = Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
 
@@ -153,15 +153,16 @@ class ArbiterClient:
 
     async def _next(self) -> wire.ArbAnswer | m.Error:
         assert self._reader is not None
-        while True:
-            msg = self._decoder.next_message()
-            if msg is not None:
-                assert isinstance(msg, wire.ArbAnswer | m.Error)
-                return msg
-            data = await self._reader.read(64 * 1024)
-            if not data:
-                raise ArbiterUnreachable(f"the arbiter at {self.address} closed the connection")
-            self._decoder.feed(data)
+        msg = await read_message(
+            self._decoder,
+            self._reader.read,
+            64 * 1024,
+            closed=lambda: ArbiterUnreachable(
+                f"the arbiter at {self.address} closed the connection"
+            ),
+        )
+        assert isinstance(msg, wire.ArbAnswer | m.Error)
+        return msg
 
     def _drop(self) -> None:
         if self._writer is not None:

@@ -48,7 +48,7 @@ from litemirror.errors import Error, ProtocolError
 from litemirror.journal import Record, RecordKind
 from litemirror.protocol import messages as m
 from litemirror.protocol import replication as r
-from litemirror.protocol.framing import FrameDecoder, encode
+from litemirror.protocol.framing import FrameDecoder, encode, read_message
 from litemirror.replication import check_frame
 from litemirror.replication.commit import follower_confirmed
 from litemirror.server.stream.ports import ReceiverPorts
@@ -207,19 +207,22 @@ class Receiver:
         qos = self.p.config().mirror.qos_timeout_ms / 1000
         hb = self.p.config().mirror.heartbeat_ms / 1000
         last_beat = time.monotonic()
+
+        async def read(n: int) -> bytes:
+            try:
+                return await asyncio.wait_for(reader.read(n), qos)
+            except TimeoutError:
+                raise ConnectionError(
+                    f"primary {target.name} silent for {qos * 1000:.0f} ms"
+                ) from None
+
+        def closed() -> ConnectionError:
+            # Torn or not, the end of the stream is the primary gone (killed mid-frame,
+            # say): a lost connection, not a protocol error and its stream_reset event.
+            return ConnectionError(f"primary {target.name} closed the connection")
+
         while True:
-            msg = dec.next_message()
-            if msg is None:
-                try:
-                    data = await asyncio.wait_for(reader.read(1024 * 1024), qos)
-                except TimeoutError:
-                    raise ConnectionError(
-                        f"primary {target.name} silent for {qos * 1000:.0f} ms"
-                    ) from None
-                if not data:
-                    raise ConnectionError(f"primary {target.name} closed the connection")
-                dec.feed(data)
-                continue
+            msg = await read_message(dec, read, 1024 * 1024, closed=closed)
             self.last_contact = time.monotonic()
             if isinstance(msg, m.Error):
                 raise Error(f"primary {target.name} refused replication: {msg.message}")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import apsw
 
+from litemirror.durable import write_atomic
 from litemirror.engine import apply as engine_apply
 from litemirror.engine import meta
 from litemirror.engine.ops import VACUUM_SQL, ChangesetOp, SqlOp, decode_ops
@@ -72,51 +72,51 @@ def _counts(ops: list[ChangesetOp | SqlOp]) -> dict[str, dict[str, int]]:
 def keep(
     records: list[Record], out_dir: Path, common: int
 ) -> tuple[Path, dict[str, dict[str, dict[str, int]]]]:
-    """Write the diverged records to a file a person can review; fsync it."""
+    """Write the diverged records to a file a person can review, whole and durably."""
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     path = out_dir / f"diverged-{stamp}-lsn{records[0].lsn}-{records[-1].lsn}.jsonl"
     summary: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
-    with open(path, "w", encoding="utf-8") as f:
-        for rec in records:
-            entry: dict[str, object] = {
-                "lsn": rec.lsn,
-                "epoch": rec.epoch,
-                "kind": RecordKind(rec.kind).name,
-                "database": rec.db,
-                "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(rec.ts_ms / 1000)),
+    lines: list[str] = []
+    for rec in records:
+        entry: dict[str, object] = {
+            "lsn": rec.lsn,
+            "epoch": rec.epoch,
+            "kind": RecordKind(rec.kind).name,
+            "database": rec.db,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(rec.ts_ms / 1000)),
+        }
+        if rec.kind == RecordKind.CHANGES:
+            ops = decode_ops(rec.payload)
+            counts = _counts(ops)
+            for table, c in counts.items():
+                agg = summary[rec.db].setdefault(table, {})
+                for k, v in c.items():
+                    agg[k] = agg.get(k, 0) + v
+            entry["tables"] = counts
+            entry["sql"] = [op.sql for op in ops if isinstance(op, SqlOp)]
+            # In their order: a changeset applies under the schema of its
+            # place between the SQL statements (``litemirror diverged``).
+            entry["ops"] = [
+                {"sql": op.sql}
+                if isinstance(op, SqlOp)
+                else {"changeset": base64.b64encode(op.data).decode()}
+                for op in ops
+            ]
+        lines.append(json.dumps(entry) + "\n")
+    lines.append(
+        json.dumps(
+            {
+                "report": "records rolled back on rejoin",
+                "after_lsn": common,
+                "count": len(records),
+                "tables": summary,
             }
-            if rec.kind == RecordKind.CHANGES:
-                ops = decode_ops(rec.payload)
-                counts = _counts(ops)
-                for table, c in counts.items():
-                    agg = summary[rec.db].setdefault(table, {})
-                    for k, v in c.items():
-                        agg[k] = agg.get(k, 0) + v
-                entry["tables"] = counts
-                entry["sql"] = [op.sql for op in ops if isinstance(op, SqlOp)]
-                # In their order: a changeset applies under the schema of its
-                # place between the SQL statements (``litemirror diverged``).
-                entry["ops"] = [
-                    {"sql": op.sql}
-                    if isinstance(op, SqlOp)
-                    else {"changeset": base64.b64encode(op.data).decode()}
-                    for op in ops
-                ]
-            f.write(json.dumps(entry) + "\n")
-        f.write(
-            json.dumps(
-                {
-                    "report": "records rolled back on rejoin",
-                    "after_lsn": common,
-                    "count": len(records),
-                    "tables": summary,
-                }
-            )
-            + "\n"
         )
-        f.flush()
-        os.fsync(f.fileno())
+        + "\n"
+    )
+    # Durable before the records leave the journal: the file, and its entry in the directory.
+    write_atomic(path, "".join(lines).encode())
     return path, dict(summary)
 
 

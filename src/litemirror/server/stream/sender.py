@@ -23,7 +23,7 @@ from typing import Any
 from litemirror.errors import Error, JournalError, ProtocolError
 from litemirror.journal import Record, encode_record
 from litemirror.protocol import replication as r
-from litemirror.protocol.framing import FrameDecoder, encode
+from litemirror.protocol.framing import FrameDecoder, encode, read_message
 from litemirror.replication.accept import Refusal, Verdict, accept_hello
 from litemirror.replication.start import plan_start
 from litemirror.server.stream.hub import LinkState
@@ -330,13 +330,12 @@ class Sender:
     async def _listen(self) -> None:
         self.decoder.set_kind(r.FromMember)
         while True:
-            msg = self.decoder.next_message()
-            if msg is None:
-                data = await self.reader.read(65536)
-                if not data:
-                    raise ConnectionError("member closed the connection")
-                self.decoder.feed(data)
-                continue
+            msg = await read_message(
+                self.decoder,
+                self.reader.read,
+                65536,
+                closed=lambda: ConnectionError("member closed the connection"),
+            )
             if isinstance(msg, r.ReplAck):
                 await self.p.hub.acked(self.link.member, msg.received, msg.durable, msg.applied)
             elif isinstance(msg, r.Heartbeat):
