@@ -10,6 +10,7 @@ from pathlib import Path
 
 from litemirror.testing import import_graph as ig
 
+
 def test_no_module_imports_itself_back() -> None:
     graph = ig.build()
     assert ig.cycles(graph) == [], "import cycles:\n" + ig.describe_cycles(graph)
