@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 import litemirror
+from litemirror.testing.import_graph import import_statements
 
 SRC = Path(litemirror.__file__).parent
 BANNED = {
@@ -90,23 +91,12 @@ def module_name(path: Path) -> str:
 
 
 def imports(path: Path) -> set[str]:
-    """Absolute names of every module imported anywhere in ``path``."""
-    me = module_name(path)
-    package = me if path.name == "__init__.py" else me.rpartition(".")[0]
+    """Absolute names of every module imported anywhere in ``path`` (for ``from pkg
+    import x``: ``pkg`` and ``pkg.x``, which may name a submodule)."""
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[: len(base) - (node.level - 1)]
-                mod = ".".join(base + ([node.module] if node.module else []))
-            else:
-                mod = node.module or ""
-            found.add(mod)
-            # "from . import steps" may name a submodule
-            found.update(f"{mod}.{alias.name}" for alias in node.names)
+    for mod, names in import_statements(module_name(path), path):
+        found.add(mod)
+        found.update(f"{mod}.{n}" for n in names)
     return found
 
 

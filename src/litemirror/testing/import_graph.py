@@ -39,14 +39,14 @@ def all_modules(src: Path = SRC) -> dict[str, Path]:
     return {module_name(p, src): p for p in sorted(src.rglob("*.py"))}
 
 
-def imports_of(name: str, path: Path, known: Iterable[str]) -> set[str]:
-    """The litemirror modules that module ``name`` (at ``path``) imports anywhere."""
-    modules = set(known)
+def import_statements(name: str, path: Path) -> list[tuple[str, list[str]]]:
+    """Every import in module ``name`` (at ``path``), anywhere in it, resolved to absolute:
+    ``(module, [])`` for ``import module``, ``(pkg, [x, ...])`` for ``from pkg import x, ...``."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found: set[str] = set()
+    found: list[tuple[str, list[str]]] = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
+            found.extend((alias.name, []) for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")
@@ -54,11 +54,23 @@ def imports_of(name: str, path: Path, known: Iterable[str]) -> set[str]:
                 mod = ".".join(base + ([node.module] if node.module else []))
             else:
                 mod = node.module or ""
-            subs = [f"{mod}.{alias.name}" for alias in node.names]
-            named = [s for s in subs if s in modules]
-            found.update(named)
-            if len(named) < len(subs):  # some names are attributes of mod itself
-                found.add(mod)
+            found.append((mod, [alias.name for alias in node.names]))
+    return found
+
+
+def imports_of(name: str, path: Path, known: Iterable[str]) -> set[str]:
+    """The litemirror modules that module ``name`` (at ``path``) imports anywhere."""
+    modules = set(known)
+    found: set[str] = set()
+    for mod, names in import_statements(name, path):
+        if not names:
+            found.add(mod)
+            continue
+        subs = [f"{mod}.{n}" for n in names]
+        named = [sub for sub in subs if sub in modules]
+        found.update(named)
+        if len(named) < len(subs):  # some names are attributes of mod itself
+            found.add(mod)
     return {_nearest(x, modules) for x in found if x.split(".")[0] == ROOT} - {name, ""}
 
 

@@ -801,22 +801,35 @@ class Database:
         except BaseException as exc:
             # The record is durable: the change *is* committed. Make the
             # database catch up through the recovery path before answering.
-            log.error(
-                "database %s: commit after durable journal record %d failed (%s); "
-                "applying it through recovery",
-                self.name,
-                record.lsn,
-                exc,
-            )
-            await self._run(_rollback_quietly, w)
-            await self._apply_until_done(record.lsn, payload)
-        self.applied_lsn = record.lsn
-        self.groups += 1
-        self.commits += len(done)
-        self._on_commit(self.name, record.lsn)
+            await self._through_recovery("commit", record.lsn, payload, exc)
+        self._settled(record.lsn, len(done))
         for fut, res in done:
             _answer(fut, res, record.lsn)
         await self._maybe_checkpoint()
+
+    async def _through_recovery(
+        self, what: str, lsn: int, payload: bytes, exc: BaseException
+    ) -> None:
+        """``what`` failed after record ``lsn`` was durable: the change *is* committed,
+        so the database catches up through the recovery path before anyone is answered."""
+        log.error(
+            "database %s: %s of durable journal record %d failed (%s); applying it through "
+            "recovery",
+            self.name,
+            what,
+            lsn,
+            exc,
+        )
+        assert self._writer is not None
+        await self._run(_rollback_quietly, self._writer)
+        await self._apply_until_done(lsn, payload)
+
+    def _settled(self, lsn: int, commits: int) -> None:
+        """Record ``lsn`` (``commits`` client commits) is in the database."""
+        self.applied_lsn = lsn
+        self.groups += 1
+        self.commits += commits
+        self._on_commit(self.name, lsn)
 
     async def _maintain(self, job: MaintenanceJob) -> None:
         """Run VACUUM or a checkpoint between groups (the writer is in autocommit)."""
@@ -849,19 +862,8 @@ class Database:
         try:
             await self._run(maintenance.vacuum, w, record.lsn)
         except BaseException as exc:
-            log.error(
-                "database %s: VACUUM of durable journal record %d failed (%s); "
-                "applying it through recovery",
-                self.name,
-                record.lsn,
-                exc,
-            )
-            await self._run(_rollback_quietly, w)
-            await self._apply_until_done(record.lsn, payload)
-        self.applied_lsn = record.lsn
-        self.groups += 1
-        self.commits += 1
-        self._on_commit(self.name, record.lsn)
+            await self._through_recovery("VACUUM", record.lsn, payload, exc)
+        self._settled(record.lsn, 1)
         # VACUUM wrote the whole database into the WAL: move it back now.
         await self._run(maintenance.checkpoint, w, "PASSIVE")
         return record.lsn
