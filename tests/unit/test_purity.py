@@ -55,11 +55,13 @@ PURE = [
     "litemirror.failover.machine",
     "litemirror.failover.start",
     "litemirror.failover.readiness",
+    "litemirror.failover.states",
     "litemirror.replication",
     "litemirror.replication.start",
     "litemirror.replication.stream",
     "litemirror.replication.commit",
     "litemirror.replication.purge",
+    "litemirror.replication.accept",
 ]
 
 
