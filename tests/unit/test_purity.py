@@ -62,6 +62,7 @@ PURE = [
     "litemirror.replication.commit",
     "litemirror.replication.purge",
     "litemirror.replication.accept",
+    "litemirror.backup.manifest",
 ]
 
 
