@@ -63,6 +63,7 @@ PURE = [
     "litemirror.replication.purge",
     "litemirror.replication.accept",
     "litemirror.backup.manifest",
+    "litemirror.backup.choose",
 ]
 
 
