@@ -356,6 +356,17 @@ class CanarySection(_Frozen, frozen=True):
     stale_after_s: float = 30.0
 
 
+class BackupSection(_Frozen, frozen=True):
+    """``[backup]``: where members write backup sets (see docs/backup.md)."""
+
+    #: The backup root; a client's ``--to`` must resolve inside it. None: each
+    #: member's ``<data_dir>/backups``. Relative to the config file's directory.
+    dir: str | None = None
+
+    def root(self, member: Member) -> Path:
+        return Path(self.dir) if self.dir is not None else member.data_dir / "backups"
+
+
 class _FileConfig(_Frozen, frozen=True):
     mirror: MirrorSection
     members: list[MemberSection]
@@ -369,6 +380,7 @@ class _FileConfig(_Frozen, frozen=True):
     auth: AuthSection = AuthSection()
     sqlite: SqliteSection = SqliteSection()
     statements: StatementsSection = StatementsSection()
+    backup: BackupSection = BackupSection()
 
 
 class Member(_Frozen, frozen=True):
@@ -431,6 +443,7 @@ class Config(_Frozen, frozen=True):
     auth: AuthSection = AuthSection()
     sqlite: SqliteSection = SqliteSection()
     statements: StatementsSection = StatementsSection()
+    backup: BackupSection = BackupSection()
 
     def member(self, name: str) -> Member:
         for m in self.members:
@@ -873,7 +886,19 @@ def build(
         auth=fc.auth,
         sqlite=fc.sqlite,
         statements=fc.statements,
+        backup=_check_backup(fc.backup, base),
     )
+
+
+def _check_backup(b: BackupSection, base: Path) -> BackupSection:
+    """``b`` with ``dir`` made absolute."""
+    if b.dir is None:
+        return b
+    if not b.dir.strip():
+        raise ConfigError(
+            "backup.dir: '' names no directory; leave the key out for <data_dir>/backups"
+        )
+    return msgspec.structs.replace(b, dir=os.path.realpath(base / b.dir))
 
 
 def load(path: str | os.PathLike[str], environ: dict[str, str] | None = None) -> Config:

@@ -15,6 +15,7 @@ for :mod:`sqlite3` catches litemirror's errors unchanged
     │   └── FrameTooLargeError
     ├── JournalError                       the journal cannot be read or written
     │   └── JournalCorruptError            a record fails its checksum mid-file
+    ├── BackupError                        a backup cannot be taken, listed or trusted
     └── DatabaseError (sqlite3.…)
         ├── DataError (sqlite3.…)
         ├── IntegrityError (sqlite3.…)     constraint violated (SQLite code kept)
@@ -132,6 +133,10 @@ class JournalError(Error):
 
 class JournalCorruptError(JournalError):
     """A journal record failed its checksum somewhere other than the tail."""
+
+
+class BackupError(Error):
+    """A backup could not be taken, or a backup set is malformed or inconsistent."""
 
 
 class DatabaseError(Error, sqlite3.DatabaseError):

@@ -21,7 +21,7 @@ from litemirror.engine.checksum import table_checksums
 from litemirror.errors import OperationalError, ProgrammingError
 from litemirror.journal import RecordKind
 from litemirror.security.roles import OPEN, USER_ACTIONS, Principal, allows
-from litemirror.server.front.ports import FailoverActions, UserActions
+from litemirror.server.front.ports import BackupActions, FailoverActions, UserActions
 from litemirror.server.ports import RoleView
 from litemirror.server.role import Role
 from litemirror.server.storage.journal_writer import JournalWriter
@@ -80,6 +80,7 @@ class Admin:
         read_wait_s: float,
         read_executor: Executor,
         stopping: ShutdownFlag,
+        backups: BackupActions,
     ) -> None:
         self.me = me
         self.role = role
@@ -95,6 +96,7 @@ class Admin:
         self.read_wait_s = read_wait_s
         self.read_executor = read_executor
         self.stopping = stopping
+        self.backups = backups
         #: At most a few whole-database checksums at once (see Checksums).
         self.checksums = Checksums()
 
@@ -132,6 +134,10 @@ class Admin:
             return {"databases": names}
         if action == "checksum":
             return await self._checksum(args)
+        if action == "backup":
+            return await self.backups.take(_names(args.get("dbs")), _dir(args.get("to")))
+        if action == "backup_list":
+            return await self.backups.list_sets(_dir(args.get("to")))
         raise ProgrammingError(
             f"unknown admin action {action!r}; nothing was done (see `litemirror --help` "
             "for the commands a member runs)"
@@ -168,6 +174,21 @@ class Admin:
                 self.read_executor, checksums_of, self.registry.path(name), self.stopping
             )
         return {"database": name, "lsn": lsn, "tables": tables, "applied_lsn": self.applied_lsn()}
+
+
+def _names(value: Any) -> list[str] | None:
+    """The ``dbs`` argument of ``backup``: None or empty for every database."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ProgrammingError(f"backup: dbs must be a list of database names, not {value!r}")
+    return value or None
+
+
+def _dir(value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ProgrammingError(f"backup: to must be a directory path, not {value!r}")
+    return value or None
 
 
 class Checksums:

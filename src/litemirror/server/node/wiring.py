@@ -70,6 +70,7 @@ from litemirror.server.ops.looplag import LoopLag
 from litemirror.server.ops.metrics import Metrics
 from litemirror.server.ops.notify import Notifier
 from litemirror.server.role import RoleCell, RoleSnapshot
+from litemirror.server.storage.backups import BackupTaker
 from litemirror.server.storage.horizon import Horizon
 from litemirror.server.storage.importer import Importer
 from litemirror.server.storage.journal_writer import JournalWriter
@@ -465,6 +466,18 @@ async def build_member(config: Config, name: str) -> MemberServer:
         read_wait_s=config.limits.read_wait_s,
         read_executor=read_executor,
         stopping=stopping,
+        backups=BackupTaker(
+            mirror=config.mirror.name,
+            member=me.name,
+            root=config.backup.root(me),
+            names=registry.names,
+            path_of=registry.path,
+            read_executor=read_executor,
+            journal_lsn=lambda: journal.last_lsn,
+            epoch=lambda: role().epoch,
+            event=event,
+            stopping=stopping,
+        ),
     )
     status = MemberStatus(parts)
     metrics = Metrics(metrics_sources(parts))
