@@ -107,6 +107,7 @@ class Housekeeping:
             last_lsn=self._journal.last_lsn,
             applied_lsn=self._position.applied_lsn,
             limit_bytes=self._config().journal.max_retain_bytes,
+            archived_lsn=None,
         )
 
     async def _purge_journal(self) -> None:
