@@ -141,3 +141,13 @@ async def _poke_runs_a_pass_off_the_loop_and_reports(tmp_path: Path, journal: Jo
     assert (st["ok"], st["archived_lsn"], st["segments"]) == (True, 40, 4)
     assert st["last_error"] is not None  # the last error stays visible
     assert [k for k, _ in events.seen] == ["archive_resumed"]
+
+
+def test_a_file_the_archive_lost_stops_counting(tmp_path: Path, journal: Journal) -> None:
+    a = archiver(tmp_path / "arch", journal, Events())
+    assert a.run_pass(journal.segments(), 45, 1e9).archived_lsn == 40
+    (a.directory / journal.segments()[2].path.name).unlink()
+    p = a.run_pass(journal.segments(), 25, 1e9)  # segment 3 is now past the commit point
+    assert (p.copied, p.archived_lsn) == (0, 20)
+    p = a.run_pass(journal.segments(), 45, 1e9)
+    assert (p.copied, p.archived_lsn) == (1, 40)

@@ -9,9 +9,10 @@ read.
 
 All file work runs on the archiver's own thread, one pass at a time, never on
 the event loop: :meth:`Archiver.poke` (housekeeping, once a second) starts a
-pass unless one is running. The archive is remembered by its files alone: the
-first pass lists the directory (and removes temp files a crash left), later
-passes add what they copied. A pass that fails (a full, read-only or broken
+pass unless one is running. The archive is known by its files alone (no state
+file): every pass lists the directory (and removes temp files a crash left),
+so a file the archive lost stops counting as archived before the purge could
+delete the journal's copy. A pass that fails (a full, read-only or broken
 disk) raises ``archive_failed`` (at most once a minute) and changes nothing
 else: commits go on, the purge keeps the unarchived segments, and the next
 pass tries again; ``archive_resumed`` says when it works again.
@@ -210,10 +211,15 @@ class Archiver:
         )
 
     def _listing(self) -> dict[int, ArchivedFile]:
-        """The archive's files, listed once from disk (stale temp files removed)."""
-        if self._files is not None:
-            return self._files
+        """The archive's files as they are now on disk (temp files of a cut copy removed).
+
+        Listed at every pass, not only at start: a file the archive lost (a disk
+        swapped or unmounted, a file deleted by hand) must stop counting as
+        archived before the purge deletes the journal's copy. A file already
+        known with the same size and time is not read again.
+        """
         self.directory.mkdir(parents=True, exist_ok=True)
+        known = self._files or {}
         files: dict[int, ArchivedFile] = {}
         for entry in os.scandir(self.directory):
             if entry.name.endswith(SUFFIX + ".tmp"):
@@ -223,6 +229,10 @@ class Archiver:
             if "." + suffix != SUFFIX or not (stem.isdigit() and len(stem) == 10):
                 continue  # not ours; left alone
             st = entry.stat()
+            old = known.get(int(stem))
+            if old is not None and (old.size_bytes, old.mtime) == (st.st_size, st.st_mtime):
+                files[old.number] = old
+                continue
             with open(entry.path, "rb") as f:
                 head = f.read(SEGMENT_HEADER_SIZE)
             try:
