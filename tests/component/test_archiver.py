@@ -151,3 +151,25 @@ def test_a_file_the_archive_lost_stops_counting(tmp_path: Path, journal: Journal
     assert (p.copied, p.archived_lsn) == (0, 20)
     p = a.run_pass(journal.segments(), 45, 1e9)
     assert (p.copied, p.archived_lsn) == (1, 40)
+
+
+def test_the_gauges_show_the_archived_lsn_and_bytes(tmp_path: Path, journal: Journal) -> None:
+    from litemirror.server.storage.archiver import ArchiveCollector
+
+    a = archiver(tmp_path / "arch", journal, Events())
+    gauges = {m.name: m.samples for m in ArchiveCollector("a", a).collect()}
+    assert gauges == {"litemirror_archive_lsn": [], "litemirror_archive_bytes": []}
+
+    async def one_pass() -> None:
+        a.poke()
+        await a.wait()
+
+    asyncio.run(one_pass())
+    got = {
+        m.name: [(s.labels, s.value) for s in m.samples] for m in ArchiveCollector("a", a).collect()
+    }
+    size = sum(s.size_bytes for s in journal.segments()[:4])
+    assert got == {
+        "litemirror_archive_lsn": [({"member": "a"}, 40)],
+        "litemirror_archive_bytes": [({"member": "a"}, size)],
+    }
