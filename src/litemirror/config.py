@@ -367,6 +367,27 @@ class BackupSection(_Frozen, frozen=True):
         return Path(self.dir) if self.dir is not None else member.data_dir / "backups"
 
 
+class ArchiveSection(_Frozen, frozen=True):
+    """``[archive]``: where closed journal segments are kept for point-in-time restore."""
+
+    #: The archive's root; each member writes to ``<dir>/<mirror>/<member>/``.
+    #: Unset: no archive (segments are purged once every member has them).
+    dir: str | None = None
+    #: Archived segments older than this many days are deleted; 0 keeps them forever.
+    keep_days: float = 0.0
+    #: Past this many bytes in the member's archive the oldest segments are
+    #: deleted; 0 means no size limit.
+    max_bytes: int = 0
+
+
+class Archive(_Frozen, frozen=True):
+    """The resolved ``[archive]`` section (present only when ``dir`` is set)."""
+
+    dir: Path
+    keep_days: float
+    max_bytes: int
+
+
 class _FileConfig(_Frozen, frozen=True):
     mirror: MirrorSection
     members: list[MemberSection]
@@ -381,6 +402,7 @@ class _FileConfig(_Frozen, frozen=True):
     sqlite: SqliteSection = SqliteSection()
     statements: StatementsSection = StatementsSection()
     backup: BackupSection = BackupSection()
+    archive: ArchiveSection = ArchiveSection()
 
 
 class Member(_Frozen, frozen=True):
@@ -444,6 +466,7 @@ class Config(_Frozen, frozen=True):
     sqlite: SqliteSection = SqliteSection()
     statements: StatementsSection = StatementsSection()
     backup: BackupSection = BackupSection()
+    archive: Archive | None = None
 
     def member(self, name: str) -> Member:
         for m in self.members:
@@ -656,6 +679,40 @@ def _check_import_dir(s: ServerSection, base: Path, members: list[Member]) -> Se
     return msgspec.structs.replace(s, import_dir=str(d))
 
 
+def _check_archive(a: ArchiveSection, base: Path, members: list[Member]) -> Archive | None:
+    """The resolved archive, or None without ``archive.dir``; refused if it overlaps a data_dir."""
+    if a.dir is None:
+        for key in ("keep_days", "max_bytes"):
+            if getattr(a, key):
+                raise ConfigError(
+                    f"archive.{key}: set to {getattr(a, key):g} but archive.dir is not; "
+                    "set archive.dir (where segments are archived) or remove the key"
+                )
+        return None
+    if not a.dir.strip():
+        raise ConfigError(
+            "archive.dir: '' names no directory; leave the key out for no journal archive"
+        )
+    if not (math.isfinite(a.keep_days) and a.keep_days >= 0):
+        raise ConfigError(
+            f"archive.keep_days: {a.keep_days:g} must be 0 (keep forever) or a number of days"
+        )
+    if a.max_bytes < 0:
+        raise ConfigError(
+            f"archive.max_bytes: {a.max_bytes} must be 0 (no size limit) or a number of bytes"
+        )
+    d = Path(os.path.realpath(base / a.dir))
+    for mb in members:
+        data = Path(os.path.realpath(mb.data_dir))
+        if d == data or data in d.parents or d in data.parents:
+            raise ConfigError(
+                f"archive.dir: {a.dir!r} overlaps the data_dir of member {mb.name!r} "
+                f"({mb.data_dir}); a re-seeded member's data directory is replaced whole, "
+                "and the archive must outlive it: use a directory of its own"
+            )
+    return Archive(dir=d, keep_days=a.keep_days, max_bytes=a.max_bytes)
+
+
 def _check_tls(t: TlsSection, base: Path, members: list[Member]) -> Tls | None:
     given = {k: getattr(t, k) for k in ("ca", "cert", "key") if getattr(t, k) is not None}
     if not given:
@@ -689,7 +746,17 @@ def _check_tls(t: TlsSection, base: Path, members: list[Member]) -> Tls | None:
 
 
 def _env_overrides(data: dict[str, Any], environ: dict[str, str]) -> None:
-    for section in ("mirror", "journal", "server", "limits", "tls", "auth", "sqlite", "statements"):
+    for section in (
+        "mirror",
+        "journal",
+        "server",
+        "limits",
+        "tls",
+        "auth",
+        "sqlite",
+        "statements",
+        "archive",
+    ):
         prefix = f"LITEMIRROR_{section.upper()}_"
         for key, raw in environ.items():
             if not key.startswith(prefix):
@@ -871,6 +938,7 @@ def build(
     _check_canary(fc.canary)
     _check_statements(fc.statements, s, lim)
     tls = _check_tls(fc.tls, base, members)
+    archive = _check_archive(fc.archive, base, members)
 
     return Config(
         path=path,
@@ -887,6 +955,7 @@ def build(
         sqlite=fc.sqlite,
         statements=fc.statements,
         backup=_check_backup(fc.backup, base),
+        archive=archive,
     )
 
 

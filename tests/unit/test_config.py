@@ -114,3 +114,38 @@ def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
     p.write_text("[mirror\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load(p)
+
+
+def test_archive_is_off_unless_a_dir_is_given(tmp_path: Path) -> None:
+    assert build(_data(), path=tmp_path / "m.toml", environ={}).archive is None
+    cfg = build(
+        _data(archive__dir="arch", archive__keep_days=7, archive__max_bytes=10**9),
+        path=tmp_path / "m.toml",
+        environ={},
+    )
+    assert cfg.archive is not None
+    assert cfg.archive.dir == (tmp_path / "arch").resolve()
+    assert (cfg.archive.keep_days, cfg.archive.max_bytes) == (7, 10**9)
+
+
+@pytest.mark.parametrize(
+    ("changes", "needle"),
+    [
+        ({"archive__keep_days": 3}, "archive.keep_days: set to 3 but archive.dir is not"),
+        ({"archive__max_bytes": 5}, "archive.max_bytes: set to 5 but archive.dir is not"),
+        ({"archive__dir": " "}, "archive.dir: '' names no directory"),
+        ({"archive__dir": "a", "archive__keep_days": -1}, "archive.keep_days: -1"),
+        ({"archive__dir": "a", "archive__keep_days": float("nan")}, "archive.keep_days: nan"),
+        ({"archive__dir": "a", "archive__max_bytes": -1}, "archive.max_bytes: -1"),
+        ({"archive__dir": "a", "archive__max_bytes": "1G"}, "archive.max_bytes"),
+        ({"archive__dir": "data/a/arch"}, "overlaps the data_dir of member 'a'"),
+        ({"archive__dir": "data"}, "overlaps the data_dir of member 'a'"),
+        ({"archive__where": "x"}, "where"),
+    ],
+)
+def test_bad_archive_section_is_refused(
+    tmp_path: Path, changes: dict[str, object], needle: str
+) -> None:
+    with pytest.raises(ConfigError) as e:
+        build(_data(**changes), path=tmp_path / "m.toml", environ={})
+    assert needle in e.value.message

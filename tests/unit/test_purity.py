@@ -61,6 +61,7 @@ PURE = [
     "litemirror.replication.stream",
     "litemirror.replication.commit",
     "litemirror.replication.purge",
+    "litemirror.replication.archive",
     "litemirror.replication.accept",
     "litemirror.backup.manifest",
     "litemirror.backup.choose",

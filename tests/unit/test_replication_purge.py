@@ -89,5 +89,52 @@ def test_purge_plan(
         last_lsn=350,
         applied_lsn=applied,
         limit_bytes=limit,
+        archived_lsn=None,
     )
     assert got == expected, why
+
+
+# With an archive: (why, needed, applied, archived, limit, expected) over SEGS.
+ARCHIVED = [
+    ("nothing archived: nothing goes although every member has it", 400, None, 0, 100 * MB, 1),
+    ("archived through 200: the third segment waits", 400, None, 200, 100 * MB, 201),
+    ("archived inside a segment: that segment waits", 400, None, 250, 100 * MB, 251),
+    ("archived everything: members decide", 150, None, 300, 100 * MB, 151),
+    ("over the cap, archive failing: the archive wins, nothing goes", 0, None, 0, 1 * MB, 1),
+    ("over the cap: archived segments go although a member needs them", 0, None, 200, 1 * MB,
+     201),
+    ("a follower: applied and archived both bound it", 250, 250, 300, 1 * MB, 251),
+    ("a follower: the archive bounds it before its applied LSN", 300, 300, 100, 1 * MB, 101),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("why", "needed", "applied", "archived", "limit", "expected"),
+    ARCHIVED,
+    ids=[c[0] for c in ARCHIVED],
+)
+def test_purge_waits_for_the_archive(
+    why: str, needed: int, applied: int | None, archived: int, limit: int, expected: int
+) -> None:
+    got = purge_before(
+        SEGS,
+        total_bytes=TOTAL,
+        limit_bytes=limit,
+        needed_lsn=needed,
+        applied_lsn=applied,
+        archived_lsn=archived,
+    )
+    assert got == expected, why
+
+
+def test_plan_purge_passes_the_archive_on() -> None:
+    got = plan_purge(
+        JOURNAL,
+        primary=True,
+        others_durable=[400],
+        last_lsn=350,
+        applied_lsn=0,
+        limit_bytes=100 * MB,
+        archived_lsn=100,
+    )
+    assert got == 101

@@ -6,6 +6,14 @@ segments go even though a lagging member still needs them — that member is
 re-seeded with a base copy later, which is cheaper than a disk that fills.
 A member that is not the primary never drops records it has not applied
 itself (its databases need them after a crash).
+
+With a journal archive (``[archive] dir``), a segment goes only once it is
+archived, cap or not: the archive is what a point-in-time restore replays,
+and a segment purged unarchived is a hole no later backup of the past can
+fill. So while the archive is failing (a full or read-only disk) the journal
+keeps its segments and grows past the cap; commits go on until the journal's
+own disk fills. The cap was a choice between disk space and re-seeding a
+lagging member (cheap to redo); losing archived history cannot be redone.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ def purge_before(
     limit_bytes: int,
     needed_lsn: int,
     applied_lsn: int | None,
+    archived_lsn: int | None = None,
 ) -> int:
     """The LSN below which segments may be deleted (0: none).
 
@@ -33,11 +42,14 @@ def purge_before(
     size of the whole journal (open segment included); ``needed_lsn`` the
     lowest LSN some other member has not got yet minus one (what every member
     holds); ``applied_lsn`` this member's own applied LSN, or None on the
-    primary (its records are applied when written).
+    primary (its records are applied when written); ``archived_lsn`` the LSN
+    through which the archive holds every record, None without an archive.
     """
     if not closed:
         return 0
     cut = needed_lsn + 1
+    if archived_lsn is not None:
+        cut = min(cut, archived_lsn + 1)
     total = total_bytes
     for seg in closed:
         if seg.last_lsn < cut:
@@ -47,6 +59,8 @@ def purge_before(
             break
         if applied_lsn is not None and seg.last_lsn > applied_lsn:
             break  # never drop what this member has not applied
+        if archived_lsn is not None and seg.last_lsn > archived_lsn:
+            break  # never drop what is not archived, cap or not (see the module doc)
         # Over the cap: it goes although a member still needs it (re-seeded later).
         cut = seg.last_lsn + 1
         total -= seg.size_bytes
@@ -72,6 +86,7 @@ def plan_purge(
     last_lsn: int,
     applied_lsn: int,
     limit_bytes: int,
+    archived_lsn: int | None,
 ) -> int:
     """The LSN below which this member's closed journal segments may go (0: none).
 
@@ -80,7 +95,8 @@ def plan_purge(
     holds is the lowest LSN the other members are known to hold durably
     (``others_durable``, 0 for one never heard from; with no other member,
     ``last_lsn``). On any other member it is its own ``applied_lsn``, and it
-    never drops what it has not applied.
+    never drops what it has not applied. With an archive, nothing after
+    ``archived_lsn`` goes.
     """
     segs = list(segments)
     closed = [
@@ -95,4 +111,5 @@ def plan_purge(
         limit_bytes=limit_bytes,
         needed_lsn=needed,
         applied_lsn=None if primary else applied_lsn,
+        archived_lsn=archived_lsn,
     )

@@ -69,6 +69,8 @@ OPERATIONAL_EVENTS = frozenset(
         "committed_rolled_back",
         "apply_failed",
         "journal_purged",
+        "archive_failed",
+        "archive_resumed",
         "canary_stale",
         "canary_recovered",
         "vip",

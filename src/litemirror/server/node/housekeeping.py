@@ -1,5 +1,6 @@
 """Once a second: save the horizon and commit point, close idle databases, flush
-the event log, and delete journal segments nobody needs any more.
+the event log, start a journal archive pass, and delete journal segments nobody
+needs any more (and, with an archive, that are archived).
 
 Which segments may go is the pure :func:`litemirror.replication.purge.plan_purge`;
 this shell gathers its inputs (what every other member holds, as the primary
@@ -25,6 +26,7 @@ from litemirror.server.node.position import Position
 from litemirror.server.ops.event_log import EventLog
 from litemirror.server.ports import RoleView
 from litemirror.server.role import Role
+from litemirror.server.storage.archiver import Archiver
 from litemirror.server.storage.horizon import Horizon
 
 log = logging.getLogger("litemirror.member")
@@ -49,11 +51,13 @@ class Housekeeping:
         durable_elsewhere: Callable[[str], int],
         purge_with_writer: Callable[[int], Awaitable[Any]],
         purge_with_receiver: Callable[[], Executor | None],
+        archiver: Archiver | None = None,
     ) -> None:
         """``durable_elsewhere(member)``: the LSN the primary knows ``member`` holds;
         ``purge_with_writer(lsn)``: delete segments below ``lsn`` on the journal
         writer; ``purge_with_receiver()``: the receiver's journal thread while
-        following (the journal's writer then), else None."""
+        following (the journal's writer then), else None; ``archiver``: the journal
+        archive (``[archive]``), whose passes start here and which the purge waits for."""
         self._me = me
         self._config = config
         self._role = role
@@ -66,6 +70,7 @@ class Housekeeping:
         self._durable_elsewhere = durable_elsewhere
         self._purge_with_writer = purge_with_writer
         self._purge_with_receiver = purge_with_receiver
+        self._archiver = archiver
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -89,6 +94,8 @@ class Housekeeping:
                 log.warning("could not save member state: %s", exc)
         await self._sweep()
         self._events.flush()
+        if self._archiver is not None:
+            self._archiver.poke()  # a pass on the archiver's thread, unless one runs
         try:
             await self._purge_journal()
         except Error as exc:
@@ -107,6 +114,7 @@ class Housekeeping:
             last_lsn=self._journal.last_lsn,
             applied_lsn=self._position.applied_lsn,
             limit_bytes=self._config().journal.max_retain_bytes,
+            archived_lsn=None if self._archiver is None else self._archiver.archived_lsn(),
         )
 
     async def _purge_journal(self) -> None:

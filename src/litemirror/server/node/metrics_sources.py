@@ -16,6 +16,7 @@ from litemirror.server.ops.ports import (
     ReceiverFigures,
     ReplicaFigures,
 )
+from litemirror.server.storage.archiver import ArchiveCollector
 
 
 def metrics_sources(m: Parts) -> MetricsSources:
@@ -72,5 +73,6 @@ def metrics_sources(m: Parts) -> MetricsSources:
         receiver=receiver,
         recent_events=lambda: m.events.recent,
         on_durable=m.writer.on_durable,
-        collectors=(CanaryCollector(m.canary),),
+        collectors=(CanaryCollector(m.canary),)
+        + (() if m.archiver is None else (ArchiveCollector(m.me.name, m.archiver),)),
     )

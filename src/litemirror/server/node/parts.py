@@ -26,6 +26,7 @@ from litemirror.server.ops.looplag import LoopLag
 from litemirror.server.ops.notify import Notifier
 from litemirror.server.ports import EventSink
 from litemirror.server.role import RoleCell
+from litemirror.server.storage.archiver import Archiver
 from litemirror.server.storage.horizon import Horizon
 from litemirror.server.storage.importer import Importer
 from litemirror.server.storage.journal_writer import JournalWriter
@@ -65,3 +66,5 @@ class Parts:
     executor: ThreadPoolExecutor
     read_executor: ThreadPoolExecutor
     decode_executor: ThreadPoolExecutor
+    #: The journal archive (None without ``[archive]``).
+    archiver: Archiver | None = None

@@ -124,6 +124,8 @@ class MemberStatus:
                 "decisions": p.agent.decisions[-5:],
             }
         out.update(canary_status_fields(p.canary, p.notifier))
+        if p.archiver is not None:
+            out["archive"] = p.archiver.status()
         if rcv is not None:
             out["replication"] = rcv.status()
             if role.state not in ("fenced",):

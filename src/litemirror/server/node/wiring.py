@@ -70,6 +70,7 @@ from litemirror.server.ops.looplag import LoopLag
 from litemirror.server.ops.metrics import Metrics
 from litemirror.server.ops.notify import Notifier
 from litemirror.server.role import RoleCell, RoleSnapshot
+from litemirror.server.storage.archiver import Archiver
 from litemirror.server.storage.backups import BackupTaker
 from litemirror.server.storage.horizon import Horizon
 from litemirror.server.storage.importer import Importer
@@ -241,6 +242,20 @@ async def build_member(config: Config, name: str) -> MemberServer:
         journal_last_lsn=lambda: journal.last_lsn,
         committed_lsn=lambda: hub.committed_lsn,
     )
+    archiver: Archiver | None = None
+    if config.archive is not None:
+        archiver = Archiver(
+            settings=config.archive,
+            directory=config.archive.dir / config.mirror.name / me.name,
+            segments=journal.segments,
+            confirmed_lsn=position.confirmed_lsn,
+            # Its own thread: a slow archive disk never holds SQLite or journal work.
+            executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="archive"),
+            event=event,
+            failed=lambda message: events.emit_limited(
+                "archive_failed", ("archive", me.name), message, "error"
+            ),
+        )
     db_creator = DatabaseCreator(registry, jw, executor, lambda: role().epoch)
     importer = Importer(
         me=me,
@@ -428,6 +443,7 @@ async def build_member(config: Config, name: str) -> MemberServer:
         executor=executor,
         read_executor=read_executor,
         decode_executor=decode_executor,
+        archiver=archiver,
     )
 
     # --------------------------------------------------- clients, operators
@@ -535,6 +551,7 @@ async def build_member(config: Config, name: str) -> MemberServer:
         purge_with_receiver=lambda: (
             None if replica.receiver is None else replica.receiver.journal_thread
         ),
+        archiver=archiver,
     )
     return MemberServer(
         parts=parts,
