@@ -15,6 +15,7 @@ for :mod:`sqlite3` catches litemirror's errors unchanged
     │   └── FrameTooLargeError
     ├── JournalError                       the journal cannot be read or written
     │   └── JournalCorruptError            a record fails its checksum mid-file
+    ├── RestoreError                       a backup set or archive cannot give what was asked
     └── DatabaseError (sqlite3.…)
         ├── DataError (sqlite3.…)
         ├── IntegrityError (sqlite3.…)     constraint violated (SQLite code kept)
@@ -132,6 +133,11 @@ class JournalError(Error):
 
 class JournalCorruptError(JournalError):
     """A journal record failed its checksum somewhere other than the tail."""
+
+
+class RestoreError(Error):
+    """A restore was refused: a damaged or missing backup file, a target outside
+    what the backup and archive hold, an output file in the way. Nothing was written."""
 
 
 class DatabaseError(Error, sqlite3.DatabaseError):

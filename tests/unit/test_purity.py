@@ -62,6 +62,8 @@ PURE = [
     "litemirror.replication.commit",
     "litemirror.replication.purge",
     "litemirror.replication.accept",
+    "litemirror.backup.manifest",
+    "litemirror.backup.plan",
 ]
 
 

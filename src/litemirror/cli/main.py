@@ -273,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .diverged import add_parser as add_diverged_parser
 
     add_diverged_parser(sub)
+    from .restore import add_parser as add_restore_parser
+
+    add_restore_parser(sub)
     return p
 
 
