@@ -16,7 +16,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import apsw
+
 import litemirror
+from litemirror.engine.checksum import table_checksums
 from litemirror.testing.backup_sets import archive_closed_segments, write_backup_set
 
 
@@ -37,6 +40,24 @@ def _rows(path: Path) -> set[tuple[int, int]]:
         conn.close()
 
 
+def _vk(path: Path) -> list[tuple[int, str]]:
+    conn = sqlite3.connect(path)
+    try:
+        return list(conn.execute("SELECT rowid, v FROM vk ORDER BY rowid"))
+    finally:
+        conn.close()
+
+
+def _checksums(path: Path) -> dict[str, str]:
+    conn = apsw.Connection(
+        f"file:{path}?mode=ro", flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI
+    )
+    try:
+        return table_checksums(conn)
+    finally:
+        conn.close()
+
+
 def _iso(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, tz=UTC).isoformat(timespec="milliseconds")
 
@@ -49,6 +70,7 @@ def test_restore_to_a_time_and_an_lsn_before_a_delete(cluster_factory: Any, tmp_
     conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, batch INTEGER NOT NULL, v TEXT)")
     conn.executemany("INSERT INTO t VALUES (?, 0, 'x')", [(i,) for i in range(1, 6)])
     conn.commit()
+    auto = litemirror.connect(cluster.url(), isolation_level=None)
 
     st = member.status()
     backup = write_backup_set(
@@ -70,6 +92,15 @@ def test_restore_to_a_time_and_an_lsn_before_a_delete(cluster_factory: Any, tmp_
         conn.executemany("INSERT INTO t VALUES (?, ?, 'y')", rows)
         conn.execute("UPDATE t SET v = 'z' WHERE id = 1")
         conn.commit()
+        if batch == 2:
+            # DDL, and a VACUUM that renumbers the rowids later changes are keyed by.
+            auto.executescript(
+                "CREATE TABLE vk(v); INSERT INTO vk VALUES ('a'), ('b'), ('c'), ('d'), ('e');"
+                "DELETE FROM vk WHERE v IN ('a', 'c');"
+            )
+            auto.execute("VACUUM")
+        if batch == 3:
+            auto.execute("UPDATE vk SET v = 'D' WHERE v = 'd'")
         done_at[batch] = time.time()
         lsn_after[batch] = int(member.status()["lsn"])
         committed[batch] = committed[batch - 1] | set(rows)
@@ -77,6 +108,7 @@ def test_restore_to_a_time_and_an_lsn_before_a_delete(cluster_factory: Any, tmp_
     conn.execute("DELETE FROM t")
     conn.commit()
     conn.close()
+    auto.close()
     last_lsn = int(member.status()["lsn"])
 
     switched = cluster.run_cli("journal", "switch")
@@ -103,6 +135,7 @@ def test_restore_to_a_time_and_an_lsn_before_a_delete(cluster_factory: Any, tmp_
     assert "restored database app to LSN" in r.stdout
     assert " + 0 record(s)" not in r.stdout
     assert _rows(out) == committed[2]
+    assert _vk(out) == [(1, "b"), (2, "d"), (3, "e")]
 
     # By LSN: the state right after batch 1.
     out1 = tmp_path / "lsn.db"
@@ -133,6 +166,8 @@ def test_restore_to_a_time_and_an_lsn_before_a_delete(cluster_factory: Any, tmp_
     assert r.returncode == 0, r.stderr
     assert f"to LSN {last_lsn}" in r.stdout
     assert _rows(out_all) == set()
+    assert _vk(out_all) == [(1, "b"), (2, "D"), (3, "e")]
+    assert _checksums(out_all) == _checksums(member.data_dir / "databases" / "app.db")
 
     # Without the archive: the copy itself.
     out_copy = tmp_path / "copy.db"
