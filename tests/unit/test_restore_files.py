@@ -168,3 +168,21 @@ def test_other_refusals(files: tuple[Path, Path], tmp_path: Path) -> None:
     with pytest.raises(RestoreError, match="not an ISO 8601 time"):
         parse_time("yesterday")
     assert parse_time("1970-01-01T01:00:01.5+01:00") == 1500
+
+
+def test_files_in_the_way(files: tuple[Path, Path], tmp_path: Path) -> None:
+    backup, archive = files
+    out = tmp_path / "out.db"
+    # A WAL left next to --out would be applied to the restored file when opened.
+    Path(f"{out}-wal").write_bytes(b"stale")
+    with pytest.raises(
+        RestoreError, match=r"out\.db-wal already exists; remove it or give --force"
+    ):
+        restore(backup, "app", out, archive=archive)
+    # So would one left by a killed restore next to its temporary file.
+    Path(tmp_path / ".out.db.restoring-wal").write_bytes(b"stale")
+    restore(backup, "app", out, archive=archive, target=ByLsn(4), force=True)
+    assert rows(out) == [1, 2]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith((".out", "out"))) == [
+        "out.db"
+    ]

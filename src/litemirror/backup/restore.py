@@ -181,8 +181,11 @@ def restore(
     copy = choose(manifest, backup, db)
     if out.is_dir():
         raise RestoreError(f"--out {out} is a directory; give a file name")
-    if out.exists() and not force:
-        raise RestoreError(f"{out} already exists; remove it or give --force to replace it")
+    in_the_way = [p for p in (out, *_sidecars(out)) if p.exists()]
+    if in_the_way and not force:
+        names = ", ".join(str(p) for p in in_the_way)
+        verb = "already exists" if len(in_the_way) == 1 else "already exist"
+        raise RestoreError(f"{names} {verb}; remove it or give --force to replace it")
     if not out.parent.is_dir():
         raise RestoreError(f"directory {out.parent} of --out does not exist")
     stored = backup / copy.file
@@ -190,17 +193,32 @@ def restore(
     decision, index, _ = decide(manifest, copy, archive, target)
     tmp = out.with_name(f".{out.name}.restoring")
     try:
+        # A killed earlier restore may have left a WAL that SQLite would apply
+        # to the new file: start clean.
+        _remove(tmp, *_sidecars(tmp))
         _decompress(stored, tmp, copy)
         lsn, ts_ms, replayed = _replay(tmp, decision, index)
         tables, rows = _finish(tmp)
+        # Likewise a WAL or rollback journal of the file being replaced (--force)
+        # would be applied to the restored one when it is next opened.
+        _remove(*_sidecars(out))
         replace_file(tmp, out)
     except BaseException:
-        for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
-            leftover.unlink(missing_ok=True)
+        _remove(tmp, *_sidecars(tmp))
         raise
     return Outcome(
         db, out, copy.lsn, lsn, ts_ms, replayed, tables, rows, time.monotonic() - started
     )
+
+
+def _sidecars(path: Path) -> tuple[Path, ...]:
+    """The files SQLite keeps next to database ``path``."""
+    return tuple(Path(f"{path}{suffix}") for suffix in ("-wal", "-shm", "-journal"))
+
+
+def _remove(*paths: Path) -> None:
+    for p in paths:
+        p.unlink(missing_ok=True)
 
 
 def _decompress(stored: Path, tmp: Path, copy: DatabaseCopy) -> None:
