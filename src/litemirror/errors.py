@@ -15,7 +15,8 @@ for :mod:`sqlite3` catches litemirror's errors unchanged
     │   └── FrameTooLargeError
     ├── JournalError                       the journal cannot be read or written
     │   └── JournalCorruptError            a record fails its checksum mid-file
-    ├── RestoreError                       a backup set or archive cannot give what was asked
+    ├── BackupError                        a backup cannot be taken, listed or trusted
+    │   └── RestoreError                   a restore refused: damaged file, target out of range
     └── DatabaseError (sqlite3.…)
         ├── DataError (sqlite3.…)
         ├── IntegrityError (sqlite3.…)     constraint violated (SQLite code kept)
@@ -135,7 +136,11 @@ class JournalCorruptError(JournalError):
     """A journal record failed its checksum somewhere other than the tail."""
 
 
-class RestoreError(Error):
+class BackupError(Error):
+    """A backup could not be taken, or a backup set is malformed or inconsistent."""
+
+
+class RestoreError(BackupError):
     """A restore was refused: a damaged or missing backup file, a target outside
     what the backup and archive hold, an output file in the way. Nothing was written."""
 

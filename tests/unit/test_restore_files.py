@@ -127,7 +127,7 @@ def _manifest(backup: Path) -> dict[str, Any]:
     ("spoil", "words"),
     [
         (lambda b: (b / "manifest.json").unlink(), "has no manifest.json"),
-        (lambda b: (b / "manifest.json").write_text("{"), "not a backup manifest"),
+        (lambda b: (b / "manifest.json").write_text("{"), "is not a valid backup manifest"),
         (
             lambda b: (b / "manifest.json").write_text(
                 json.dumps({**_manifest(b), "status": "failed", "problem": "checksums differ"})
@@ -138,7 +138,7 @@ def _manifest(backup: Path) -> dict[str, Any]:
             lambda b: (b / "manifest.json").write_text(
                 json.dumps({**_manifest(b), "encryption": "key-1"})
             ),
-            "is encrypted",
+            "encryption 'key-1' is not supported",
         ),
         (lambda b: (b / "app.db.zst").unlink(), "cannot read backup file"),
     ],

@@ -1,7 +1,8 @@
-"""Backups of a mirror's databases and restoring them to a point in time.
+"""Backups of a mirror's databases: the backup set format (pure) shared by taking,
+listing and restoring.
 
-:mod:`.manifest` is the format of a backup set's ``manifest.json`` (pure);
-:mod:`.plan` decides what a restore replays from the journal archive (pure);
-:mod:`.archive` reads archived journal segments; :mod:`.restore` is the shell
-of ``litemirror restore``.
+A backup set is a directory ``<root>/<mirror>/<YYYYmmddTHHMMSSZ>-<member>-lsn<N>/``
+holding ``manifest.json`` and one ``<db>.db.zst`` per database. It is written under
+``.partial-<same name>`` and renamed into place only once complete, so a directory
+whose name starts with ``.`` or that has no ``manifest.json`` is not a backup.
 """

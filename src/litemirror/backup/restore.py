@@ -3,7 +3,8 @@
 Order of work, so that bad input is refused before anything is written:
 
 1. read the set's manifest (a directory named ``.*`` or without a manifest is
-   not a backup; a failed or encrypted backup is refused);
+   not a backup; a failed backup is refused, and so is an encrypted one, by
+   the manifest's own validation);
 2. check the stored file's size and sha256 against the manifest;
 3. scan the archive and decide the replay (:mod:`.plan`): a target outside
    the restorable range is refused with the range;
@@ -33,10 +34,10 @@ import zstandard
 from litemirror.durable import replace_file
 from litemirror.engine import apply as engine_apply
 from litemirror.engine import meta
-from litemirror.errors import Error, RestoreError
+from litemirror.errors import BackupError, Error, RestoreError
 
 from . import archive as arch
-from .manifest import MANIFEST_NAME, DatabaseCopy, Manifest, ManifestError, decode_manifest
+from .manifest import MANIFEST_FILE, DatabaseCopy, Manifest, decode
 from .plan import ByLsn, ByTime, Latest, Plan, Range, Refusal, Step, Target, plan, restorable, step
 
 _CHUNK = 1 << 20
@@ -93,20 +94,20 @@ def read_set(directory: Path) -> Manifest:
             f"{directory} is a backup still being written or one that was interrupted "
             "(its name starts with '.'); choose a complete backup set"
         )
-    path = directory / MANIFEST_NAME
+    path = directory / MANIFEST_FILE
     try:
         data = path.read_bytes()
     except FileNotFoundError as exc:
         raise RestoreError(
-            f"{directory} is not a backup set: it has no {MANIFEST_NAME} (an interrupted "
+            f"{directory} is not a backup set: it has no {MANIFEST_FILE} (an interrupted "
             "backup never gets one); choose a complete backup set"
         ) from exc
     except OSError as exc:
         raise RestoreError(f"cannot read {path}: {exc}") from exc
     try:
-        return decode_manifest(data)
-    except ManifestError as exc:
-        raise RestoreError(f"{path}: {exc}; this backup set cannot be used") from exc
+        return decode(data, where=str(path))
+    except BackupError as exc:
+        raise RestoreError(f"{exc.message}. Nothing was restored") from exc
 
 
 def choose(manifest: Manifest, directory: Path, db: str) -> DatabaseCopy:
@@ -115,12 +116,7 @@ def choose(manifest: Manifest, directory: Path, db: str) -> DatabaseCopy:
             f"backup {directory} failed its verification ({manifest.problem or 'no reason'}); "
             "restore from another backup set"
         )
-    if manifest.encryption is not None:
-        raise RestoreError(
-            f"backup {directory} is encrypted (key {manifest.encryption}); this version "
-            "cannot decrypt backups"
-        )
-    copy = manifest.database(db)
+    copy = next((d for d in manifest.databases if d.name == db), None)
     if copy is None:
         held = ", ".join(d.name for d in manifest.databases) or "none"
         raise RestoreError(f"backup {directory} holds no database {db!r} (it holds: {held})")

@@ -18,15 +18,18 @@ from pathlib import Path
 import apsw
 import zstandard
 
-from litemirror.backup.manifest import MANIFEST_NAME, DatabaseCopy, Manifest, encode_manifest
+from litemirror.backup.manifest import (
+    MANIFEST_FILE,
+    DatabaseCopy,
+    Manifest,
+    copy_file_name,
+    encode,
+    partial_name,
+    set_name,
+)
 from litemirror.durable import fsync_dir, write_atomic
 from litemirror.engine import meta
 from litemirror.engine.checksum import table_checksums
-
-
-def set_name(taken_at: float, member: str, lsn: int) -> str:
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(taken_at))
-    return f"{stamp}-{member}-lsn{lsn}"
 
 
 def _copy(source: Path, dest: Path) -> tuple[int, dict[str, str], str]:
@@ -45,7 +48,7 @@ def _copy(source: Path, dest: Path) -> tuple[int, dict[str, str], str]:
         dst.execute("PRAGMA journal_mode=DELETE")
         lsn = meta.read_lsn(dst)
         tables = table_checksums(dst)
-        integrity = "; ".join(str(r[0]) for r in dst.execute("PRAGMA integrity_check"))
+        integrity = "\n".join(str(r[0]) for r in dst.execute("PRAGMA integrity_check"))
     finally:
         dst.close()
     return lsn, tables, integrity
@@ -62,10 +65,10 @@ def write_backup_set(
 ) -> Path:
     """Write a complete backup set of ``databases`` (name -> file); return its directory."""
     taken_at = time.time()
-    name = set_name(taken_at, member, lsn)
+    name = set_name(time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(taken_at)), member, lsn)
     parent = root / mirror
     parent.mkdir(parents=True, exist_ok=True)
-    partial = parent / f".partial-{name}"
+    partial = parent / partial_name(name)
     partial.mkdir()
     copies = []
     for db, source in databases.items():
@@ -74,7 +77,7 @@ def write_backup_set(
         data = raw.read_bytes()
         raw.unlink()
         stored = zstandard.ZstdCompressor(level=3).compress(data)
-        file = f"{db}.db.zst"
+        file = copy_file_name(db)
         write_atomic(partial / file, stored)
         copies.append(
             DatabaseCopy(
@@ -99,7 +102,7 @@ def write_backup_set(
         status="verified",
         databases=copies,
     )
-    write_atomic(partial / MANIFEST_NAME, encode_manifest(manifest))
+    write_atomic(partial / MANIFEST_FILE, encode(manifest))
     final = parent / name
     os.rename(partial, final)
     fsync_dir(parent)
