@@ -38,7 +38,7 @@ from litemirror.errors import BackupError, Error, RestoreError
 
 from . import archive as arch
 from .manifest import MANIFEST_FILE, DatabaseCopy, Manifest, decode
-from .plan import ByLsn, ByTime, Latest, Plan, Range, Refusal, Step, Target, plan, restorable, step
+from .plan import ByLsn, ByTime, Latest, Plan, Refusal, Step, Target, plan, restorable, step
 
 _CHUNK = 1 << 20
 
@@ -143,7 +143,8 @@ def check_stored(path: Path, copy: DatabaseCopy) -> None:
 
 def decide(
     manifest: Manifest, copy: DatabaseCopy, archive: Path | None, target: Target
-) -> tuple[Plan, arch.ArchiveIndex, Range]:
+) -> tuple[Plan, arch.ArchiveIndex]:
+    """Scan the archive and plan the replay, or refuse with the restorable range."""
     index = (
         arch.scan(archive, manifest.mirror, copy.name, copy.lsn)
         if archive is not None
@@ -158,7 +159,7 @@ def decide(
     decision = plan(copy.name, target, span, show_time)
     if isinstance(decision, Refusal):
         raise RestoreError(decision.reason + ". Nothing was restored")
-    return decision, index, span
+    return decision, index
 
 
 def restore(
@@ -186,7 +187,7 @@ def restore(
         raise RestoreError(f"directory {out.parent} of --out does not exist")
     stored = backup / copy.file
     check_stored(stored, copy)
-    decision, index, _ = decide(manifest, copy, archive, target)
+    decision, index = decide(manifest, copy, archive, target)
     tmp = out.with_name(f".{out.name}.restoring")
     try:
         # A killed earlier restore may have left a WAL that SQLite would apply
