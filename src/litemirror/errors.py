@@ -16,6 +16,7 @@ for :mod:`sqlite3` catches litemirror's errors unchanged
     ├── JournalError                       the journal cannot be read or written
     │   └── JournalCorruptError            a record fails its checksum mid-file
     ├── BackupError                        a backup cannot be taken, listed or trusted
+    │   └── RestoreError                   a restore refused: damaged file, target out of range
     └── DatabaseError (sqlite3.…)
         ├── DataError (sqlite3.…)
         ├── IntegrityError (sqlite3.…)     constraint violated (SQLite code kept)
@@ -137,6 +138,11 @@ class JournalCorruptError(JournalError):
 
 class BackupError(Error):
     """A backup could not be taken, or a backup set is malformed or inconsistent."""
+
+
+class RestoreError(BackupError):
+    """A restore was refused: a damaged or missing backup file, a target outside
+    what the backup and archive hold, an output file in the way. Nothing was written."""
 
 
 class DatabaseError(Error, sqlite3.DatabaseError):

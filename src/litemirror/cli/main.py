@@ -276,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .backup import add_parser as add_backup_parser
 
     add_backup_parser(sub)
+    from .restore import add_parser as add_restore_parser
+
+    add_restore_parser(sub)
     return p
 
 
