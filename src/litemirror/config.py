@@ -362,6 +362,9 @@ class BackupSection(_Frozen, frozen=True):
     #: The backup root; a client's ``--to`` must resolve inside it. None: each
     #: member's ``<data_dir>/backups``. Relative to the config file's directory.
     dir: str | None = None
+    #: A file with the key backup copies are encrypted with (docs/backup.md,
+    #: "Encryption at rest"). None: copies are stored in clear.
+    encrypt_key_file: str | None = None
 
     def root(self, member: Member) -> Path:
         return Path(self.dir) if self.dir is not None else member.data_dir / "backups"
@@ -378,6 +381,8 @@ class ArchiveSection(_Frozen, frozen=True):
     #: Past this many bytes in the member's archive the oldest segments are
     #: deleted; 0 means no size limit.
     max_bytes: int = 0
+    #: A file with the key archived segments are encrypted with. None: in clear.
+    encrypt_key_file: str | None = None
 
 
 class Archive(_Frozen, frozen=True):
@@ -386,6 +391,7 @@ class Archive(_Frozen, frozen=True):
     dir: Path
     keep_days: float
     max_bytes: int
+    encrypt_key_file: Path | None = None
 
 
 class _FileConfig(_Frozen, frozen=True):
@@ -682,10 +688,12 @@ def _check_import_dir(s: ServerSection, base: Path, members: list[Member]) -> Se
 def _check_archive(a: ArchiveSection, base: Path, members: list[Member]) -> Archive | None:
     """The resolved archive, or None without ``archive.dir``; refused if it overlaps a data_dir."""
     if a.dir is None:
-        for key in ("keep_days", "max_bytes"):
-            if getattr(a, key):
+        for key in ("keep_days", "max_bytes", "encrypt_key_file"):
+            value = getattr(a, key)
+            if value:
+                shown = repr(value) if isinstance(value, str) else f"{value:g}"
                 raise ConfigError(
-                    f"archive.{key}: set to {getattr(a, key):g} but archive.dir is not; "
+                    f"archive.{key}: set to {shown} but archive.dir is not; "
                     "set archive.dir (where segments are archived) or remove the key"
                 )
         return None
@@ -710,7 +718,29 @@ def _check_archive(a: ArchiveSection, base: Path, members: list[Member]) -> Arch
                 f"({mb.data_dir}); a re-seeded member's data directory is replaced whole, "
                 "and the archive must outlive it: use a directory of its own"
             )
-    return Archive(dir=d, keep_days=a.keep_days, max_bytes=a.max_bytes)
+    key_file = _check_key_file("archive.encrypt_key_file", a.encrypt_key_file, base)
+    return Archive(
+        dir=d,
+        keep_days=a.keep_days,
+        max_bytes=a.max_bytes,
+        encrypt_key_file=Path(key_file) if key_file is not None else None,
+    )
+
+
+def _check_key_file(setting: str, value: str | None, base: Path) -> str | None:
+    """The key file made absolute, once it is known to hold a usable, private key."""
+    if value is None:
+        return None
+    # Imported here: cryptography costs load time that configs without a key skip.
+    from litemirror.backup.keyfile import load_key
+    from litemirror.errors import BackupError
+
+    path = Path(os.path.realpath(base / value))
+    try:
+        load_key(path, setting)
+    except BackupError as exc:
+        raise ConfigError(exc.message) from None
+    return str(path)
 
 
 def _check_tls(t: TlsSection, base: Path, members: list[Member]) -> Tls | None:
@@ -960,7 +990,10 @@ def build(
 
 
 def _check_backup(b: BackupSection, base: Path) -> BackupSection:
-    """``b`` with ``dir`` made absolute."""
+    """``b`` with ``dir`` and ``encrypt_key_file`` made absolute (the key file checked)."""
+    b = msgspec.structs.replace(
+        b, encrypt_key_file=_check_key_file("backup.encrypt_key_file", b.encrypt_key_file, base)
+    )
     if b.dir is None:
         return b
     if not b.dir.strip():

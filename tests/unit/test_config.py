@@ -149,3 +149,52 @@ def test_bad_archive_section_is_refused(
     with pytest.raises(ConfigError) as e:
         build(_data(**changes), path=tmp_path / "m.toml", environ={})
     assert needle in e.value.message
+
+
+def _key_file(path: Path, mode: int = 0o600, text: str = "ab" * 32) -> Path:
+    path.write_text(text + "\n")
+    path.chmod(mode)
+    return path
+
+
+def test_key_files_are_resolved_and_checked_at_load(tmp_path: Path) -> None:
+    _key_file(tmp_path / "k")
+    cfg = build(
+        _data(archive__dir="arch", archive__encrypt_key_file="k", backup__encrypt_key_file="k"),
+        path=tmp_path / "m.toml",
+        environ={},
+    )
+    assert cfg.archive is not None
+    assert cfg.archive.encrypt_key_file == (tmp_path / "k").resolve()
+    assert cfg.backup.encrypt_key_file == str((tmp_path / "k").resolve())
+
+
+@pytest.mark.parametrize(
+    ("mode", "text", "needle"),
+    [
+        (None, "", "backup.encrypt_key_file: '.*k' does not exist"),
+        (0o644, "ab" * 32, "can be read or written by other users .*chmod 600"),
+        (0o640, "ab" * 32, "can be read or written by other users"),
+        (0o600, "ab" * 31, "does not hold a key: it must hold 64 hex digits"),
+        (0o600, "zz" * 32, "does not hold a key"),
+    ],
+)
+def test_unfit_key_file_is_refused(
+    tmp_path: Path, mode: int | None, text: str, needle: str
+) -> None:
+    if mode is not None:
+        _key_file(tmp_path / "k", mode, text)
+    with pytest.raises(ConfigError, match=needle):
+        build(_data(backup__encrypt_key_file="k"), path=tmp_path / "m.toml", environ={})
+    with pytest.raises(ConfigError, match=needle.replace("backup.", "archive.")):
+        build(
+            _data(archive__dir="a", archive__encrypt_key_file="k"),
+            path=tmp_path / "m.toml",
+            environ={},
+        )
+
+
+def test_archive_key_without_archive_dir_is_refused(tmp_path: Path) -> None:
+    _key_file(tmp_path / "k")
+    with pytest.raises(ConfigError, match=r"archive.encrypt_key_file: set to 'k' but archive.dir"):
+        build(_data(archive__encrypt_key_file="k"), path=tmp_path / "m.toml", environ={})

@@ -66,6 +66,7 @@ PURE = [
     "litemirror.backup.manifest",
     "litemirror.backup.choose",
     "litemirror.backup.plan",
+    "litemirror.backup.sealed",
 ]
 
 
