@@ -10,7 +10,10 @@ Files are read with the journal's own code (:mod:`litemirror.journal.segfile`
 and the record decoder): a header, then records whose checksums, LSN
 continuity and epoch order are checked. An archived segment is closed, so any
 bad or cut-short record is damage: the restore stops and names the file.
-Files of other names (an archiver's temporary files) are ignored.
+Files of other names (an archiver's temporary files) are ignored. A sealed
+segment (``[archive] encrypt_key_file``) is opened with the key of the id its
+header names, from the keys given to restore; without it the restore stops
+naming the file and the key id.
 """
 
 from __future__ import annotations
@@ -19,12 +22,15 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from litemirror.errors import JournalError, RestoreError
 from litemirror.journal import Record, RecordError, RecordKind
 from litemirror.journal import segfile as sf
 
 from .plan import ArchivedSegment, Barrier, Read
+from .sealed import Key, SealedError, is_sealed
+from .sealed_io import SealedReader
 
 _SEGMENT = re.compile(r"^\d{10}\.lmj$")
 _BARRIERS = (RecordKind.CREATE_DB, RecordKind.IMPORT_DB, RecordKind.DROP_DB)
@@ -39,6 +45,8 @@ class ArchiveIndex:
     #: Commit time of the record at the copy's LSN, when the archive holds it.
     copy_ts_ms: int | None = None
     paths: dict[tuple[str, str], Path] = field(default_factory=dict)
+    #: The keys sealed segments are opened with, by key id.
+    keys: dict[str, Key] = field(default_factory=dict)
 
     def path(self, seg: ArchivedSegment) -> Path:
         return self.paths[(seg.source, seg.name)]
@@ -67,14 +75,16 @@ def member_dirs(archive: Path, mirror: str) -> list[Path]:
     return found
 
 
-def scan(archive: Path, mirror: str, db: str, copy_lsn: int) -> ArchiveIndex:
+def scan(
+    archive: Path, mirror: str, db: str, copy_lsn: int, keys: dict[str, Key] | None = None
+) -> ArchiveIndex:
     """Read every archived segment once: its LSN and time span, and the barriers of ``db``."""
-    index = ArchiveIndex()
+    index = ArchiveIndex(keys=keys or {})
     for directory in member_dirs(archive, mirror):
         for path in sorted(p for p in directory.iterdir() if _SEGMENT.match(p.name)):
             first: Record | None = None
             last: Record | None = None
-            for r in _records(path):
+            for r in _records(path, index.keys):
                 first = first or r
                 last = r
                 if r.lsn == copy_lsn:
@@ -93,18 +103,28 @@ def scan(archive: Path, mirror: str, db: str, copy_lsn: int) -> ArchiveIndex:
 
 def records(index: ArchiveIndex, read: Read) -> Iterator[Record]:
     """The records ``read.from_lsn`` .. ``read.to_lsn`` of one archived segment."""
-    for r in _records(index.path(read.segment)):
+    for r in _records(index.path(read.segment), index.keys):
         if r.lsn > read.to_lsn:
             return
         if r.lsn >= read.from_lsn:
             yield r
 
 
-def _records(path: Path) -> Iterator[Record]:
+def _records(path: Path, keys: dict[str, Key]) -> Iterator[Record]:
     """Every record of the archived segment ``path``, checked as the journal checks them."""
     try:
-        with path.open("rb") as f:
+        with path.open("rb") as raw:
             size = path.stat().st_size
+            f: Any = raw
+            if is_sealed(raw.read(8)):
+                raw.seek(0)
+                try:
+                    f = SealedReader(raw, keys, str(path), size)
+                except SealedError as exc:
+                    raise RestoreError(f"{exc.message}. Nothing was restored") from exc
+                size = f.size
+            else:
+                raw.seek(0)
             try:
                 number, expect, epoch = sf.unpack_segment_header(
                     f.read(sf.SEGMENT_HEADER_SIZE), path
@@ -122,6 +142,8 @@ def _records(path: Path) -> Iterator[Record]:
                     raise _damaged(path, offset, f"epoch goes back from {epoch} to {item.epoch}")
                 expect, epoch = expect + 1, item.epoch
                 yield item
+    except SealedError as exc:
+        raise _damaged(path, 0, exc.message) from exc
     except OSError as exc:
         raise RestoreError(f"cannot read archived segment {path}: {exc}") from exc
 

@@ -11,6 +11,7 @@ Layout of a set (``set_name`` and ``partial_name`` build the names)::
     <root>/<mirror>/<YYYYmmddTHHMMSSZ>-<member>-lsn<N>/    complete
         manifest.json                                      written last
         <db>.db.zst                                        one per database
+        (<db>.db.zst.enc                                   instead, when encrypted)
     <root>/<mirror>/.partial-<same name>/                  while being written
 """
 
@@ -23,10 +24,14 @@ import msgspec
 
 from litemirror.errors import BackupError
 
+from .sealed import parse_scheme
+
 FORMAT = 1
 MANIFEST_FILE = "manifest.json"
 PARTIAL_PREFIX = ".partial-"
 COPY_SUFFIX = ".db.zst"
+#: Appended to a copy's file name when the set is encrypted (:mod:`.sealed`).
+SEALED_SUFFIX = ".enc"
 #: What ``PRAGMA integrity_check`` answers for a sound database.
 INTEGRITY_OK = "ok"
 
@@ -77,7 +82,8 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
     #: Why the set failed verification; None when verified.
     problem: str | None = None
     compression: Literal["zstd"] = "zstd"
-    #: None: stored in clear. Later: the id of the key the copies are encrypted with.
+    #: None: stored in clear. Else ``"<scheme>:<key id>"`` (:func:`.sealed.scheme_of`):
+    #: every copy is compressed, then sealed with the key of that id.
     encryption: str | None = None
     databases: list[DatabaseCopy]
 
@@ -86,8 +92,13 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
         return sum(d.stored_bytes for d in self.databases)
 
 
-def copy_file_name(db: str) -> str:
-    return db + COPY_SUFFIX
+def copy_file_name(db: str, encrypted: bool = False) -> str:
+    return db + COPY_SUFFIX + (SEALED_SUFFIX if encrypted else "")
+
+
+def key_id(manifest: Manifest) -> str | None:
+    """The id of the key the set's copies are sealed with; None when stored in clear."""
+    return None if manifest.encryption is None else parse_scheme(manifest.encryption)
 
 
 def set_name(stamp: str, member: str, lsn: int) -> str:
@@ -154,12 +165,18 @@ def problems(manifest: Manifest) -> list[str]:
     if manifest.status == "failed" and not manifest.problem:
         found.append("status is failed but no problem is recorded")
     if manifest.encryption is not None:
-        found.append(f"encryption {manifest.encryption!r} is not supported by this release")
+        try:
+            parse_scheme(manifest.encryption)
+        except BackupError as exc:
+            found.append(exc.message)
     if not manifest.databases:
         found.append("it lists no database")
     seen: set[str] = set()
     for copy in manifest.databases:
-        found.extend(f"database {copy.name!r}: {p}" for p in _copy_problems(copy))
+        found.extend(
+            f"database {copy.name!r}: {p}"
+            for p in _copy_problems(copy, manifest.encryption is not None)
+        )
         if copy.name in seen:
             found.append(f"database {copy.name!r} is listed twice")
         seen.add(copy.name)
@@ -172,12 +189,12 @@ def problems(manifest: Manifest) -> list[str]:
     return found
 
 
-def _copy_problems(copy: DatabaseCopy) -> list[str]:
+def _copy_problems(copy: DatabaseCopy, encrypted: bool) -> list[str]:
     found: list[str] = []
     if not _SAFE.fullmatch(copy.name):
         found.append("the name is not a plain name")
-    if copy.file != copy_file_name(copy.name):
-        found.append(f"file {copy.file!r} should be {copy_file_name(copy.name)!r}")
+    if copy.file != copy_file_name(copy.name, encrypted):
+        found.append(f"file {copy.file!r} should be {copy_file_name(copy.name, encrypted)!r}")
     if copy.lsn < 0:
         found.append(f"lsn {copy.lsn} is negative")
     if copy.bytes < 0 or copy.stored_bytes < 0:

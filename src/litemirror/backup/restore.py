@@ -3,12 +3,13 @@
 Order of work, so that bad input is refused before anything is written:
 
 1. read the set's manifest (a directory named ``.*`` or without a manifest is
-   not a backup; a failed backup is refused, and so is an encrypted one, by
-   the manifest's own validation);
+   not a backup; a failed backup is refused); an encrypted set needs the key
+   of the id its manifest names among the ``--key-file`` keys;
 2. check the stored file's size and sha256 against the manifest;
 3. scan the archive and decide the replay (:mod:`.plan`): a target outside
    the restorable range is refused with the range;
-4. decompress into a temporary file next to ``--out``, checking the raw
+4. decrypt (sealed copies) and decompress into a temporary file next to ``--out``,
+   checking the raw
    sha256 and that the copy holds the LSN the manifest says;
 5. replay the chosen records of the database with
    :func:`litemirror.engine.apply.apply_record`, the code crash recovery and
@@ -27,6 +28,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import apsw
 import zstandard
@@ -37,8 +39,10 @@ from litemirror.engine import meta
 from litemirror.errors import BackupError, Error, RestoreError
 
 from . import archive as arch
-from .manifest import MANIFEST_FILE, DatabaseCopy, Manifest, decode
+from .manifest import MANIFEST_FILE, DatabaseCopy, Manifest, decode, key_id
 from .plan import ByLsn, ByTime, Latest, Plan, Refusal, Step, Target, plan, restorable, step
+from .sealed import Key, SealedError
+from .sealed_io import SealedReader
 
 _CHUNK = 1 << 20
 
@@ -141,12 +145,29 @@ def check_stored(path: Path, copy: DatabaseCopy) -> None:
         )
 
 
+def check_key(manifest: Manifest, directory: Path, keys: dict[str, Key]) -> None:
+    """An encrypted set's key is among ``keys``, or a RestoreError naming the id it needs."""
+    kid = key_id(manifest)
+    if kid is None or kid in keys:
+        return
+    given = ", ".join(sorted(keys)) or "none"
+    raise RestoreError(
+        f"backup {directory} is encrypted with key id {kid}; the key file(s) given have "
+        f"id(s): {given}. Give the key with id {kid} (--key-file FILE; old keys must be kept "
+        "to restore the sets taken with them). Nothing was restored"
+    )
+
+
 def decide(
-    manifest: Manifest, copy: DatabaseCopy, archive: Path | None, target: Target
+    manifest: Manifest,
+    copy: DatabaseCopy,
+    archive: Path | None,
+    target: Target,
+    keys: dict[str, Key] | None = None,
 ) -> tuple[Plan, arch.ArchiveIndex]:
     """Scan the archive and plan the replay, or refuse with the restorable range."""
     index = (
-        arch.scan(archive, manifest.mirror, copy.name, copy.lsn)
+        arch.scan(archive, manifest.mirror, copy.name, copy.lsn, keys)
         if archive is not None
         else arch.ArchiveIndex()
     )
@@ -170,12 +191,18 @@ def restore(
     archive: Path | None = None,
     target: Target | None = None,
     force: bool = False,
+    keys: dict[str, Key] | None = None,
 ) -> Outcome:
-    """Restore ``db`` of the backup set ``backup`` into ``out``; see the module doc."""
+    """Restore ``db`` of the backup set ``backup`` into ``out``; see the module doc.
+
+    ``keys``: the keys (by key id) encrypted sets and archived segments are opened with.
+    """
+    keys = keys or {}
     started = time.monotonic()
     target = target if target is not None else Latest()
     manifest = read_set(backup)
     copy = choose(manifest, backup, db)
+    check_key(manifest, backup, keys)
     if out.is_dir():
         raise RestoreError(f"--out {out} is a directory; give a file name")
     in_the_way = [p for p in (out, *_sidecars(out)) if p.exists()]
@@ -187,13 +214,13 @@ def restore(
         raise RestoreError(f"directory {out.parent} of --out does not exist")
     stored = backup / copy.file
     check_stored(stored, copy)
-    decision, index = decide(manifest, copy, archive, target)
+    decision, index = decide(manifest, copy, archive, target, keys)
     tmp = out.with_name(f".{out.name}.restoring")
     try:
         # A killed earlier restore may have left a WAL that SQLite would apply
         # to the new file: start clean.
         _remove(tmp, *_sidecars(tmp))
-        _decompress(stored, tmp, copy)
+        _decompress(stored, tmp, copy, keys if manifest.encryption is not None else None)
         lsn, ts_ms, replayed = _replay(tmp, decision, index)
         tables, rows = _finish(tmp)
         # Likewise a WAL or rollback journal of the file being replaced (--force)
@@ -218,18 +245,24 @@ def _remove(*paths: Path) -> None:
         p.unlink(missing_ok=True)
 
 
-def _decompress(stored: Path, tmp: Path, copy: DatabaseCopy) -> None:
+def _decompress(stored: Path, tmp: Path, copy: DatabaseCopy, keys: dict[str, Key] | None) -> None:
+    """Decompress (after decrypting, with ``keys``) ``stored`` into ``tmp``, checked."""
     digest = hashlib.sha256()
     size = 0
     try:
         with stored.open("rb") as src, tmp.open("wb") as dst:
-            reader = zstandard.ZstdDecompressor().stream_reader(src)
+            plain: Any = src
+            if keys is not None:
+                plain = SealedReader(src, keys, str(stored), stored.stat().st_size)
+            reader = zstandard.ZstdDecompressor().stream_reader(plain)
             while chunk := reader.read(_CHUNK):
                 digest.update(chunk)
                 size += len(chunk)
                 dst.write(chunk)
             dst.flush()
             os.fsync(dst.fileno())
+    except SealedError as exc:
+        raise RestoreError(f"backup file {exc.message}. Nothing was restored") from exc
     except zstandard.ZstdError as exc:
         raise RestoreError(f"backup file {stored} does not decompress: {exc}") from exc
     except OSError as exc:

@@ -12,6 +12,7 @@ from typing import Any
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
+    from litemirror.backup.keyfile import load_keys
     from litemirror.backup.restore import ByLsn, ByTime, Latest, parse_time, restore
 
     target = (
@@ -28,6 +29,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         archive=Path(args.archive) if args.archive else None,
         target=target,
         force=args.force,
+        keys=load_keys([Path(k) for k in args.key_file]),
     )
     print(outcome.sentence())
     return 0
@@ -58,4 +60,12 @@ def add_parser(sub: Any) -> None:
         "(2026-12-06T14:03:00Z); default: everything the archive holds",
     )
     s.add_argument("--force", action="store_true", help="replace --out if it exists")
+    s.add_argument(
+        "--key-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="key of an encrypted backup or archive (repeat for several keys: each file is "
+        "opened with the key of the id its header names)",
+    )
     s.set_defaults(func=cmd_restore)

@@ -33,8 +33,11 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
+from litemirror.backup.keyfile import load_key
+from litemirror.backup.sealed import Key
 from litemirror.config import Config, Member
 from litemirror.failover import Persisted, State
 from litemirror.security.tls import setup as tls_setup
@@ -85,6 +88,11 @@ from litemirror.server.stream.receiver import Receiver
 from litemirror.server.stream.sender import replica_server
 
 log = logging.getLogger("litemirror.member")
+
+
+def _key(path: str | Path | None, setting: str) -> Key | None:
+    """The encryption key configured by ``setting`` (checked at load; read again here)."""
+    return None if path is None else load_key(Path(path), setting)
 
 
 def source_address(me: Member) -> tuple[str, int] | None:
@@ -255,6 +263,7 @@ async def build_member(config: Config, name: str) -> MemberServer:
             failed=lambda message: events.emit_limited(
                 "archive_failed", ("archive", me.name), message, "error"
             ),
+            key=_key(config.archive.encrypt_key_file, "archive.encrypt_key_file"),
         )
     db_creator = DatabaseCreator(registry, jw, executor, lambda: role().epoch)
     importer = Importer(
@@ -493,6 +502,8 @@ async def build_member(config: Config, name: str) -> MemberServer:
             epoch=lambda: role().epoch,
             event=event,
             stopping=stopping,
+            key=_key(config.backup.encrypt_key_file, "backup.encrypt_key_file"),
+            scratch=me.data_dir / "backup-scratch",
         ),
     )
     status = MemberStatus(parts)

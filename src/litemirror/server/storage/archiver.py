@@ -16,6 +16,12 @@ delete the journal's copy. A pass that fails (a full, read-only or broken
 disk) raises ``archive_failed`` (at most once a minute) and changes nothing
 else: commits go on, the purge keeps the unarchived segments, and the next
 pass tries again; ``archive_resumed`` says when it works again.
+
+With a key (``[archive] encrypt_key_file``) each segment is sealed
+(:mod:`litemirror.backup.sealed`) as it is copied, under the same file name:
+the temp file holds sealed bytes from its first write, and the listing opens
+the first chunk of each file to read the segment header inside. The size an
+archived file counts for is its plaintext size (the segment's).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from litemirror.backup import sealed
 from litemirror.config import Archive
 from litemirror.durable import fsync_dir, replace_file
 from litemirror.errors import JournalError
@@ -76,11 +83,14 @@ class Archiver:
         executor: Executor,
         event: EventSink,
         failed: Callable[[str], object],
+        key: sealed.Key | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """``directory``: this member's archive, ``<dir>/<mirror>/<member>``;
         ``segments``: the journal's segments, oldest first; ``confirmed_lsn``: the
-        commit point; ``failed(message)``: raise ``archive_failed`` (rate-limited)."""
+        commit point; ``failed(message)``: raise ``archive_failed`` (rate-limited);
+        ``key``: seal the archived segments with it (None: byte-for-byte copies)."""
+        self._key = key
         self._settings = settings
         self.directory = directory
         self._segments = segments
@@ -233,16 +243,33 @@ class Archiver:
             if old is not None and (old.size_bytes, old.mtime) == (st.st_size, st.st_mtime):
                 files[old.number] = old
                 continue
-            with open(entry.path, "rb") as f:
-                head = f.read(SEGMENT_HEADER_SIZE)
+            size = st.st_size
             try:
+                with open(entry.path, "rb") as f:
+                    head = f.read(SEGMENT_HEADER_SIZE)
+                    if sealed.is_sealed(head) and self._key is not None:
+                        head, shift = self._open_head(f, entry.path)
+                        size = sealed.plain_size(size, shift)
                 number, first_lsn, _ = unpack_segment_header(head, Path(entry.path))
-            except JournalError:
-                log.warning("journal archive: %s has no valid segment header; ignored", entry.path)
+            except (JournalError, sealed.SealedError) as exc:
+                log.warning("journal archive: %s cannot be read (%s); ignored", entry.path, exc)
                 continue
-            files[number] = ArchivedFile(number, first_lsn, st.st_size, st.st_mtime)
+            files[number] = ArchivedFile(number, first_lsn, size, st.st_mtime)
         self._files = files
         return files
+
+    def _open_head(self, f: Any, path: str) -> tuple[bytes, int]:
+        """The first plaintext bytes of the sealed file ``f`` and its chunk shift."""
+        assert self._key is not None
+        f.seek(0)
+        raw = f.read(sealed.HEADER_SIZE)
+        header = sealed.decode_header(raw, path)
+        opener = sealed.Opener({self._key.id: self._key}, path)
+        rest = f.read(header.chunk + sealed.TAG_BYTES + 1)
+        plain = opener.update(raw + rest)
+        if len(rest) <= header.chunk + sealed.TAG_BYTES:
+            plain += opener.finish()  # the whole file was one (final) chunk
+        return plain[:SEGMENT_HEADER_SIZE], header.shift
 
     def _copy(self, seg: SegmentInfo) -> bool:
         """Copy ``seg`` whole and durably; False if the journal dropped it meanwhile."""
@@ -253,8 +280,15 @@ class Archiver:
             with open(seg.path, "rb") as src:
                 try:
                     with open(tmp, "wb") as dst:
+                        sealer = (
+                            sealed.Sealer(self._key, os.urandom(sealed.SALT_BYTES))
+                            if self._key is not None
+                            else None
+                        )
                         for chunk in _chunks(src, seg.size_bytes):
-                            dst.write(chunk)
+                            dst.write(chunk if sealer is None else sealer.update(chunk))
+                        if sealer is not None:
+                            dst.write(sealer.finish())
                         dst.flush()
                         os.fsync(dst.fileno())
                     replace_file(tmp, final)

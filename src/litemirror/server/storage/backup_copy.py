@@ -10,9 +10,16 @@ its meta LSN and table checksums must equal the snapshot's, and
 ``PRAGMA integrity_check`` must say "ok"; a copy that disagrees is kept,
 described, and the set is marked failed by the caller.
 
-The stored file is the copy compressed with zstd; the sha256 of both the
-raw copy and the stored file go into the manifest. The raw copy is a
-temporary file beside the stored one and is removed once compressed.
+The stored file is the copy compressed with zstd and, with a key, sealed
+(:mod:`litemirror.backup.sealed`) as it is written: no compressed file is
+ever written in clear. The sha256 of both the raw copy and the stored file go
+into the manifest. The raw copy is a temporary file beside the stored one and
+is removed once compressed.
+
+The raw copy must be a plain SQLite file while it is checked (SQLite opens
+it). With a key it is therefore made in ``work_dir``, a directory of the
+member's data_dir, which holds the same databases in clear anyway, never in
+the backup directory.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import apsw
 import zstandard
 
 from litemirror.backup.manifest import INTEGRITY_OK, DatabaseCopy, copy_file_name
+from litemirror.backup.sealed import SALT_BYTES, Key, Sealer
 from litemirror.engine import meta
 from litemirror.engine.checksum import table_checksums
 from litemirror.server.storage.statements import PROGRESS_STEPS, ShutdownFlag
@@ -47,9 +55,28 @@ def _guard(conn: apsw.Connection, stopping: ShutdownFlag) -> None:
     conn.set_progress_handler(lambda: stopping.set, PROGRESS_STEPS)
 
 
-def copy_database(name: str, source: Path, dest_dir: Path, stopping: ShutdownFlag) -> CopyResult:
-    """Copy database ``name`` at ``source`` into ``dest_dir`` as ``<name>.db.zst``, verified."""
-    raw = dest_dir / (name + ".db")
+def copy_database(
+    name: str,
+    source: Path,
+    dest_dir: Path,
+    stopping: ShutdownFlag,
+    key: Key | None = None,
+    work_dir: Path | None = None,
+) -> CopyResult:
+    """Copy database ``name`` at ``source`` into ``dest_dir`` as ``<name>.db.zst``, verified
+    (``<name>.db.zst.enc``, sealed with ``key``, when a key is given). The raw copy is
+    made in ``work_dir`` (default ``dest_dir``) and removed."""
+    raw = (work_dir or dest_dir) / (name + ".db")
+    try:
+        return _copy(name, source, raw, dest_dir, stopping, key)
+    finally:
+        for p in (raw, Path(f"{raw}-journal"), Path(f"{raw}-wal"), Path(f"{raw}-shm")):
+            p.unlink(missing_ok=True)
+
+
+def _copy(
+    name: str, source: Path, raw: Path, dest_dir: Path, stopping: ShutdownFlag, key: Key | None
+) -> CopyResult:
     src = apsw.Connection(str(source), flags=apsw.SQLITE_OPEN_READONLY)
     try:
         _guard(src, stopping)
@@ -83,9 +110,8 @@ def copy_database(name: str, source: Path, dest_dir: Path, stopping: ShutdownFla
         problems.append(
             f"table checksums differ from the member's at LSN {lsn}: {', '.join(differ)}"
         )
-    stored = dest_dir / copy_file_name(name)
-    size, raw_sha, stored_size, stored_sha = _compress(raw, stored)
-    raw.unlink()
+    stored = dest_dir / copy_file_name(name, encrypted=key is not None)
+    size, raw_sha, stored_size, stored_sha = _compress(raw, stored, key)
     copy = DatabaseCopy(
         name=name,
         file=stored.name,
@@ -114,24 +140,36 @@ def _check_copy(raw: Path, stopping: ShutdownFlag) -> tuple[int, dict[str, str],
         conn.close()
 
 
-def _compress(raw: Path, stored: Path) -> tuple[int, str, int, str]:
-    """Compress ``raw`` into ``stored`` (fsynced); (raw size, raw sha256, stored size, sha256)."""
+def _compress(raw: Path, stored: Path, key: Key | None) -> tuple[int, str, int, str]:
+    """Compress ``raw`` into ``stored`` (sealed with ``key`` if given; fsynced).
+
+    Returns (raw size, raw sha256, stored size, stored sha256).
+    """
     raw_hash = hashlib.sha256()
     stored_hash = hashlib.sha256()
     size = raw.stat().st_size
     stored_size = 0
     compressor = zstandard.ZstdCompressor(level=_LEVEL, write_checksum=True).compressobj(size)
+    sealer = Sealer(key, os.urandom(SALT_BYTES)) if key is not None else None
     with raw.open("rb") as fin, stored.open("wb") as fout:
-        while chunk := fin.read(_CHUNK):
-            raw_hash.update(chunk)
-            out = compressor.compress(chunk)
+
+        def put(out: bytes) -> None:
+            nonlocal stored_size
+            if sealer is not None:
+                out = sealer.update(out)
             stored_hash.update(out)
             fout.write(out)
             stored_size += len(out)
-        out = compressor.flush()
-        stored_hash.update(out)
-        fout.write(out)
-        stored_size += len(out)
+
+        while chunk := fin.read(_CHUNK):
+            raw_hash.update(chunk)
+            put(compressor.compress(chunk))
+        put(compressor.flush())
+        if sealer is not None:
+            out = sealer.finish()
+            stored_hash.update(out)
+            fout.write(out)
+            stored_size += len(out)
         fout.flush()
         os.fsync(fout.fileno())
     return size, raw_hash.hexdigest(), stored_size, stored_hash.hexdigest()

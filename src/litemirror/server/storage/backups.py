@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from litemirror.backup import manifest as mf
+from litemirror.backup.sealed import Key, scheme_of
 from litemirror.durable import fsync_dir, write_atomic
 from litemirror.errors import BackupError, OperationalError, ProgrammingError
 from litemirror.server.ports import EventSink
@@ -78,6 +79,7 @@ def summary(m: mf.Manifest, path: Path) -> dict[str, Any]:
         "problem": m.problem,
         "databases": [{"name": d.name, "lsn": d.lsn, "bytes": d.bytes} for d in m.databases],
         "stored_bytes": m.stored_bytes,
+        "encryption": m.encryption,
     }
 
 
@@ -97,8 +99,15 @@ class BackupTaker:
         epoch: Callable[[], int],
         event: EventSink,
         stopping: ShutdownFlag,
+        key: Key | None = None,
+        scratch: Path | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``key``: seal every copy with it (``[backup] encrypt_key_file``); None: in clear.
+        ``scratch``: with a key, where the plain copies are checked before they are
+        sealed (a directory in the member's data_dir, never the backup root)."""
+        if key is not None and scratch is None:
+            raise ValueError("an encrypting BackupTaker needs a scratch directory")
         self.mirror = mirror
         self.member = member
         self.root = root
@@ -109,6 +118,8 @@ class BackupTaker:
         self.epoch = epoch
         self.event = event
         self.stopping = stopping
+        self.key = key
+        self.scratch = scratch
         self.clock = clock
         self._running = False
 
@@ -190,11 +201,17 @@ class BackupTaker:
             name = mf.set_name(stamp, self.member, lsn)
         partial = target / mf.partial_name(name)
         partial.mkdir()
+        work = partial
+        if self.key is not None and self.scratch is not None:
+            # Plain copies never touch the backup directory: checked here, then sealed.
+            shutil.rmtree(self.scratch, ignore_errors=True)  # a killed backup's leftovers
+            self.scratch.mkdir(parents=True)
+            work = self.scratch
         try:
             copies = []
             problems = []
             for db in wanted:
-                result = copy_database(db, self.path_of(db), partial, self.stopping)
+                result = copy_database(db, self.path_of(db), partial, self.stopping, self.key, work)
                 copies.append(result.copy)
                 if result.problem is not None:
                     problems.append(result.problem)
@@ -207,6 +224,7 @@ class BackupTaker:
                 finished_at=max(taken_at, self.clock()),
                 status="failed" if problems else "verified",
                 problem="; ".join(problems) if problems else None,
+                encryption=scheme_of(self.key) if self.key is not None else None,
                 databases=copies,
             )
             fsync_dir(partial)  # the copies' entries, before the manifest names them
