@@ -35,12 +35,13 @@ def test_encrypted_backup_and_archive_restore_only_with_the_key(
     cluster_factory: Any, tmp_path: Path
 ) -> None:
     key, wrong = _key(tmp_path / "backup.key", 7), _key(tmp_path / "wrong.key", 9)
+    archive_key = _key(tmp_path / "archive.key", 8)
     backups, archive = tmp_path / "backups", tmp_path / "archive"
     c: Cluster = cluster_factory(
         members=[("a", "failover")],
         sections={
             "backup": {"dir": str(backups), "encrypt_key_file": str(key)},
-            "archive": {"dir": str(archive), "encrypt_key_file": str(key)},
+            "archive": {"dir": str(archive), "encrypt_key_file": str(archive_key)},
         },
     )
     c.start()
@@ -61,6 +62,14 @@ def test_encrypted_backup_and_archive_restore_only_with_the_key(
         lambda s: (s["archive"]["archived_lsn"] or 0) >= last and s["archive"]["ok"],
         30,
         f"archived through LSN {last}",
+    )
+    # A restarted member knows its archive from the files alone: it opens their headers.
+    a.stop()
+    a.start()
+    a.wait_until(
+        lambda s: (s["archive"]["archived_lsn"] or 0) >= last and s["archive"]["ok"],
+        30,
+        "the archive known again after a restart",
     )
     expected = {(i, "changed" if i < 10 else "before" if i < 200 else "after") for i in range(300)}
 
@@ -91,8 +100,14 @@ def test_encrypted_backup_and_archive_restore_only_with_the_key(
     assert f"encrypted with key id {kid}" in r.stderr and key_id(bytes([9]) * 32) in r.stderr
     assert not out.exists() and list(tmp_path.glob(".out.db*")) == []
 
-    # With the key: the copy and the archive both open; every row is back.
+    # The backup's key alone: the archive's segments refuse, naming the file and key id.
     r = _restore(*common, "--key-file", str(key))
+    assert r.returncode == 1, r.stdout
+    assert "0000000001.lmj is encrypted with key id " + key_id(bytes([8]) * 32) in r.stderr
+    assert not out.exists()
+
+    # With both keys: the copy and the archive open; every row is back.
+    r = _restore(*common, "--key-file", str(key), "--key-file", str(archive_key))
     assert r.returncode == 0, r.stderr
     db = sqlite3.connect(out)
     try:

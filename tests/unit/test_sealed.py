@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from litemirror.backup import sealed as sd
@@ -146,3 +148,26 @@ def test_scheme_round_trip_and_unknown_schemes() -> None:
     for bad in ("rot13:" + KEY.id, sd.SCHEME + ":xyz", sd.SCHEME):
         with pytest.raises(BackupError, match="not supported"):
             sd.parse_scheme(bad)
+
+
+def test_sealed_reader_reads_forward_in_any_pieces() -> None:
+    from litemirror.backup.sealed_io import SealedReader
+
+    data = bytes(i % 239 for i in range(70_000))  # two 64 KiB chunks
+    blob = sd.seal_bytes(data, KEY, SALT)
+    reader = SealedReader(io.BytesIO(blob), {KEY.id: KEY}, "f", len(blob))
+    assert reader.size == len(data)
+    assert reader.read(40) == data[:40]
+    assert reader.seek(40) == 40
+    reader.seek(1000)
+    assert reader.read(65_536) == data[1000:66_536]
+    assert reader.read() == data[66_536:]
+    assert reader.read(10) == b""
+    with pytest.raises(sd.SealedError, match="forward only"):
+        reader.seek(0)
+    with pytest.raises(sd.SealedError, match=f"key id {KEY.id}"):
+        SealedReader(io.BytesIO(blob), {OTHER.id: OTHER}, "f", len(blob))
+    cut = blob[: sd.HEADER_SIZE + 65_536 + 16]
+    reader = SealedReader(io.BytesIO(cut), {KEY.id: KEY}, "f", len(cut))
+    with pytest.raises(sd.SealedError, match="chunk 0"):
+        reader.read()
