@@ -173,3 +173,46 @@ def test_the_gauges_show_the_archived_lsn_and_bytes(tmp_path: Path, journal: Jou
         "litemirror_archive_lsn": [({"member": "a"}, 40)],
         "litemirror_archive_bytes": [({"member": "a"}, size)],
     }
+
+
+def _sealing(directory: Path, j: Journal, key: Any) -> Archiver:
+    return Archiver(
+        settings=Archive(dir=directory, keep_days=0, max_bytes=0),
+        directory=directory / "m" / "a",
+        segments=j.segments,
+        confirmed_lsn=lambda: j.last_lsn,
+        executor=ThreadPoolExecutor(1),
+        event=Events(),
+        failed=Events().failed,
+        key=key,
+        clock=lambda: 1e9,
+    )
+
+
+def test_with_a_key_segments_are_sealed_and_known_again_by_a_new_archiver(
+    tmp_path: Path, journal: Journal
+) -> None:
+    from litemirror.backup.archive import scan
+    from litemirror.backup.sealed import Key
+
+    key, other = Key(b"k" * 32), Key(b"o" * 32)
+    a = _sealing(tmp_path / "arch", journal, key)
+    p = a.run_pass(journal.segments(), 45, 1e9)
+    assert (p.copied, p.archived_lsn, p.error) == (4, 40, None)
+    for seg in journal.segments()[:4]:
+        stored = (a.directory / seg.path.name).read_bytes()
+        assert stored.startswith(b"LMSEALED") and b"LMJS" not in stored
+    # A new archiver (a restart) opens the headers: nothing is copied again.
+    p = _sealing(tmp_path / "arch", journal, key).run_pass(journal.segments(), 45, 1e9)
+    assert (p.copied, p.archived_lsn, p.segments) == (0, 40, 4)
+    # Under another key the files cannot be read: they do not count, and are copied anew.
+    p = _sealing(tmp_path / "arch", journal, other).run_pass(journal.segments(), 45, 1e9)
+    assert (p.copied, p.archived_lsn) == (4, 40)
+    # Restore's reader opens them with the key and checks every record.
+    index = scan(tmp_path / "arch", "m", "app", 0, {other.id: other})
+    assert [(s.first_lsn, s.last_lsn) for s in index.segments] == [
+        (1, 10),
+        (11, 20),
+        (21, 30),
+        (31, 40),
+    ]
