@@ -1,0 +1,131 @@
+"""Scheduled backups with real member processes: on the standby, pruned, across a kill -9."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from typing import Any
+
+import litemirror
+from litemirror.client.control import admin
+from litemirror.config import load
+from litemirror.testing.cluster import Cluster, wait_for
+from litemirror.testing.workload import settle_backup
+
+EVERY = 2.0
+FAST = {"qos_timeout_ms": 1000, "heartbeat_ms": 200}
+
+
+def _sets(c: Cluster, member: str) -> list[dict[str, Any]]:
+    """The complete sets in ``member``'s backup root, oldest first (read from the files)."""
+    root = c.base / "data" / member / "backups" / c.name
+    if not root.is_dir():
+        return []
+    out = []
+    for p in root.iterdir():
+        if p.name.startswith(".") or not (p / "manifest.json").is_file():
+            continue
+        m = json.loads((p / "manifest.json").read_text())
+        out.append(
+            {"set": p.name, "member": m["member"], "taken_at": m["taken_at"], "status": m["status"]}
+        )
+    return sorted(out, key=lambda s: s["taken_at"])
+
+
+def _taken(c: Cluster, member: str) -> list[dict[str, Any]]:
+    return c[member].events("backup_taken")
+
+
+def _assert_once_per_interval(sets: list[dict[str, Any]]) -> None:
+    times = [s["taken_at"] for s in sets]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert all(g >= EVERY - 0.01 for g in gaps), (gaps, sets)
+
+
+def _seed(c: Cluster) -> None:
+    conn = litemirror.connect(c.url("app"))
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    conn.execute("INSERT INTO t (v) VALUES ('x')")
+    conn.commit()
+    conn.close()
+
+
+def test_scheduled_backups_run_on_the_standby_and_keep_prunes(cluster_factory: Any) -> None:
+    c: Cluster = cluster_factory(
+        members=[("a", "failover"), ("b", "failover")],
+        sections={"backup": {"every": f"{EVERY}s", "keep": 2}},
+    )
+    c.start()
+    _seed(c)
+    primary = c.primary().name
+    standby = "b" if primary == "a" else "a"
+    wait_for(lambda: len(_taken(c, standby)) >= 4 or None, 40, "four scheduled backups")
+    sets = _sets(c, standby)
+    assert len(sets) == 2  # keep = 2: the older ones are gone
+    assert all(s["member"] == standby and s["status"] == "verified" for s in sets)
+    assert _sets(c, primary) == []  # the standby takes the saves, not the primary
+    taken = [ev["data"]["path"] for ev in _taken(c, standby)]
+    assert len(set(taken)) == len(taken)
+    st = c[primary].status()["backup_schedule"]
+    assert st["runs_here"] and st["every"] == f"{EVERY}s" and st["keep"] == 2
+    assert st["last_good"]["member"] == standby
+    assert 0 <= st["last_good_age_s"] < 30 and st["next_due"] is not None
+    assert c[standby].status()["backup_schedule"]["runs_here"] is False
+    assert not c[primary].events("backup_schedule_failed")
+
+
+def test_a_repeated_request_for_one_slot_takes_one_backup(cluster_factory: Any) -> None:
+    # What a new primary does when the old one died while the standby was taking
+    # the backup: it asks again for the same slot; the standby answers with the set.
+    c: Cluster = cluster_factory(
+        members=[("a", "failover"), ("b", "failover")],
+        sections={"backup": {"cron": "0 3 1 1 *"}},  # not due during the test
+    )
+    c.start()
+    _seed(c)
+    primary = c.primary()
+    standby = "b" if primary.name == "a" else "a"
+    c[standby].wait_applied(primary.status()["lsn"])
+    config = load(c.config_path)
+    slot = time.time()
+    first = admin(config, "backup_scheduled", {"slot": slot, "keep": 0}, member=standby)
+    again = admin(config, "backup_scheduled", {"slot": slot, "keep": 0}, member=standby)
+    assert first["already_taken"] is False and first["status"] == "verified"
+    assert again["already_taken"] is True and again["set"] == first["set"]
+    assert [s["set"] for s in _sets(c, standby)] == [first["set"]]
+    later = admin(config, "backup_scheduled", {"slot": time.time() + 1, "keep": 1}, member=standby)
+    assert later["already_taken"] is False and later["pruned"] == [first["set"]]
+    assert [s["set"] for s in _sets(c, standby)] == [later["set"]]
+
+
+def test_kill_9_of_the_primary_hands_the_schedule_over_once(cluster_factory: Any) -> None:
+    c: Cluster = cluster_factory(
+        members=[("a", "failover"), ("b", "failover")],
+        arbiter=True,
+        mirror=FAST,
+        sections={"backup": {"every": f"{EVERY}s"}},
+    )
+    c.start()
+    settle_backup(c)
+    _seed(c)
+    old = c.primary().name
+    new = "b" if old == "a" else "a"
+    wait_for(lambda: len(_sets(c, new)) >= 2 or None, 40, "two scheduled backups on the standby")
+    before = _sets(c, new)
+    c[old].kill()
+    t_kill = time.time()
+    wait_for(lambda: c[new].status().get("role") == "primary" or None, 30, f"{new} to take over")
+    # The new primary runs the schedule and, with no standby left, takes the backups itself.
+    wait_for(
+        lambda: len([s for s in _sets(c, new) if s["taken_at"] > t_kill]) >= 3 or None,
+        60,
+        "three scheduled backups after the failover",
+    )
+    sets = _sets(c, new)
+    assert sets[: len(before)] == before
+    assert all(s["member"] == new and s["status"] == "verified" for s in sets)
+    _assert_once_per_interval(sets)  # never two sets of one slot, before or after the kill
+    st = c[new].status()["backup_schedule"]
+    assert st["runs_here"] and st["last_good"]["member"] == new
+    assert _sets(c, old) == []
