@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
+import urllib.request
 from typing import Any
 
 import litemirror
@@ -55,6 +56,7 @@ def test_scheduled_backups_run_on_the_standby_and_keep_prunes(cluster_factory: A
     c: Cluster = cluster_factory(
         members=[("a", "failover"), ("b", "failover")],
         sections={"backup": {"every": f"{EVERY}s", "keep": 2}},
+        http=True,
     )
     c.start()
     _seed(c)
@@ -73,6 +75,20 @@ def test_scheduled_backups_run_on_the_standby_and_keep_prunes(cluster_factory: A
     assert 0 <= st["last_good_age_s"] < 30 and st["next_due"] is not None
     assert c[standby].status()["backup_schedule"]["runs_here"] is False
     assert not c[primary].events("backup_schedule_failed")
+    # The HTTP API's /status and Prometheus show the same.
+    base = f"http://{c.http[primary]}"
+    with urllib.request.urlopen(f"{base}/status", timeout=5) as r:
+        shown = json.loads(r.read())["backup_schedule"]
+    assert shown["runs_here"] and shown["last_good_age_s"] is not None
+    with urllib.request.urlopen(f"{base}/metrics", timeout=5) as r:
+        metrics = r.read().decode()
+    line = next(
+        ln
+        for ln in metrics.splitlines()
+        if ln.startswith("litemirror_backup_last_success_timestamp_seconds{")
+    )
+    assert abs(float(line.split()[-1]) - time.time()) < 30
+    assert "litemirror_backup_next_due_timestamp_seconds{" in metrics
 
 
 def test_a_repeated_request_for_one_slot_takes_one_backup(cluster_factory: Any) -> None:
