@@ -6,12 +6,14 @@ import itertools
 import json
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import litemirror
 from litemirror.client.control import admin
 from litemirror.config import load
 from litemirror.testing.cluster import Cluster, wait_for
+from litemirror.testing.secured import secured_cluster, start_with_users
 from litemirror.testing.workload import settle_backup
 
 EVERY = 2.0
@@ -145,3 +147,22 @@ def test_kill_9_of_the_primary_hands_the_schedule_over_once(cluster_factory: Any
     st = c[new].status()["backup_schedule"]
     assert st["runs_here"] and st["last_good"]["member"] == new
     assert _sets(c, old) == []
+
+
+def test_with_tls_and_logins_required_the_members_run_the_schedule(tmp_path: Path) -> None:
+    # The primary asks the standby by its member certificate, with no user's login.
+    c = start_with_users(
+        secured_cluster(
+            tmp_path / "s",
+            arbiter=False,
+            sections={"backup": {"every": f"{EVERY}s", "keep": 1}},
+        )
+    )
+    try:
+        primary = c.primary().name
+        standby = "b" if primary == "a" else "a"
+        wait_for(lambda: len(_taken(c, standby)) >= 2 or None, 40, "two scheduled backups")
+        assert [s["member"] for s in _sets(c, standby)] == [standby]
+        assert not c[primary].events("backup_schedule_failed")
+    finally:
+        c.kill_all()
