@@ -94,7 +94,9 @@ class BackupScheduler:
         if not self.is_primary():
             if self._since is not None:
                 log.info("backup schedule: member %s is no longer primary; dropped", self.me.name)
+            # What this member knew as primary goes stale now: the new primary shows it.
             self._since = self._check_at = self.next_due = None
+            self.last_good = self.last_result = None
             return
         now = self.clock()
         if self._since is None:
