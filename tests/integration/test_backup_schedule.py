@@ -9,6 +9,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import litemirror
 from litemirror.client.control import admin
 from litemirror.config import load
@@ -166,3 +168,51 @@ def test_with_tls_and_logins_required_the_members_run_the_schedule(tmp_path: Pat
         assert not c[primary].events("backup_schedule_failed")
     finally:
         c.kill_all()
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_primary_while_the_standby_takes_the_backup(cluster_factory: Any) -> None:
+    # A database large enough that a backup takes a while: the primary that asked
+    # for it is killed while the standby writes the set.
+    every = 6.0
+    c: Cluster = cluster_factory(
+        members=[("a", "failover"), ("b", "failover")],
+        arbiter=True,
+        mirror=FAST,
+        sections={"backup": {"every": f"{every}s"}},
+    )
+    c.start()
+    settle_backup(c)
+    conn = litemirror.connect(c.url("app"))
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)")
+    for _ in range(40):
+        conn.executemany("INSERT INTO t (v) VALUES (randomblob(1000))", [()] * 1000)
+        conn.commit()
+    conn.close()
+    old = c.primary().name
+    new = "b" if old == "a" else "a"
+    c[new].wait_applied(c[old].status()["lsn"], 60)
+    root = c.base / "data" / new / "backups" / c.name
+    seen = len(_sets(c, new))
+
+    def in_flight() -> bool | None:
+        # A backup of the loaded database, being written.
+        return (
+            len(_sets(c, new)) == seen
+            and any(p.name.startswith(".partial-") for p in root.iterdir())
+        ) or None
+
+    wait_for(in_flight, 60, "the standby to be writing a scheduled backup")
+    c[old].kill()
+    t_kill = time.time()
+    wait_for(lambda: c[new].status().get("role") == "primary" or None, 30, f"{new} to take over")
+    wait_for(
+        lambda: len([s for s in _sets(c, new) if s["taken_at"] > t_kill]) >= 1 or None,
+        60,
+        "a scheduled backup by the new primary",
+    )
+    sets = _sets(c, new)
+    assert len(sets) == seen + 2 and all(s["status"] == "verified" for s in sets), sets
+    times = [s["taken_at"] for s in sets]
+    assert all(b - a >= every - 0.01 for a, b in itertools.pairwise(times)), sets
+    assert not [p for p in root.iterdir() if p.name.startswith(".")]

@@ -48,6 +48,7 @@ class ScheduledBackups:
         self.read_executor = read_executor
         self.event = event
         self._lock = asyncio.Lock()
+        self._running: set[asyncio.Future[dict[str, Any]]] = set()
 
     async def take(self, dbs: list[str] | None, to: str | None) -> dict[str, Any]:
         return await self.taker.take(dbs, to)
@@ -56,7 +57,18 @@ class ScheduledBackups:
         return await self.taker.list_sets(to)
 
     async def take_scheduled(self, slot: float, keep: int) -> dict[str, Any]:
-        """The scheduled backup due at ``slot``, taken once; then ``keep`` applied."""
+        """The scheduled backup due at ``slot``, taken once; then ``keep`` applied.
+
+        Shielded: a caller that goes away (the primary that asked was killed)
+        does not stop the backup half-way, and the next request for the slot
+        waits for it and is answered with its set.
+        """
+        task = asyncio.ensure_future(self._take_scheduled(slot, keep))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        return await asyncio.shield(task)
+
+    async def _take_scheduled(self, slot: float, keep: int) -> dict[str, Any]:
         target = resolve_target(self.taker.root, None, self.taker.member) / self.taker.mirror
         loop = asyncio.get_running_loop()
         async with self._lock:
