@@ -365,6 +365,29 @@ class BackupSection(_Frozen, frozen=True):
     #: A file with the key backup copies are encrypted with (docs/backup.md,
     #: "Encryption at rest"). None: copies are stored in clear.
     encrypt_key_file: str | None = None
+    #: Scheduled backups: an interval (``"24h"``) or a cron expression in UTC
+    #: (``"0 3 * * *"``), not both; neither: no schedule. See docs/backup.md "Schedules".
+    every: str | None = None
+    cron: str | None = None
+    #: Verified sets of this mirror a member keeps after a scheduled backup; 0 keeps all.
+    keep: int = 0
+    #: Who takes scheduled backups: "standby" (a caught-up failover or dr member,
+    #: else the primary), "primary", or a member's name.
+    at: str = "standby"
+    #: How long the primary waits for another member to take a scheduled backup before
+    #: it counts the attempt as failed (and tries again later).
+    timeout_s: float = 3600.0
+
+    @property
+    def every_s(self) -> float | None:
+        """``every`` in seconds (checked at load)."""
+        from litemirror.backup.schedule import parse_duration
+
+        return None if self.every is None else parse_duration("backup.every", self.every)
+
+    @property
+    def scheduled(self) -> bool:
+        return self.every is not None or self.cron is not None
 
     def root(self, member: Member) -> Path:
         return Path(self.dir) if self.dir is not None else member.data_dir / "backups"
@@ -984,13 +1007,42 @@ def build(
         auth=fc.auth,
         sqlite=fc.sqlite,
         statements=fc.statements,
-        backup=_check_backup(fc.backup, base),
+        backup=_check_backup(fc.backup, base, members),
         archive=archive,
     )
 
 
-def _check_backup(b: BackupSection, base: Path) -> BackupSection:
-    """``b`` with ``dir`` and ``encrypt_key_file`` made absolute (the key file checked)."""
+def _check_backup(b: BackupSection, base: Path, members: list[Member]) -> BackupSection:
+    """``b`` with ``dir`` and ``encrypt_key_file`` made absolute (the key file checked)
+    and its schedule checked."""
+    from litemirror.backup.schedule import check_cron, parse_duration
+
+    if b.every is not None and b.cron is not None:
+        raise ConfigError(
+            f"backup: both every = {b.every!r} and cron = {b.cron!r} are set; keep one of them"
+        )
+    if b.every is not None:
+        parse_duration("backup.every", b.every)
+    if b.cron is not None:
+        check_cron("backup.cron", b.cron)
+    if b.keep < 0:
+        raise ConfigError(
+            f"backup.keep: {b.keep} must be 0 (keep every set) or the number of verified "
+            "sets to keep"
+        )
+    if b.keep and b.every is None and b.cron is None:
+        raise ConfigError(
+            "backup.keep applies after scheduled backups, and no schedule is set; add "
+            'backup.every (e.g. "24h") or backup.cron, or remove keep'
+        )
+    if not (math.isfinite(b.timeout_s) and b.timeout_s > 0):
+        raise ConfigError(f"backup.timeout_s: {b.timeout_s!r} must be a positive number of seconds")
+    names = [mb.name for mb in members]
+    if b.at not in ("standby", "primary") and b.at not in names:
+        raise ConfigError(
+            f'backup.at: {b.at!r} is neither "standby", "primary" nor a member '
+            f"(members: {', '.join(names)})"
+        )
     b = msgspec.structs.replace(
         b, encrypt_key_file=_check_key_file("backup.encrypt_key_file", b.encrypt_key_file, base)
     )

@@ -65,6 +65,7 @@ PURE = [
     "litemirror.replication.accept",
     "litemirror.backup.manifest",
     "litemirror.backup.choose",
+    "litemirror.backup.schedule",
     "litemirror.backup.plan",
     "litemirror.backup.sealed",
 ]

@@ -24,6 +24,9 @@ USER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 #: Admin actions that only read; every other admin action needs the admin role.
 READ_ACTIONS = frozenset({"databases", "checksum"})
 USER_ACTIONS = frozenset({"user_add", "user_remove", "user_passwd", "user_list"})
+#: Admin actions another member of the mirror (its certificate) may run: the
+#: primary runs the backup schedule through them (docs/backup.md "Schedules").
+MEMBER_ACTIONS = frozenset({"backup_list", "backup_scheduled"})
 
 
 @dataclass(frozen=True, slots=True)

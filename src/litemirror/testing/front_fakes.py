@@ -30,6 +30,7 @@ from litemirror.server.role import Role, RoleCell
 from litemirror.server.storage.backups import BackupTaker
 from litemirror.server.storage.journal_writer import JournalWriter
 from litemirror.server.storage.registry import Registry
+from litemirror.server.storage.scheduled_backups import ScheduledBackups
 from litemirror.server.storage.statements import ShutdownFlag, StatementGuard
 
 from .fakes import EventRecorder
@@ -165,17 +166,21 @@ class FrontRig:
             read_wait_s=1.0,
             read_executor=self.read_executor,
             stopping=self.stopping,
-            backups=BackupTaker(
-                mirror=self.config.mirror.name,
-                member=self.me.name,
-                root=data_dir / "backups",
-                names=self.registry.names,
-                path_of=self.registry.path,
+            backups=ScheduledBackups(
+                taker=BackupTaker(
+                    mirror=self.config.mirror.name,
+                    member=self.me.name,
+                    root=data_dir / "backups",
+                    names=self.registry.names,
+                    path_of=self.registry.path,
+                    read_executor=self.read_executor,
+                    journal_lsn=lambda: self.journal.last_lsn,
+                    epoch=lambda: self.role().epoch,
+                    event=self.events,
+                    stopping=self.stopping,
+                ),
                 read_executor=self.read_executor,
-                journal_lsn=lambda: self.journal.last_lsn,
-                epoch=lambda: self.role().epoch,
                 event=self.events,
-                stopping=self.stopping,
             ),
         )
         self.limits = FakeLimits()

@@ -136,6 +136,10 @@ class Admin:
             return await self._checksum(args)
         if action == "backup":
             return await self.backups.take(_names(args.get("dbs")), _dir(args.get("to")))
+        if action == "backup_scheduled":
+            return await self.backups.take_scheduled(
+                _number("slot", args.get("slot")), int(_number("keep", args.get("keep", 0)))
+            )
         if action == "backup_list":
             return await self.backups.list_sets(_dir(args.get("to")))
         raise ProgrammingError(
@@ -189,6 +193,13 @@ def _dir(value: Any) -> str | None:
     if value is not None and not isinstance(value, str):
         raise ProgrammingError(f"backup: to must be a directory path, not {value!r}")
     return value or None
+
+
+def _number(what: str, value: Any) -> float:
+    """A number argument of ``backup_scheduled``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ProgrammingError(f"backup_scheduled: {what} must be a number >= 0, not {value!r}")
+    return float(value)
 
 
 class Checksums:

@@ -150,8 +150,10 @@ class FailoverActions(Protocol):
 
 
 class BackupActions(Protocol):
-    """The ``backup`` and ``backup_list`` admin actions (:class:`.storage.backups.BackupTaker`)."""
+    """``backup``, ``backup_list``, ``backup_scheduled`` (:mod:`.storage.scheduled_backups`)."""
 
     async def take(self, dbs: list[str] | None, to: str | None) -> dict[str, Any]: ...
 
     async def list_sets(self, to: str | None) -> dict[str, Any]: ...
+
+    async def take_scheduled(self, slot: float, keep: int) -> dict[str, Any]: ...

@@ -85,6 +85,7 @@ from litemirror.security.roles import (
     ANONYMOUS,
     BOOTSTRAP,
     MEMBER,
+    MEMBER_ACTIONS,
     OPEN,
     READ_ACTIONS,
     ROLES,
@@ -507,6 +508,8 @@ class Users:
         """The principal to run admin ``action`` as; raises if it may not."""
         needed = action_needs(action, args)
         if allows(principal.role, needed):
+            return principal
+        if principal.how == "member" and action in MEMBER_ACTIONS:
             return principal
         if principal.user is None and needed == "admin" and await self.bootstrap_allowed(peer):
             return BOOTSTRAP

@@ -79,6 +79,8 @@ class MemberServer:
         p.canary.start()
         self._tasks.spawn(self._housekeeping.run(self._stop))
         self._tasks.spawn(p.loop_lag.run(self._stop))
+        if p.backup_scheduler is not None:
+            self._tasks.spawn(p.backup_scheduler.run(self._stop))
         if p.agent is not None:
             self._tasks.spawn(p.agent.run())
         if self._starting is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+from litemirror.server.node.backup_scheduler import BackupScheduleCollector
 from litemirror.server.node.parts import Parts
 from litemirror.server.ops.canary import CanaryCollector
 from litemirror.server.ops.ports import (
@@ -74,5 +75,10 @@ def metrics_sources(m: Parts) -> MetricsSources:
         recent_events=lambda: m.events.recent,
         on_durable=m.writer.on_durable,
         collectors=(CanaryCollector(m.canary),)
-        + (() if m.archiver is None else (ArchiveCollector(m.me.name, m.archiver),)),
+        + (() if m.archiver is None else (ArchiveCollector(m.me.name, m.archiver),))
+        + (
+            ()
+            if m.backup_scheduler is None
+            else (BackupScheduleCollector(m.me.name, m.backup_scheduler),)
+        ),
     )

@@ -17,6 +17,7 @@ from litemirror.server.ha.agent import FailoverAgent
 from litemirror.server.ha.following import ReceiverLink
 from litemirror.server.ha.transitions import Transitions
 from litemirror.server.net.limits import LimitGuard
+from litemirror.server.node.backup_scheduler import BackupScheduler
 from litemirror.server.node.duties import MemberStateFile
 from litemirror.server.node.live_config import LiveConfig
 from litemirror.server.node.position import Position
@@ -68,3 +69,5 @@ class Parts:
     decode_executor: ThreadPoolExecutor
     #: The journal archive (None without ``[archive]``).
     archiver: Archiver | None = None
+    #: Scheduled backups (None without ``[backup] every`` or ``cron``).
+    backup_scheduler: BackupScheduler | None = None

@@ -126,6 +126,8 @@ class MemberStatus:
         out.update(canary_status_fields(p.canary, p.notifier))
         if p.archiver is not None:
             out["archive"] = p.archiver.status()
+        if p.backup_scheduler is not None:
+            out["backup_schedule"] = p.backup_scheduler.status()
         if rcv is not None:
             out["replication"] = rcv.status()
             if role.state not in ("fenced",):

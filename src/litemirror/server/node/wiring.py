@@ -57,6 +57,7 @@ from litemirror.server.ha.vip_holder import VipHolder
 from litemirror.server.net.dial import Dialer
 from litemirror.server.net.limits import LimitGuard
 from litemirror.server.net.listener import Listener, error_frame, stream_factory
+from litemirror.server.node.backup_scheduler import BackupScheduler
 from litemirror.server.node.duties import MemberDuties, MemberStateFile
 from litemirror.server.node.housekeeping import Housekeeping
 from litemirror.server.node.live_config import LiveConfig
@@ -72,7 +73,7 @@ from litemirror.server.ops.http_api import start_http
 from litemirror.server.ops.looplag import LoopLag
 from litemirror.server.ops.metrics import Metrics
 from litemirror.server.ops.notify import Notifier
-from litemirror.server.role import RoleCell, RoleSnapshot
+from litemirror.server.role import Role, RoleCell, RoleSnapshot
 from litemirror.server.storage.archiver import Archiver
 from litemirror.server.storage.backups import BackupTaker
 from litemirror.server.storage.horizon import Horizon
@@ -80,6 +81,7 @@ from litemirror.server.storage.importer import Importer
 from litemirror.server.storage.journal_writer import JournalWriter
 from litemirror.server.storage.recovery import recover
 from litemirror.server.storage.registry import Registry
+from litemirror.server.storage.scheduled_backups import ScheduledBackups
 from litemirror.server.storage.statements import ShutdownFlag, StatementReports
 from litemirror.server.storage.stores import open_stores
 from litemirror.server.stream.hub import Hub
@@ -425,6 +427,49 @@ async def build_member(config: Config, name: str) -> MemberServer:
         """A receiver to follow the primary from the current commit point."""
         return Receiver(receiver_ports, hub.committed_lsn, missing_imports)
 
+    backups = ScheduledBackups(
+        taker=BackupTaker(
+            mirror=config.mirror.name,
+            member=me.name,
+            root=config.backup.root(me),
+            names=registry.names,
+            path_of=registry.path,
+            read_executor=read_executor,
+            journal_lsn=lambda: journal.last_lsn,
+            epoch=lambda: role().epoch,
+            event=event,
+            stopping=stopping,
+            key=_key(config.backup.encrypt_key_file, "backup.encrypt_key_file"),
+            scratch=me.data_dir / "backup-scratch",
+        ),
+        read_executor=read_executor,
+        event=event,
+    )
+    backup_scheduler: BackupScheduler | None = None
+    if config.backup.scheduled:
+
+        async def call_member(mb: Member, action: str, args: dict[str, Any]) -> dict[str, Any]:
+            """An admin action on another member (blocking: on a thread)."""
+            from litemirror.client.control import call
+            from litemirror.protocol.messages import AdminRequest
+
+            request = AdminRequest(id=1, action=action, args=args)
+            return await loop.run_in_executor(
+                None, lambda: call(mb.host, mb.port, request, timeout=config.backup.timeout_s)
+            )
+
+        backup_scheduler = BackupScheduler(
+            settings=config.backup,
+            me=me,
+            members=lambda: live().members,
+            is_primary=lambda: role().role is Role.PRIMARY and role().writable,
+            # The status is built below; the closure reads it only once running.
+            primary_status=lambda: status.status(),
+            local=backups,
+            call_member=call_member,
+            event=event,
+        )
+
     parts = Parts(
         config=live,
         me=me,
@@ -453,6 +498,7 @@ async def build_member(config: Config, name: str) -> MemberServer:
         read_executor=read_executor,
         decode_executor=decode_executor,
         archiver=archiver,
+        backup_scheduler=backup_scheduler,
     )
 
     # --------------------------------------------------- clients, operators
@@ -491,20 +537,7 @@ async def build_member(config: Config, name: str) -> MemberServer:
         read_wait_s=config.limits.read_wait_s,
         read_executor=read_executor,
         stopping=stopping,
-        backups=BackupTaker(
-            mirror=config.mirror.name,
-            member=me.name,
-            root=config.backup.root(me),
-            names=registry.names,
-            path_of=registry.path,
-            read_executor=read_executor,
-            journal_lsn=lambda: journal.last_lsn,
-            epoch=lambda: role().epoch,
-            event=event,
-            stopping=stopping,
-            key=_key(config.backup.encrypt_key_file, "backup.encrypt_key_file"),
-            scratch=me.data_dir / "backup-scratch",
-        ),
+        backups=backups,
     )
     status = MemberStatus(parts)
     metrics = Metrics(metrics_sources(parts))
