@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import litemirror
 
 def test_a_drill_passes_then_catches_a_damaged_copy(cluster_factory: Any, tmp_path: Path) -> None:
     archive = tmp_path / "archive"
-    c = cluster_factory(sections={"archive": {"dir": str(archive)}})
+    c = cluster_factory(sections={"archive": {"dir": str(archive)}}, http=True)
     c.start()
     a = c["a"]
     conn = litemirror.connect(c.url())
@@ -40,6 +41,14 @@ def test_a_drill_passes_then_catches_a_damaged_copy(cluster_factory: Any, tmp_pa
     assert 0 <= drill["last_good_age_s"] < 60
     assert [e["kind"] for e in a.events("backup_drill_ok")] == ["backup_drill_ok"]
     assert list((a.data_dir / "backup-scratch").iterdir()) == []  # temp files removed
+    with urllib.request.urlopen(f"http://{c.http['a']}/metrics", timeout=5) as r:
+        metrics = r.read().decode()
+    gauge = next(
+        ln
+        for ln in metrics.splitlines()
+        if ln.startswith("litemirror_backup_drill_last_success_timestamp_seconds{")
+    )
+    assert float(gauge.split()[-1]) == drill["last_good"]["at"]
 
     sets = [p for p in (a.data_dir / "backups" / c.name).iterdir() if not p.name.startswith(".")]
     stored = sets[0] / "app.db.zst"
