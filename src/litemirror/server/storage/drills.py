@@ -100,6 +100,7 @@ def run_drill(
                 )
             if lsn != copy.lsn:
                 problems.append(f"{copy.name}: restored at LSN {lsn}, the manifest says {copy.lsn}")
+            _remove(out)  # one restored database on the disk at a time
             if archive is None:
                 continue
             replayed = work / f"{copy.name}.replayed.db"
@@ -112,6 +113,7 @@ def run_drill(
                     f"{copy.name}: replaying the archive failed: {getattr(exc, 'message', exc)}"
                 )
                 continue
+            _remove(replayed)
             row["replay"] = {"lsn": r_lsn, "records": outcome.replayed, "compared": False}
             if r_integrity != INTEGRITY_OK:
                 problems.append(f"{copy.name} after replay: integrity_check says {r_integrity}")
@@ -145,6 +147,11 @@ def run_drill(
             sum(1 for d in databases if d["replay"] and d["replay"]["compared"]),
         ),
     }
+
+
+def _remove(db: Path) -> None:
+    for p in (db, *(Path(f"{db}{s}") for s in ("-wal", "-shm", "-journal"))):
+        p.unlink(missing_ok=True)
 
 
 def _failed_early(set_dir: Path, problem: str, archive: Path | None) -> dict[str, Any]:
