@@ -68,6 +68,7 @@ PURE = [
     "litemirror.backup.schedule",
     "litemirror.backup.plan",
     "litemirror.backup.sealed",
+    "litemirror.backup.drill",
 ]
 
 

@@ -9,6 +9,10 @@ failed verification (or the backup could not be taken).
 
 ``backup list`` asks a member (``--member``, default the primary) for the
 sets under its backup root (the admin action ``backup_list``).
+
+``backup verify`` asks a member for a restore drill of one of its sets (the
+admin action ``backup_verify``, :mod:`litemirror.server.storage.drills`): exit
+0 when the set restored and checked, 1 when the drill failed.
 """
 
 from __future__ import annotations
@@ -92,6 +96,16 @@ def cmd_backup_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup_verify(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    console = Console(stderr=True)
+    who = f"member {args.member}" if args.member else "the primary"
+    with console.status(f"{who} restores and checks the backup set ..."):
+        out = admin(config, "backup_verify", {"set": args.set}, args.member, credentials=login())
+    print(f"{out['message']} ({out['seconds']:.1f} s, member {out['member']})")
+    return 0 if out["outcome"] == "ok" else 1
+
+
 def add_parser(sub: Any) -> None:
     s = sub.add_parser("backup", help="take a verified backup of the mirror's databases")
     s.add_argument("--config")
@@ -100,10 +114,20 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--member", metavar="M", help="default: a caught-up standby, else the primary")
     login_option(s)
     s.set_defaults(func=cmd_backup)
-    sets = s.add_subparsers(dest="backup_command", metavar="{list}")
+    sets = s.add_subparsers(dest="backup_command", metavar="{list,verify}")
     ls = sets.add_parser("list", help="list the backup sets a member holds")
     ls.add_argument("--config", required=True)
     ls.add_argument("--member", metavar="M", help="default: the primary")
     ls.add_argument("--to", metavar="DIR", help="a directory inside the member's [backup] dir")
     login_option(ls)
     ls.set_defaults(func=cmd_backup_list)
+    vf = sets.add_parser("verify", help="restore drill: restore a backup set and check it")
+    vf.add_argument("--config", required=True)
+    vf.add_argument("--member", metavar="M", help="the member holding the set; default: primary")
+    which = vf.add_mutually_exclusive_group()
+    which.add_argument(
+        "--latest", action="store_true", help="the member's newest verified set (the default)"
+    )
+    which.add_argument("--set", metavar="DIR", help="a set under the member's [backup] dir")
+    login_option(vf)
+    vf.set_defaults(func=cmd_backup_verify)

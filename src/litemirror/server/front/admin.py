@@ -142,6 +142,8 @@ class Admin:
             )
         if action == "backup_list":
             return await self.backups.list_sets(_dir(args.get("to")))
+        if action == "backup_verify":
+            return await self.backups.verify(_dir(args.get("set")))
         raise ProgrammingError(
             f"unknown admin action {action!r}; nothing was done (see `litemirror --help` "
             "for the commands a member runs)"

@@ -150,10 +150,13 @@ class FailoverActions(Protocol):
 
 
 class BackupActions(Protocol):
-    """``backup``, ``backup_list``, ``backup_scheduled`` (:mod:`.storage.scheduled_backups`)."""
+    """``backup``, ``backup_list``, ``backup_scheduled``, ``backup_verify``
+    (:mod:`.storage.scheduled_backups`)."""
 
     async def take(self, dbs: list[str] | None, to: str | None) -> dict[str, Any]: ...
 
     async def list_sets(self, to: str | None) -> dict[str, Any]: ...
 
     async def take_scheduled(self, slot: float, keep: int) -> dict[str, Any]: ...
+
+    async def verify(self, set_dir: str | None) -> dict[str, Any]: ...

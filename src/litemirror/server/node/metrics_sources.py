@@ -18,6 +18,7 @@ from litemirror.server.ops.ports import (
     ReplicaFigures,
 )
 from litemirror.server.storage.archiver import ArchiveCollector
+from litemirror.server.storage.drills import DrillCollector
 
 
 def metrics_sources(m: Parts) -> MetricsSources:
@@ -80,5 +81,6 @@ def metrics_sources(m: Parts) -> MetricsSources:
             ()
             if m.backup_scheduler is None
             else (BackupScheduleCollector(m.me.name, m.backup_scheduler),)
-        ),
+        )
+        + (() if m.backup_drill is None else (DrillCollector(m.me.name, m.backup_drill),)),
     )

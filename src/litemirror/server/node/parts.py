@@ -28,6 +28,7 @@ from litemirror.server.ops.notify import Notifier
 from litemirror.server.ports import EventSink
 from litemirror.server.role import RoleCell
 from litemirror.server.storage.archiver import Archiver
+from litemirror.server.storage.drills import BackupDrill
 from litemirror.server.storage.horizon import Horizon
 from litemirror.server.storage.importer import Importer
 from litemirror.server.storage.journal_writer import JournalWriter
@@ -71,3 +72,5 @@ class Parts:
     archiver: Archiver | None = None
     #: Scheduled backups (None without ``[backup] every`` or ``cron``).
     backup_scheduler: BackupScheduler | None = None
+    #: Restore drills (``backup_verify``) and the last drill's outcome.
+    backup_drill: BackupDrill | None = None

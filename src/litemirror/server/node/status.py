@@ -128,6 +128,8 @@ class MemberStatus:
             out["archive"] = p.archiver.status()
         if p.backup_scheduler is not None:
             out["backup_schedule"] = p.backup_scheduler.status()
+        if p.backup_drill is not None:
+            out["backup_drill"] = p.backup_drill.status()
         if rcv is not None:
             out["replication"] = rcv.status()
             if role.state not in ("fenced",):

@@ -76,6 +76,7 @@ from litemirror.server.ops.notify import Notifier
 from litemirror.server.role import Role, RoleCell, RoleSnapshot
 from litemirror.server.storage.archiver import Archiver
 from litemirror.server.storage.backups import BackupTaker
+from litemirror.server.storage.drills import BackupDrill
 from litemirror.server.storage.horizon import Horizon
 from litemirror.server.storage.importer import Importer
 from litemirror.server.storage.journal_writer import JournalWriter
@@ -427,7 +428,33 @@ async def build_member(config: Config, name: str) -> MemberServer:
         """A receiver to follow the primary from the current commit point."""
         return Receiver(receiver_ports, hub.committed_lsn, missing_imports)
 
+    def drill_checksums(db: str) -> tuple[int, dict[str, str]] | None:
+        """This member's own (meta LSN, table checksums) of ``db``, from one snapshot."""
+        from litemirror.server.front.admin import checksums_of
+
+        return checksums_of(registry.path(db), stopping) if registry.exists(db) else None
+
+    drill_keys = [
+        _key(config.backup.encrypt_key_file, "backup.encrypt_key_file"),
+        None
+        if config.archive is None
+        else _key(config.archive.encrypt_key_file, "archive.encrypt_key_file"),
+    ]
+    drill = BackupDrill(
+        mirror=config.mirror.name,
+        member=me.name,
+        root=config.backup.root(me),
+        scratch=me.data_dir / "backup-scratch",
+        state_file=me.data_dir / "backup-drill.json",
+        keys={k.id: k for k in drill_keys if k is not None},
+        archive=None if config.archive is None else config.archive.dir,
+        member_checksums=drill_checksums,
+        # Its own thread: a drill restores whole databases and must not hold reads.
+        executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="drill"),
+        event=event,
+    )
     backups = ScheduledBackups(
+        drill=drill,
         taker=BackupTaker(
             mirror=config.mirror.name,
             member=me.name,
@@ -499,6 +526,7 @@ async def build_member(config: Config, name: str) -> MemberServer:
         decode_executor=decode_executor,
         archiver=archiver,
         backup_scheduler=backup_scheduler,
+        backup_drill=drill,
     )
 
     # --------------------------------------------------- clients, operators

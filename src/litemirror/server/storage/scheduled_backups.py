@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from litemirror.backup import schedule as sc
+from litemirror.errors import ProgrammingError
 from litemirror.server.ports import EventSink
 from litemirror.server.storage.backups import BackupTaker, list_sets, resolve_target
+from litemirror.server.storage.drills import BackupDrill
 
 log = logging.getLogger("litemirror.member")
 
@@ -41,10 +43,19 @@ def remove_sets(target: Path, names: list[str]) -> list[str]:
 
 
 class ScheduledBackups:
-    """The ``backup``, ``backup_list`` and ``backup_scheduled`` admin actions of a member."""
+    """The ``backup``, ``backup_list``, ``backup_scheduled`` and ``backup_verify`` admin
+    actions of a member."""
 
-    def __init__(self, *, taker: BackupTaker, read_executor: Executor, event: EventSink) -> None:
+    def __init__(
+        self,
+        *,
+        taker: BackupTaker,
+        read_executor: Executor,
+        event: EventSink,
+        drill: BackupDrill | None = None,
+    ) -> None:
         self.taker = taker
+        self.drill = drill
         self.read_executor = read_executor
         self.event = event
         self._lock = asyncio.Lock()
@@ -55,6 +66,12 @@ class ScheduledBackups:
 
     async def list_sets(self, to: str | None) -> dict[str, Any]:
         return await self.taker.list_sets(to)
+
+    async def verify(self, set_dir: str | None) -> dict[str, Any]:
+        """A restore drill of ``set_dir`` (None: the newest verified set)."""
+        if self.drill is None:
+            raise ProgrammingError(f"member {self.taker.member} runs no restore drills")
+        return await self.drill.verify(set_dir)
 
     async def take_scheduled(self, slot: float, keep: int) -> dict[str, Any]:
         """The scheduled backup due at ``slot``, taken once; then ``keep`` applied.
