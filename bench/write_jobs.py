@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from litemirror.journal import Journal
-from litemirror.server.storage.database import Database, open_writer
+from litemirror.server.storage.database import Database
 from litemirror.server.storage.journal_writer import JournalWriter
+from litemirror.testing.databases import standalone_database
 
 
 async def _run(base: Path, jobs: int, in_flight: int) -> float:
@@ -35,19 +36,8 @@ async def _run(base: Path, jobs: int, in_flight: int) -> float:
     journal = Journal.open(base / "journal")
     jw = JournalWriter(journal, loop)
     pool = ThreadPoolExecutor(8)
-    path = base / "app.db"
-    open_writer(str(path)).close()
-    db = Database(
-        "app",
-        path,
-        executor=pool,
-        journal=jw,
-        epoch=lambda: 1,
-        group_max=512,
-        readers=2,
-        txn_idle_timeout=30,
-        checkpoint_pages=4000,
-        on_commit=lambda _n, _l: None,
+    db = standalone_database(
+        base / "app.db", executor=pool, journal=jw, group_max=512, checkpoint_pages=4000
     )
     try:
         await db.open()

@@ -23,9 +23,10 @@ import pytest
 from litemirror.errors import CommitUnknownError
 from litemirror.journal import Journal
 from litemirror.replication.commit import CommitMode
-from litemirror.server.storage.database import Database, open_writer
+from litemirror.server.storage.database import Database
 from litemirror.server.storage.journal_writer import JournalWriter
 from litemirror.server.stream.hub import Hub, LinkState
+from litemirror.testing.databases import standalone_database
 
 
 @asynccontextmanager
@@ -33,24 +34,18 @@ async def primary(tmp: Path) -> AsyncIterator[tuple[Database, Hub, Journal]]:
     loop = asyncio.get_running_loop()
     journal = Journal.open(tmp / "journal")
     jw = JournalWriter(journal, loop)
-    hub = Hub(backup="b", qos_timeout=30.0, last_lsn=lambda: journal.last_lsn)
-    hub.on_ack_timeout = lambda: None  # an arbiter decides; the test plays it
+    # An arbiter decides on an ack timeout; the test plays it.
+    hub = Hub(
+        backup="b",
+        qos_timeout=30.0,
+        last_lsn=lambda: journal.last_lsn,
+        on_ack_timeout=lambda: None,
+    )
     jw.on_durable(hub.records_durable)
     pool = ThreadPoolExecutor(2)
     path = tmp / "app.db"
-    open_writer(str(path)).close()
-    db = Database(
-        "app",
-        path,
-        executor=pool,
-        journal=jw,
-        epoch=lambda: 1,
-        group_max=8,
-        readers=1,
-        txn_idle_timeout=30,
-        checkpoint_pages=1000,
-        on_commit=lambda _n, _l: None,
-        replicate=hub.wait_for,
+    db = standalone_database(
+        path, executor=pool, journal=jw, group_max=8, readers=1, replicate=hub.wait_for
     )
     try:
         await db.open()

@@ -21,7 +21,7 @@ import pytest
 
 from litemirror.errors import OperationalError
 from litemirror.journal import Journal
-from litemirror.server.storage.database import Database, open_writer
+from litemirror.server.storage.database import Database
 from litemirror.server.storage.journal_writer import JournalWriter
 from litemirror.server.storage.statements import (
     ShutdownFlag,
@@ -31,6 +31,7 @@ from litemirror.server.storage.statements import (
     session_limit,
     shorten,
 )
+from litemirror.testing.databases import standalone_database
 
 #: Runs until stopped (an endless recursive CTE), as a read and as a write.
 ENDLESS_READ = (
@@ -49,21 +50,7 @@ async def database(tmp: Path) -> AsyncIterator[tuple[Database, Journal]]:
     jw = JournalWriter(journal, loop)
     pool = ThreadPoolExecutor(2)
     reads = ThreadPoolExecutor(2)
-    path = tmp / "app.db"
-    open_writer(str(path)).close()
-    db = Database(
-        "app",
-        path,
-        executor=pool,
-        read_executor=reads,
-        journal=jw,
-        epoch=lambda: 1,
-        group_max=64,
-        readers=2,
-        txn_idle_timeout=30,
-        checkpoint_pages=1000,
-        on_commit=lambda _n, _l: None,
-    )
+    db = standalone_database(tmp / "app.db", executor=pool, journal=jw, read_executor=reads)
     try:
         await db.open()
         await db.write("exec", "CREATE TABLE t (id INTEGER PRIMARY KEY, v)")
