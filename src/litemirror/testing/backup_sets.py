@@ -9,49 +9,21 @@ directory renamed into place, as the backup command does.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
-import apsw
-import zstandard
-
 from litemirror.backup.manifest import (
     MANIFEST_FILE,
-    DatabaseCopy,
     Manifest,
-    copy_file_name,
     encode,
     partial_name,
     set_name,
 )
 from litemirror.durable import fsync_dir, write_atomic
-from litemirror.engine import meta
-from litemirror.engine.checksum import table_checksums
-
-
-def _copy(source: Path, dest: Path) -> tuple[int, dict[str, str], str]:
-    """Copy ``source`` to ``dest`` with the backup API; its meta LSN, checksums, integrity."""
-    src = apsw.Connection(
-        f"file:{source}?mode=ro", flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI
-    )
-    dst = apsw.Connection(str(dest))
-    try:
-        with dst.backup("main", src, "main") as b:
-            while not b.done:
-                b.step(-1)
-    finally:
-        src.close()
-    try:
-        dst.execute("PRAGMA journal_mode=DELETE")
-        lsn = meta.read_lsn(dst)
-        tables = table_checksums(dst)
-        integrity = "\n".join(str(r[0]) for r in dst.execute("PRAGMA integrity_check"))
-    finally:
-        dst.close()
-    return lsn, tables, integrity
+from litemirror.server.storage.backup_copy import copy_database
+from litemirror.server.storage.statements import ShutdownFlag
 
 
 def write_backup_set(
@@ -72,26 +44,10 @@ def write_backup_set(
     partial.mkdir()
     copies = []
     for db, source in databases.items():
-        raw = partial / f"{db}.db.raw"
-        copy_lsn, tables, integrity = _copy(source, raw)
-        data = raw.read_bytes()
-        raw.unlink()
-        stored = zstandard.ZstdCompressor(level=3).compress(data)
-        file = copy_file_name(db)
-        write_atomic(partial / file, stored)
-        copies.append(
-            DatabaseCopy(
-                name=db,
-                file=file,
-                lsn=copy_lsn,
-                bytes=len(data),
-                stored_bytes=len(stored),
-                sha256=hashlib.sha256(stored).hexdigest(),
-                raw_sha256=hashlib.sha256(data).hexdigest(),
-                tables=tables,
-                integrity=integrity,
-            )
-        )
+        # The members' own copy: backup API, checks, zstd, sha256s.
+        result = copy_database(db, source, partial, ShutdownFlag())
+        assert result.problem is None, result.problem
+        copies.append(result.copy)
     manifest = Manifest(
         mirror=mirror,
         member=member,
